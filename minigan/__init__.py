@@ -1,0 +1,39 @@
+"""minigan: generative adversarial networks from scratch, with hand-written backprop.
+
+Only NumPy is imported here; matplotlib, CuPy and tqdm are imported by the
+functions that need them.
+"""
+
+__version__ = "0.1.0"
+
+from minigan.backend import (
+    array_module,
+    get_backend,
+    rng,
+    seed,
+    to_device,
+    to_numpy,
+    use,
+)
+from minigan.layers import (
+    BatchNorm1d,
+    Dense,
+    Dropout,
+    Layer,
+    LeakyReLU,
+    ReLU,
+    Sequential,
+    Sigmoid,
+    Tanh,
+)
+from minigan.losses import BCE, MSE, BCEWithLogits, SoftmaxCrossEntropy
+from minigan.optim import SGD, Adam
+
+__all__ = [
+    "__version__",
+    "array_module", "get_backend", "rng", "seed", "to_device", "to_numpy", "use",
+    "Layer", "Dense", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Dropout",
+    "BatchNorm1d", "Sequential",
+    "BCE", "BCEWithLogits", "MSE", "SoftmaxCrossEntropy",
+    "SGD", "Adam",
+]

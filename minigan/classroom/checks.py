@@ -1,0 +1,775 @@
+"""The visible checks of every exercise, and the small framework they are written in.
+
+A check tests one thing about the function (or class) around a solution region
+and is worth a number of points, all or nothing. It has two halves that run in
+two different processes:
+
+``prepare(ref, rng) -> dict of NumPy arrays``
+    runs in the grader's own process, on the REFERENCE minigan (the teacher's
+    copy with the solutions in it): it draws the inputs and computes what the
+    answer must be, including numerical gradients of the reference forward
+    pass, so no expected value ever depends on a student's code.
+``run(stu, fx)``
+    runs in a fresh subprocess on the STUDENT's copy, with ``fx`` those arrays
+    (passed through an ``.npz`` file, no pickle). It calls the student's code
+    and raises ``Fail("what is wrong")`` when the answer is off. Any other
+    exception is reported by the runner with its type, message and the
+    student's file and line.
+
+``ref`` and ``stu`` give modules by attribute: ``ref.functional``,
+``stu.optim``, ``stu.gan``, ...
+
+A check is attached to a *target*, the dotted name of the function or class
+that holds the solution region ("minigan.functional.dense_backward",
+"minigan.optim.Adam"); an exercise owns every check whose target contains one
+of its regions. So exercise ids can be renumbered without touching the checks.
+
+This file is loaded by path (as ``_minigan_classroom_checks``), never through
+``minigan.classroom``: in the grading subprocess ``minigan`` is the student's
+package, and the checks must be the grader's. It imports only NumPy.
+Checks with ``hidden=True`` live in ``hidden_checks.py``, which releases leave out.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+
+MODULE_NAME = "_minigan_classroom_checks"
+
+# (target, name) -> check instance, in registration order
+CHECKS: dict = {}
+
+
+class Fail(AssertionError):
+    """A check's verdict: the student's answer is wrong, and here is how."""
+
+
+class Check:
+    """Base class of a check; subclass it and decorate it with ``@check(...)``."""
+
+    target: str = ""
+    name: str = ""
+    points: float = 1
+    hidden: bool = False
+
+    @property
+    def key(self) -> str:
+        """A short stable id, used to name this check's arrays in fixture files."""
+        return "c%08x" % zlib.crc32(f"{self.target}|{self.name}".encode())
+
+    def prepare(self, ref, rng):  # pragma: no cover - overridden
+        return {}
+
+    def run(self, stu, fx):  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def matches(self, region_target: str | None) -> bool:
+        return bool(region_target) and (region_target == self.target
+                                        or region_target.startswith(self.target + "."))
+
+
+def check(target: str, name: str, points: float = 1, hidden: bool = False):
+    """Class decorator that registers a check of ``target`` worth ``points``."""
+
+    def register(cls):
+        inst = cls()
+        inst.target, inst.name, inst.points, inst.hidden = target, name, points, hidden
+        CHECKS[(target, name)] = inst
+        return cls
+
+    return register
+
+
+def checks_for(targets, hidden: bool = True) -> list:
+    """The checks (visible first, then hidden) whose target contains any of ``targets``."""
+    found = [c for c in CHECKS.values() if any(c.matches(t) for t in targets)]
+    found = [c for c in found if hidden or not c.hidden]
+    return [c for c in found if not c.hidden] + [c for c in found if c.hidden]
+
+
+def seed_for(chk) -> int:
+    """The seed of a check's ``rng``: fixed per check, so fixtures are reproducible."""
+    return zlib.crc32(f"{chk.target}|{chk.name}|seed".encode())
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def rel_error(a, b) -> float:
+    """||a - b|| / (||a|| + ||b||) in float64; 0 when both are 0."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    denom = np.linalg.norm(a) + np.linalg.norm(b)
+    return 0.0 if denom == 0 else float(np.linalg.norm(a - b) / denom)
+
+
+def numerical_gradient(f, x, dout=None, h=1e-6):
+    """Central differences of sum(f() * dout) (or of the scalar f()) with respect to x.
+
+    ``x`` is a float64 array that ``f`` reads; it is perturbed in place, one
+    entry at a time, and restored. Self-contained on purpose: the grader's
+    expected gradients depend on nothing but NumPy and the reference forward.
+    """
+    if x.dtype != np.float64:
+        raise TypeError("numerical_gradient needs float64 inputs")
+    grad = np.zeros_like(x)
+
+    def objective():
+        out = f()
+        if dout is None:
+            return float(out)
+        return float(np.sum(np.asarray(out) * dout))
+
+    for index in np.ndindex(*x.shape):
+        old = float(x[index])
+        x[index] = old + h
+        plus = objective()
+        x[index] = old - h
+        minus = objective()
+        x[index] = old
+        grad[index] = (plus - minus) / (2.0 * h)
+    return grad
+
+
+def describe(value) -> str:
+    """A short description of what a student's function returned."""
+    if isinstance(value, np.ndarray):
+        return f"an array of shape {value.shape} and dtype {value.dtype}"
+    if value is None:
+        return "None"
+    if isinstance(value, (tuple, list)):
+        return f"a {type(value).__name__} of {len(value)} items"
+    mod = type(value).__module__
+    if mod.startswith("cupy"):
+        return f"a CuPy array of shape {value.shape} (the grader runs on NumPy)"
+    return f"a {type(value).__name__}"
+
+
+def unpack(result, names, func: str):
+    """``result`` as a tuple of ``len(names)`` items, or a Fail that says what came back."""
+    if len(names) == 1:
+        return (result,)
+    if not isinstance(result, (tuple, list)) or len(result) != len(names):
+        raise Fail(f"{func} must return a tuple ({', '.join(names)}), but it returned "
+                   f"{describe(result)}")
+    return tuple(result)
+
+
+def _hint(got, expected, factor_hints=None) -> str:
+    """A guess at what went wrong, from how ``got`` relates to ``expected``."""
+    if got.shape != expected.shape:
+        if got.shape == expected.shape[::-1]:
+            return " (transposed?)"
+        if got.ndim == expected.ndim + 1 and got.shape[1:] == expected.shape:
+            return " (did you forget to sum over the batch axis?)"
+        if got.size == expected.size:
+            return " (same number of entries: a reshape or a transpose is missing?)"
+        return ""
+    if not np.all(np.isfinite(got)):
+        return " (it contains NaN or inf)"
+    if np.linalg.norm(expected) == 0:
+        return ""
+    if rel_error(got, -expected) < 1e-6:
+        return " (the sign is flipped)"
+    if got.ndim == 2 and got.shape[0] == got.shape[1] and rel_error(got, expected.T) < 1e-6:
+        return " (it is transposed)"
+    factor = float(np.sum(got * expected) / np.sum(expected * expected))
+    if factor != 0 and abs(factor - 1) > 1e-3 and rel_error(got, factor * expected) < 1e-6:
+        for f, why in (factor_hints or {}).items():
+            if abs(factor - f) < 1e-6 * max(1.0, abs(f)):
+                return f" (it is {factor:.6g} times the right value: {why})"
+        return f" (it is {factor:.6g} times the right value)"
+    return ""
+
+
+def compare(name, got, expected, tol, dtype=None, factor_hints=None):
+    """None if ``got`` matches ``expected`` within relative error ``tol``, else a message."""
+    expected = np.asarray(expected)
+    if not isinstance(got, np.ndarray):
+        if np.isscalar(got) and expected.shape == ():
+            got = np.asarray(got)
+        else:
+            return f"{name} should be an array of shape {expected.shape}, got {describe(got)}"
+    if got.shape != expected.shape:
+        return (f"{name} has the wrong shape: expected {expected.shape}, received {got.shape}"
+                f"{_hint(got, expected)}")
+    if dtype is not None and got.dtype != np.dtype(dtype):
+        return (f"{name} has dtype {got.dtype}, expected {np.dtype(dtype)} "
+                "(float32 in must give float32 out: beware of float64 constants and np.float64 scalars)")
+    if not np.all(np.isfinite(got)) and np.all(np.isfinite(expected)):
+        return f"{name} contains NaN or inf"
+    err = rel_error(got, expected)
+    if not err <= tol:
+        return (f"{name} is wrong: relative error {err:.1e} (tolerance {tol:.0e})"
+                f"{_hint(got, expected, factor_hints)}")
+    return None
+
+
+def expect(problems):
+    """Raise one Fail listing every problem (None entries are ignored)."""
+    problems = [p for p in problems if p]
+    if problems:
+        raise Fail("; ".join(problems))
+
+
+def unchanged(name, before, after):
+    if not (before.shape == after.shape and np.array_equal(before, after)):
+        return (f"{name} was modified in place; the functions must not change their inputs "
+                "(write `dx = dout * ...`, not `dout *= ...`)")
+    return None
+
+
+def as_float(name, value):
+    """A loss as a Python float: accepts a float or a 0-d (or size-1) array."""
+    try:
+        arr = np.asarray(value)
+        if arr.size != 1:
+            raise Fail(f"{name} should be a single number, got {describe(value)}")
+        return float(arr.reshape(()))
+    except (TypeError, ValueError):
+        raise Fail(f"{name} should be a number, got {describe(value)}") from None
+
+
+# ------------------------------------------------------------------ gradient checks
+
+
+def _grads_check(ref, rng, forward, shapes, backward_names, make=None, extra=None):
+    """Fixture for a backward check: inputs, upstream gradient, numerical gradients.
+
+    ``forward(ref, *arrays) -> out`` is the reference forward; ``shapes`` names
+    the inputs in order; gradients are taken with respect to every input.
+    """
+    arrays = {}
+    for name, shape in shapes.items():
+        arrays[name] = make(name, shape) if make else rng.standard_normal(shape)
+    out = np.asarray(forward(ref, *arrays.values()))
+    dout = rng.standard_normal(out.shape)
+    fx = dict(arrays, dout=dout)
+    for (name, x), gname in zip(arrays.items(), backward_names):
+        fx["num_" + gname] = numerical_gradient(lambda: forward(ref, *arrays.values()), x, dout)
+    fx.update(extra or {})
+    return fx
+
+
+def _grad_problems(func, got, names, fx, tol=1e-6, dtype=None):
+    got = unpack(got, names, func)
+    return [compare(n, g, fx["num_" + n], tol, dtype=dtype) for n, g in zip(names, got)]
+
+
+def _float32(fx, *names):
+    return {n: fx[n].astype(np.float32) for n in names}
+
+
+# ------------------------------------------------------------------------- 1: layers
+
+DENSE_SHAPES = {"x": (4, 5), "W": (5, 3), "b": (3,)}
+
+
+def _dense_out(ref, x, W, b):
+    return ref.functional.dense_forward(x, W, b)[0]
+
+
+@check("minigan.functional.dense_forward", "out matches the reference (float64)", points=2)
+class DenseForwardValues(Check):
+    def prepare(self, ref, rng):
+        fx = {k: rng.standard_normal(s) for k, s in DENSE_SHAPES.items()}
+        fx["out"] = _dense_out(ref, fx["x"].copy(), fx["W"].copy(), fx["b"].copy())
+        return fx
+
+    def run(self, stu, fx):
+        x, W, b = fx["x"].copy(), fx["W"].copy(), fx["b"].copy()
+        out, _cache = unpack(stu.functional.dense_forward(x, W, b), ("out", "cache"), "dense_forward")
+        expect([compare("out", out, fx["out"], 1e-10)])
+
+
+@check("minigan.functional.dense_forward", "float32 stays float32; x, W, b are not modified")
+class DenseForwardFloat32(Check):
+    def prepare(self, ref, rng):
+        fx = {k: rng.standard_normal(s).astype(np.float32) for k, s in DENSE_SHAPES.items()}
+        fx["out"] = _dense_out(ref, *(fx[k].astype(np.float64) for k in "xWb"))
+        return fx
+
+    def run(self, stu, fx):
+        x, W, b = fx["x"].copy(), fx["W"].copy(), fx["b"].copy()
+        out, _ = unpack(stu.functional.dense_forward(x, W, b), ("out", "cache"), "dense_forward")
+        expect([compare("out", out, fx["out"], 1e-5, dtype=np.float32),
+                unchanged("x", fx["x"], x), unchanged("W", fx["W"], W), unchanged("b", fx["b"], b)])
+
+
+@check("minigan.functional.dense_backward", "dx, dW, db match numerical gradients (float64)", points=2)
+class DenseBackwardGradients(Check):
+    def prepare(self, ref, rng):
+        return _grads_check(ref, rng, _dense_out, DENSE_SHAPES, ("dx", "dW", "db"))
+
+    def run(self, stu, fx):
+        F = stu.functional
+        _, cache = F.dense_forward(fx["x"].copy(), fx["W"].copy(), fx["b"].copy())
+        got = F.dense_backward(fx["dout"].copy(), cache)
+        expect(_grad_problems("dense_backward", got, ("dx", "dW", "db"), fx))
+
+
+@check("minigan.functional.dense_backward", "float32 stays float32; dout is not modified")
+class DenseBackwardFloat32(Check):
+    def prepare(self, ref, rng):
+        fx = _grads_check(ref, rng, _dense_out, DENSE_SHAPES, ("dx", "dW", "db"))
+        fx.update({k + "32": v for k, v in _float32(fx, "x", "W", "b", "dout").items()})
+        return fx
+
+    def run(self, stu, fx):
+        F = stu.functional
+        _, cache = F.dense_forward(fx["x32"].copy(), fx["W32"].copy(), fx["b32"].copy())
+        dout = fx["dout32"].copy()
+        got = F.dense_backward(dout, cache)
+        expect(_grad_problems("dense_backward", got, ("dx", "dW", "db"), fx, tol=1e-5,
+                              dtype=np.float32) + [unchanged("dout", fx["dout32"], dout)])
+
+
+def _leaky_out(slope):
+    return lambda ref, x: ref.functional.leaky_relu_forward(x, slope)[0]
+
+
+def _off_kinks(rng, shape, margin=0.1):
+    """Inputs at least ``margin`` away from 0, where ReLU-like functions have a kink."""
+    x = rng.uniform(margin, 2.0, size=shape)
+    return x * rng.choice([-1.0, 1.0], size=shape)
+
+
+@check("minigan.functional.leaky_relu_backward", "dx matches the numerical gradient (slope 0.2, float64)",
+       points=2)
+class LeakyReluGradients(Check):
+    def prepare(self, ref, rng):
+        return _grads_check(ref, rng, _leaky_out(0.2), {"x": (5, 6)}, ("dx",),
+                            make=lambda n, s: _off_kinks(rng, s))
+
+    def run(self, stu, fx):
+        F = stu.functional
+        _, cache = F.leaky_relu_forward(fx["x"].copy(), 0.2)
+        got = F.leaky_relu_backward(fx["dout"].copy(), cache)
+        expect(_grad_problems("leaky_relu_backward", got, ("dx",), fx))
+
+
+@check("minigan.functional.leaky_relu_backward",
+       "default slope 0.01; float32 stays float32; dout is not modified")
+class LeakyReluFloat32(Check):
+    def prepare(self, ref, rng):
+        fx = _grads_check(ref, rng, _leaky_out(0.01), {"x": (4, 3)}, ("dx",),
+                          make=lambda n, s: _off_kinks(rng, s))
+        fx.update({k + "32": v for k, v in _float32(fx, "x", "dout").items()})
+        return fx
+
+    def run(self, stu, fx):
+        F = stu.functional
+        _, cache = F.leaky_relu_forward(fx["x32"].copy())
+        dout = fx["dout32"].copy()
+        got = F.leaky_relu_backward(dout, cache)
+        expect(_grad_problems("leaky_relu_backward", got, ("dx",), fx, tol=1e-5, dtype=np.float32)
+               + [unchanged("dout", fx["dout32"], dout)])
+
+
+def _activation_checks(kind, low, high):
+    fwd_name, bwd_name = f"{kind}_forward", f"{kind}_backward"
+    target = f"minigan.functional.{bwd_name}"
+
+    def out(ref, x):
+        return getattr(ref.functional, fwd_name)(x)[0]
+
+    @check(target, "dx matches the numerical gradient (float64)", points=2)
+    class Gradients(Check):
+        def prepare(self, ref, rng):
+            return _grads_check(ref, rng, out, {"x": (4, 5)}, ("dx",),
+                                make=lambda n, s: rng.uniform(low, high, size=s))
+
+        def run(self, stu, fx):
+            F = stu.functional
+            _, cache = getattr(F, fwd_name)(fx["x"].copy())
+            got = getattr(F, bwd_name)(fx["dout"].copy(), cache)
+            expect(_grad_problems(bwd_name, got, ("dx",), fx))
+
+    @check(target, "float32 stays float32; dout is not modified")
+    class Float32(Check):
+        def prepare(self, ref, rng):
+            fx = _grads_check(ref, rng, out, {"x": (3, 4)}, ("dx",),
+                              make=lambda n, s: rng.uniform(low, high, size=s))
+            fx.update({k + "32": v for k, v in _float32(fx, "x", "dout").items()})
+            return fx
+
+        def run(self, stu, fx):
+            F = stu.functional
+            _, cache = getattr(F, fwd_name)(fx["x32"].copy())
+            dout = fx["dout32"].copy()
+            got = getattr(F, bwd_name)(dout, cache)
+            expect(_grad_problems(bwd_name, got, ("dx",), fx, tol=1e-5, dtype=np.float32)
+                   + [unchanged("dout", fx["dout32"], dout)])
+
+
+_activation_checks("sigmoid", -4.0, 4.0)
+_activation_checks("tanh", -2.5, 2.5)
+
+
+def _bn_out(ref, x, gamma, beta):
+    return ref.functional.batchnorm_forward(x, gamma, beta, train=True)[0]
+
+
+BN_SHAPES = {"x": (6, 4), "gamma": (4,), "beta": (4,)}
+
+
+def _bn_inputs(rng):
+    def make(name, shape):
+        if name == "x":
+            return rng.standard_normal(shape) * 2.0 + 0.5
+        if name == "gamma":
+            return rng.uniform(0.5, 1.5, size=shape)
+        return rng.standard_normal(shape)
+    return make
+
+
+@check("minigan.functional.batchnorm_backward",
+       "dx, dgamma, dbeta match numerical gradients in training mode (float64)", points=2)
+class BatchNormGradients(Check):
+    def prepare(self, ref, rng):
+        return _grads_check(ref, rng, _bn_out, BN_SHAPES, ("dx", "dgamma", "dbeta"), make=_bn_inputs(rng))
+
+    def run(self, stu, fx):
+        F = stu.functional
+        _, cache = F.batchnorm_forward(fx["x"].copy(), fx["gamma"].copy(), fx["beta"].copy(), train=True)
+        got = F.batchnorm_backward(fx["dout"].copy(), cache)
+        expect(_grad_problems("batchnorm_backward", got, ("dx", "dgamma", "dbeta"), fx))
+
+
+@check("minigan.functional.batchnorm_backward", "float32 stays float32; dout is not modified")
+class BatchNormFloat32(Check):
+    def prepare(self, ref, rng):
+        fx = _grads_check(ref, rng, _bn_out, BN_SHAPES, ("dx", "dgamma", "dbeta"), make=_bn_inputs(rng))
+        fx.update({k + "32": v for k, v in _float32(fx, "x", "gamma", "beta", "dout").items()})
+        return fx
+
+    def run(self, stu, fx):
+        F = stu.functional
+        _, cache = F.batchnorm_forward(fx["x32"].copy(), fx["gamma32"].copy(), fx["beta32"].copy(),
+                                       train=True)
+        dout = fx["dout32"].copy()
+        got = F.batchnorm_backward(dout, cache)
+        expect(_grad_problems("batchnorm_backward", got, ("dx", "dgamma", "dbeta"), fx, tol=1e-4,
+                              dtype=np.float32) + [unchanged("dout", fx["dout32"], dout)])
+
+
+# --------------------------------------------------------------------------- 2: loss
+
+
+def _bce_fixture(ref, logits, targets):
+    loss = float(ref.functional.bce_with_logits(logits, targets)[0])
+    num = numerical_gradient(lambda: ref.functional.bce_with_logits(logits, targets)[0], logits)
+    return {"logits": logits, "targets": targets, "loss": np.float64(loss), "num_dlogits": num}
+
+
+def _bce_problems(fx, loss, dlogits, tol, dtype=None):
+    n = fx["logits"].size
+    hints = {float(n): f"the gradient of the MEAN over all {n} entries divides by {n}",
+             1.0 / n: f"the gradient of the MEAN over all {n} entries divides by {n} once, not twice"}
+    problems = [compare("dlogits", dlogits, fx["num_dlogits"], tol, dtype=dtype, factor_hints=hints)]
+    value = as_float("loss", loss)
+    err = rel_error(value, fx["loss"])
+    if not err <= tol:
+        why = ""
+        if abs(value - fx["loss"] * n) <= 1e-6 * abs(fx["loss"] * n):
+            why = f" (it looks like the sum over the {n} entries, not the mean)"
+        problems.insert(0, f"loss is wrong: got {value:.8g}, expected {float(fx['loss']):.8g}, "
+                           f"relative error {err:.1e}{why}")
+    return problems
+
+
+@check("minigan.functional.bce_with_logits", "loss and dlogits match the reference (float64)", points=2)
+class BCEValues(Check):
+    def prepare(self, ref, rng):
+        logits = rng.uniform(-4, 4, size=(8, 1))
+        targets = rng.integers(0, 2, size=(8, 1)).astype(np.float64)
+        return _bce_fixture(ref, logits, targets)
+
+    def run(self, stu, fx):
+        loss, dlogits = unpack(stu.functional.bce_with_logits(fx["logits"].copy(), fx["targets"].copy()),
+                               ("loss", "dlogits"), "bce_with_logits")
+        expect(_bce_problems(fx, loss, dlogits, 1e-7))
+
+
+@check("minigan.functional.bce_with_logits",
+       "stable for logits of +-1000 (no overflow, no NaN); float32 stays float32; inputs not modified")
+class BCEStable(Check):
+    def prepare(self, ref, rng):
+        logits = np.array([[-1000.0], [1000.0], [-60.0], [60.0], [0.0], [3.0]])
+        targets = np.array([[0.0], [1.0], [1.0], [0.0], [1.0], [0.0]])
+        fx = _bce_fixture(ref, logits, targets)
+        fx["logits32"], fx["targets32"] = logits.astype(np.float32), targets.astype(np.float32)
+        return fx
+
+    def run(self, stu, fx):
+        logits, targets = fx["logits32"].copy(), fx["targets32"].copy()
+        with np.errstate(over="raise", invalid="raise", divide="raise"):
+            try:
+                result = stu.functional.bce_with_logits(logits, targets)
+            except FloatingPointError as err:
+                raise Fail(f"not numerically stable: NumPy reported '{err}' for logits of "
+                           "+-1000; no exp() may overflow and no log() may see 0") from None
+        loss, dlogits = unpack(result, ("loss", "dlogits"), "bce_with_logits")
+        if not np.isfinite(as_float("loss", loss)):
+            raise Fail(f"loss is {as_float('loss', loss)} for logits of +-1000: not numerically "
+                       "stable (no exp() may overflow and no log() may see 0)")
+        expect(_bce_problems(fx, loss, dlogits, 1e-5, dtype=np.float32)
+               + [unchanged("logits", fx["logits32"], logits),
+                  unchanged("targets", fx["targets32"], targets)])
+
+
+# --------------------------------------------------------------------- 3: optimisers
+
+
+class _OptimizerCheck(Check):
+    """Runs an optimiser on two parameters for a few steps, feeding gradients in place."""
+
+    cls = "SGD"
+    kwargs: dict = {}
+    steps = 5
+    dtype = np.float64
+    constant = False
+
+    def make_grads(self, rng, shapes):
+        if self.constant:
+            g = [rng.standard_normal(s) for s in shapes]
+            return [[gi.copy() for gi in g] for _ in range(self.steps)]
+        return [[rng.standard_normal(s) for s in shapes] for _ in range(self.steps)]
+
+    def prepare(self, ref, rng):
+        shapes = [(3, 4), (4,)]
+        fx = {f"p{i}": rng.standard_normal(s).astype(self.dtype) for i, s in enumerate(shapes)}
+        grads = self.make_grads(rng, shapes)
+        for t, gs in enumerate(grads):
+            for i, g in enumerate(gs):
+                fx[f"g{i}_{t}"] = g.astype(self.dtype)
+        fx.update(self.expected(ref, fx, len(shapes)))
+        return fx
+
+    def trajectory(self, mod, fx, n):
+        """Parameter values after each step, running ``mod``'s optimiser."""
+        params = [(fx[f"p{i}"].copy(), np.zeros_like(fx[f"p{i}"])) for i in range(n)]
+        opt = getattr(mod.optim, self.cls)(params, **self.kwargs)
+        out, objects = [], [p for p, _ in params]
+        for t in range(self.steps):
+            for i, (_, g) in enumerate(params):
+                g[...] = fx[f"g{i}_{t}"]
+            opt.step()
+            out.append([p.copy() for p, _ in params])
+        return out, objects, [p for p, _ in params]
+
+    def expected(self, ref, fx, n):
+        traj, _, _ = self.trajectory(ref, fx, n)
+        return {f"after{i}_{t}": traj[t][i] for t in range(self.steps) for i in range(n)}
+
+    def run(self, stu, fx):
+        n = sum(1 for k in fx if k.startswith("p") and k[1:].isdigit())
+        traj, objects, final = self.trajectory(stu, fx, n)
+        for i in range(n):
+            if final[i] is not objects[i]:
+                raise Fail("step() replaced a parameter array; it must update it in place")
+        for t in range(self.steps):
+            for i in range(n):
+                before = fx[f"p{i}"] if t == 0 else fx[f"after{i}_{t - 1}"]
+                got_step = traj[t][i] - (fx[f"p{i}"] if t == 0 else traj[t - 1][i])
+                want_step = fx[f"after{i}_{t}"] - before
+                if t == 0 and np.array_equal(traj[0][i], fx[f"p{i}"]) and np.any(want_step):
+                    raise Fail("step() did not change the parameters: update them in place "
+                               "(p -= ..., or p[...] = ...; `p = p - ...` only rebinds a local name)")
+                err = rel_error(got_step, want_step)
+                if not err <= self.tol:
+                    ratio = np.linalg.norm(got_step) / max(np.linalg.norm(want_step), 1e-300)
+                    raise Fail(f"the update of step {t + 1} (parameter {i}, shape {want_step.shape}) "
+                               f"is wrong: relative error {err:.1e}, its size is {ratio:.3g} times "
+                               f"the expected one{self.hint(t, ratio)}")
+        return None
+
+    tol = 1e-7
+
+    def hint(self, t, ratio):
+        return ""
+
+
+@check("minigan.optim.SGD", "plain SGD (momentum 0): p -= lr * grad, in place")
+class SGDPlain(_OptimizerCheck):
+    cls, kwargs, steps = "SGD", {"lr": 0.1}, 3
+
+
+@check("minigan.optim.SGD", "momentum 0.9, constant gradient: matches the closed form over 6 steps",
+       points=2)
+class SGDMomentumClosedForm(_OptimizerCheck):
+    cls, kwargs, steps, constant = "SGD", {"lr": 0.05, "momentum": 0.9}, 6, True
+
+    def expected(self, ref, fx, n):
+        # v_t = g (1 - mu^t) / (1 - mu): the velocity of t steps with a constant g
+        lr, mu = self.kwargs["lr"], self.kwargs["momentum"]
+        out = {}
+        for i in range(n):
+            p = fx[f"p{i}"].copy()
+            for t in range(self.steps):
+                p = p - lr * fx[f"g{i}_{t}"] * (1 - mu ** (t + 1)) / (1 - mu)
+                out[f"after{i}_{t}"] = p
+        return out
+
+    def hint(self, t, ratio):
+        if t == 0:
+            return " (on the first step the velocity is the gradient itself: v = g)"
+        return " (v <- momentum * v + g, then p -= lr * v)"
+
+
+@check("minigan.optim.SGD", "momentum 0.5 with changing gradients, float32: matches the reference")
+class SGDMomentumReference(_OptimizerCheck):
+    # float32 steps are compared as differences of rounded parameters: a large lr
+    # keeps the rounding (~1e-7 |p|) small next to the step.
+    cls, kwargs, steps, dtype, tol = "SGD", {"lr": 0.1, "momentum": 0.5}, 4, np.float32, 1e-4
+
+
+@check("minigan.optim.Adam",
+       "constant gradient: every step moves p by lr * g / (|g| + eps), the bias-corrected closed form",
+       points=2)
+class AdamClosedForm(_OptimizerCheck):
+    cls, kwargs, steps, constant = "Adam", {"lr": 0.01, "betas": (0.9, 0.999), "eps": 1e-8}, 5, True
+
+    def expected(self, ref, fx, n):
+        lr, eps = self.kwargs["lr"], self.kwargs["eps"]
+        out = {}
+        for i in range(n):
+            p = fx[f"p{i}"].copy()
+            for t in range(self.steps):
+                g = fx[f"g{i}_{t}"]
+                p = p - lr * g / (np.abs(g) + eps)
+                out[f"after{i}_{t}"] = p
+        return out
+
+    def hint(self, t, ratio):
+        return (" (with a constant gradient the bias-corrected m_hat = m / (1 - b1^t) and "
+                "v_hat = v / (1 - b2^t) equal g and g^2 at every step t = 1, 2, ...: is the bias "
+                "correction missing or using the wrong t?)")
+
+
+@check("minigan.optim.Adam", "betas (0.5, 0.999), changing gradients, float32: matches the reference")
+class AdamReference(_OptimizerCheck):
+    cls, dtype, tol = "Adam", np.float32, 1e-4
+    kwargs = {"lr": 0.05, "betas": (0.5, 0.999), "eps": 1e-8}
+
+
+# --------------------------------------------------------------------------- 4: GAN
+
+
+class RecordingOptimizer:
+    """A stand-in optimiser for the GAN checks: p -= lr * g, and a copy of every gradient seen.
+
+    It keeps the check of the generator step independent of the optimiser exercises.
+    """
+
+    def __init__(self, params, lr=0.1):
+        self.params, self.lr, self.seen = list(params), lr, []
+
+    def step(self):
+        self.seen.append([g.copy() for _, g in self.params])
+        for p, g in self.params:
+            p -= self.lr * g
+
+    def zero_grad(self):
+        for _, g in self.params:
+            g.fill(0)
+
+
+def _gan_models(mod, dtype):
+    L = mod.layers
+    G = L.Sequential(L.Dense(3, 6, dtype=dtype), L.LeakyReLU(0.2), L.Dense(6, 2, dtype=dtype))
+    D = L.Sequential(L.Dense(2, 5, dtype=dtype), L.LeakyReLU(0.2), L.Dense(5, 1, dtype=dtype))
+    return G, D
+
+
+def _gan_setup(mod, fx, dtype, g_loss="non-saturating"):
+    """Models with the fixture's parameters (and gradients), a GAN, and its noise."""
+    G, D = _gan_models(mod, dtype)
+    for prefix, model in (("G", G), ("D", D)):
+        for i, (p, g) in enumerate(model.parameters()):
+            p[...] = fx[f"{prefix}p{i}"]
+            g[...] = fx[f"{prefix}g{i}"]
+    g_opt, d_opt = RecordingOptimizer(G.parameters()), RecordingOptimizer(D.parameters())
+    gan = mod.gan.GAN(G, D, 3, g_opt, d_opt, g_loss=g_loss)
+    return gan, G, D, g_opt, d_opt
+
+
+class _GeneratorStepCheck(Check):
+    dtype = np.float64
+    g_loss = "non-saturating"
+    stale_g_grads = False
+
+    def prepare(self, ref, rng):
+        G, D = _gan_models(ref, self.dtype)
+        fx = {"z": rng.standard_normal((7, 3)).astype(self.dtype)}
+        for prefix, model in (("G", G), ("D", D)):
+            for i, (p, g) in enumerate(model.parameters()):
+                fx[f"{prefix}p{i}"] = (rng.standard_normal(p.shape) * 0.7).astype(self.dtype)
+                stale = prefix == "D" or self.stale_g_grads
+                fx[f"{prefix}g{i}"] = (rng.standard_normal(p.shape) if stale
+                                       else np.zeros(p.shape)).astype(self.dtype)
+        gan, G, D, g_opt, _ = _gan_setup(ref, fx, self.dtype, self.g_loss)
+        stats = gan.generator_step(gan.generate(fx["z"].copy()))
+        fx["g_loss"] = np.float64(stats["g_loss"])
+        for i, g in enumerate(g_opt.seen[0]):
+            fx[f"want_g{i}"] = g
+        for i, (p, _) in enumerate(G.parameters()):
+            fx[f"want_p{i}"] = p.copy()
+        return fx
+
+    def outcome(self, stu, fx):
+        gan, G, D, g_opt, d_opt = _gan_setup(stu, fx, self.dtype, self.g_loss)
+        stats = gan.generator_step(gan.generate(fx["z"].copy()))
+        return stats, G, D, g_opt, d_opt
+
+    def g_problems(self, stats, G, g_opt, fx, tol):
+        if len(g_opt.seen) != 1:
+            return [f"generator_step called G's optimizer step() {len(g_opt.seen)} times, expected once"]
+        problems = []
+        if not isinstance(stats, dict) or "g_loss" not in stats:
+            problems.append(f"generator_step must return a dict with 'g_loss', got {describe(stats)}")
+        else:
+            err = rel_error(as_float("g_loss", stats["g_loss"]), fx["g_loss"])
+            if not err <= tol:
+                problems.append(f"g_loss is wrong: got {as_float('g_loss', stats['g_loss']):.8g}, "
+                                f"expected {float(fx['g_loss']):.8g} (relative error {err:.1e})")
+        names = [f"G {'W' if i % 2 == 0 else 'b'}{i // 2 + 1}" for i in range(len(g_opt.seen[0]))]
+        for i, g in enumerate(g_opt.seen[0]):
+            msg = compare(f"the gradient of {names[i]} at the optimizer step", g, fx[f"want_g{i}"], tol)
+            if msg:
+                problems.append(msg)
+                break  # the first wrong gradient says enough
+        return problems
+
+
+@check("minigan.gan.GAN.generator_step",
+       "G's gradients, its update and g_loss match the reference (float64)", points=2)
+class GeneratorStepValues(_GeneratorStepCheck):
+    def run(self, stu, fx):
+        stats, G, D, g_opt, d_opt = self.outcome(stu, fx)
+        expect(self.g_problems(stats, G, g_opt, fx, 1e-8))
+
+
+@check("minigan.gan.GAN.generator_step",
+       "D's parameters and gradients stay bit-identical, D's optimizer is not stepped (float32)")
+class GeneratorStepLeavesD(_GeneratorStepCheck):
+    dtype = np.float32
+
+    def run(self, stu, fx):
+        stats, G, D, g_opt, d_opt = self.outcome(stu, fx)
+        problems = []
+        if d_opt.seen:
+            problems.append("the generator step called D's optimizer step(); only G is updated")
+        for i, (p, g) in enumerate(D.parameters()):
+            if p.dtype != np.float32 or not np.array_equal(p, fx[f"Dp{i}"]):
+                problems.append(f"D's parameter {i} (shape {p.shape}) changed: the generator step "
+                                "must not touch D's parameters")
+                break
+            if not np.array_equal(g, fx[f"Dg{i}"]):
+                problems.append(f"D's gradient {i} (shape {g.shape}) changed: run D's backward "
+                                "with param_grads=False in the generator step")
+                break
+        problems += self.g_problems(stats, G, g_opt, fx, 1e-4)
+        expect(problems)

@@ -1,0 +1,295 @@
+"""Gradient checking: compare a hand-written backward pass with central differences.
+
+For a function out = f(x) and a fixed upstream gradient G (random, so that every
+entry of the Jacobian matters and errors cannot cancel), the analytic dL/dx of
+L = sum(f(x) * G) must equal, entry by entry,
+
+    (L(x + eps e_i) - L(x - eps e_i)) / (2 eps)   + O(eps^2).
+
+Checks run in float64: in float32 the rounding error of L, about 1e-7 |L|,
+divided by 2 eps swamps the O(eps^2) truncation error for every useful eps.
+Keep inputs away from kinks (ReLU at 0): there the two one-sided slopes differ
+and no finite difference agrees with either.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from minigan.backend import array_module, to_numpy
+
+DEFAULT_EPS = 1e-6
+DEFAULT_ATOL = 1e-7
+DEFAULT_RTOL = 1e-5
+
+
+def rel_error(a, b):
+    """Relative error ||a - b|| / (||a|| + ||b||) (Euclidean norms; 0 when both are 0).
+
+    One number for a whole gradient, insensitive to entries that are tiny in
+    both: below 1e-7 the gradients agree, above 1e-2 something is wrong.
+    """
+    a = to_numpy(a).astype(np.float64)
+    b = to_numpy(b).astype(np.float64)
+    denom = np.linalg.norm(a) + np.linalg.norm(b)
+    return 0.0 if denom == 0 else float(np.linalg.norm(a - b) / denom)
+
+
+def _require_float64(x, name):
+    if x.dtype != np.float64:
+        raise TypeError(
+            f"gradient checks need float64 arrays, but {name} is {x.dtype}: in float32 the "
+            "rounding error of the finite difference is larger than the error being "
+            "checked for. Pass x.astype(np.float64) (check_layer converts layers itself).")
+
+
+def numerical_gradient(f, x, grad_out=None, eps=DEFAULT_EPS):
+    """Central-difference gradient of sum(f() * grad_out) with respect to the array x.
+
+    ``f`` takes no arguments and reads ``x``, which is perturbed in place, one
+    entry at a time, and restored. Without grad_out, f must return a scalar.
+    Returns an array of x's shape (float64).
+    """
+    _require_float64(x, "x")
+    xp = array_module(x)
+    grad = xp.zeros_like(x)
+
+    def objective():
+        out = f()
+        if grad_out is None:
+            return float(out)
+        return float((out * grad_out).sum())
+
+    for index in np.ndindex(*x.shape):  # indexes x itself: works for any memory layout
+        old = float(x[index])
+        x[index] = old + eps
+        plus = objective()
+        x[index] = old - eps
+        minus = objective()
+        x[index] = old
+        grad[index] = (plus - minus) / (2.0 * eps)
+    return grad
+
+
+@dataclass
+class GradientComparison:
+    """One gradient's check: the error and the worst entry."""
+    name: str
+    shape: tuple
+    rel_error: float = float("nan")
+    max_abs_error: float = float("nan")
+    worst_index: tuple = ()
+    analytic: float = float("nan")
+    numeric: float = float("nan")
+    ok: bool = False
+    problem: str = ""
+
+    def line(self):
+        if self.problem:
+            return f"  {self.name:<10} {str(self.shape):<14} {'':>9}  {'':>9}  {self.problem}"
+        status = "ok" if self.ok else "WRONG"
+        return (f"  {self.name:<10} {str(self.shape):<14} {self.rel_error:9.2e}  "
+                f"{self.max_abs_error:9.2e}  {str(self.worst_index):<12} {self.analytic:12.6g} "
+                f"{self.numeric:12.6g}  {status}")
+
+
+@dataclass
+class GradCheckResult:
+    """The outcome of a gradient check; ``print`` it for a table, test ``.ok``."""
+    what: str
+    comparisons: list = field(default_factory=list)
+    eps: float = DEFAULT_EPS
+    atol: float = DEFAULT_ATOL
+    rtol: float = DEFAULT_RTOL
+
+    @property
+    def ok(self):
+        return all(c.ok for c in self.comparisons)
+
+    @property
+    def max_rel_error(self):
+        return max((c.rel_error for c in self.comparisons), default=0.0)
+
+    def __bool__(self):
+        return self.ok
+
+    def wrong(self):
+        """The names of the gradients that failed."""
+        return [c.name for c in self.comparisons if not c.ok]
+
+    def __str__(self):
+        verdict = "passed" if self.ok else "FAILED for " + ", ".join(self.wrong())
+        head = (f"Gradient check of {self.what}: {verdict}\n"
+                f"  (float64, random upstream gradient, eps={self.eps:g}; an entry passes "
+                f"when |analytic - numeric| <= {self.atol:g} + {self.rtol:g} |numeric|)\n"
+                f"  {'gradient':<10} {'shape':<14} {'rel.error':>9}  {'max|diff|':>9}  "
+                f"{'worst entry':<12} {'analytic':>12} {'numeric':>12}  status")
+        return "\n".join([head] + [c.line() for c in self.comparisons])
+
+    __repr__ = __str__
+
+    def assert_ok(self):
+        """Raise AssertionError with the table when any gradient is wrong."""
+        if not self.ok:
+            raise AssertionError(str(self))
+        return self
+
+
+def compare(name, analytic, numeric, atol=DEFAULT_ATOL, rtol=DEFAULT_RTOL):
+    """Compare one analytic gradient with its numerical estimate."""
+    numeric = to_numpy(numeric)
+    result = GradientComparison(name=name, shape=tuple(numeric.shape))
+    if analytic is None:
+        result.problem = "missing: the backward returned None for this gradient"
+        return result
+    if not hasattr(analytic, "shape"):
+        result.problem = f"not an array: the backward returned a {type(analytic).__name__}"
+        return result
+    analytic = to_numpy(analytic)
+    if analytic.shape != numeric.shape:
+        result.problem = (f"wrong shape: expected {numeric.shape} (the input's), "
+                          f"got {analytic.shape}")
+        return result
+    a, n = analytic.astype(np.float64), numeric.astype(np.float64)
+    diff = np.abs(a - n)
+    if not np.all(np.isfinite(a)):
+        result.problem = "not finite: the analytic gradient has NaN or inf entries"
+        return result
+    excess = diff - (atol + rtol * np.abs(n))
+    worst = np.unravel_index(int(np.argmax(excess)), a.shape) if a.size else ()
+    result.rel_error = rel_error(a, n)
+    result.max_abs_error = float(diff.max()) if a.size else 0.0
+    result.worst_index = tuple(int(i) for i in worst)
+    result.analytic = float(a[worst]) if a.size else 0.0
+    result.numeric = float(n[worst]) if a.size else 0.0
+    result.ok = bool(np.all(excess <= 0))
+    return result
+
+
+def _random_like(out, seed):
+    # A stream of its own: with a plain default_rng(seed), a user who drew x from
+    # default_rng(0) would get grad_out == x, a degenerate direction for some ops.
+    rng = np.random.default_rng((seed, 0x6D696E6967616E))
+    xp = array_module(out)
+    return xp.asarray(rng.standard_normal(out.shape))
+
+
+def _input_names(forward, n):
+    """'dx', 'dW', 'db' from the forward's parameter names (x, W, b), else 'd(input i)'."""
+    try:
+        params = list(inspect.signature(forward).parameters)[:n]
+    except (TypeError, ValueError):
+        params = []
+    if len(params) == n:
+        return ["d" + p for p in params]
+    return [f"d(input {i})" for i in range(n)]
+
+
+def _find_backward(forward):
+    name = getattr(forward, "__name__", "")
+    if not name.endswith("_forward"):
+        raise ValueError(
+            f"cannot find the backward of {name or forward!r}: pass backward=... explicitly "
+            "(automatic lookup needs a function named '<op>_forward' beside '<op>_backward').")
+    backward_name = name[: -len("_forward")] + "_backward"
+    backward = getattr(forward, "__globals__", {}).get(backward_name)
+    if backward is None:
+        raise ValueError(f"no function '{backward_name}' found beside '{name}': pass backward=...")
+    return backward
+
+
+def check_backward(forward, inputs, grad_out=None, *, backward=None, kwargs=None,
+                   names=None, eps=DEFAULT_EPS, atol=DEFAULT_ATOL, rtol=DEFAULT_RTOL, seed=0):
+    """Check a functional pair ``forward(*inputs, **kwargs) -> (out, cache)``,
+    ``backward(dout, cache) -> grad or tuple of grads`` (one per input, in order).
+
+    ``backward`` defaults to the function named like ``forward`` with
+    "_backward" in place of "_forward". ``grad_out`` defaults to a standard
+    normal array (seeded by ``seed``) of the output's shape. Every input must be
+    float64. Returns a GradCheckResult: ``print`` it, or test ``.ok``.
+    """
+    kwargs = kwargs or {}
+    backward = backward or _find_backward(forward)
+    inputs = list(inputs)
+    for i, x in enumerate(inputs):
+        _require_float64(x, f"input {i}")
+    names = names or _input_names(forward, len(inputs))
+
+    out, cache = forward(*inputs, **kwargs)
+    if grad_out is None:
+        grad_out = _random_like(out, seed)
+    grads = backward(grad_out, cache)
+    if not isinstance(grads, tuple):
+        grads = (grads,)
+    what = f"{getattr(forward, '__name__', 'forward')} / {getattr(backward, '__name__', 'backward')}"
+    result = GradCheckResult(what, eps=eps, atol=atol, rtol=rtol)
+    if len(grads) != len(inputs):
+        result.comparisons.append(GradientComparison(
+            name="(all)", shape=(), problem=f"the backward returned {len(grads)} gradients "
+            f"for {len(inputs)} inputs"))
+        return result
+    for i, (x, analytic) in enumerate(zip(inputs, grads)):
+        numeric = numerical_gradient(lambda: forward(*inputs, **kwargs)[0], x, grad_out, eps)
+        result.comparisons.append(compare(names[i], analytic, numeric, atol, rtol))
+    return result
+
+
+def check_loss(loss_fn, pred, target, *, eps=DEFAULT_EPS, atol=DEFAULT_ATOL, rtol=DEFAULT_RTOL):
+    """Check ``loss_fn(pred, target) -> (loss, dpred)``: dpred against d(loss)/d(pred)."""
+    _require_float64(pred, "pred")
+    _, dpred = loss_fn(pred, target)
+    numeric = numerical_gradient(lambda: loss_fn(pred, target)[0], pred, None, eps)
+    result = GradCheckResult(getattr(loss_fn, "__name__", "loss"), eps=eps, atol=atol, rtol=rtol)
+    result.comparisons.append(compare("dpred", dpred, numeric, atol, rtol))
+    return result
+
+
+def _walk(layer):
+    yield layer
+    for child in getattr(layer, "layers", []):
+        yield from _walk(child)
+
+
+def check_layer(layer, x, grad_out=None, *, eps=DEFAULT_EPS, atol=DEFAULT_ATOL,
+                rtol=DEFAULT_RTOL, seed=0):
+    """Check a layer's (or a whole model's) dx and every parameter gradient.
+
+    Works on a float64 deep copy: the layer you pass is not touched. Random
+    layers (dropout) replay the same mask on every forward pass.
+    """
+    from minigan.layers import Dropout  # local: gradcheck is importable on its own
+
+    model = copy.deepcopy(layer).astype("float64")
+    x = x.astype(np.float64)
+    replay = []
+    for sub in _walk(model):
+        if isinstance(sub, Dropout) and sub.training and sub.p > 0:
+            if sub.rng is None:
+                sub.rng = np.random.default_rng(seed)
+            replay.append((sub.rng, copy.deepcopy(sub.rng.bit_generator.state)))
+
+    def run_forward():
+        for generator, state in replay:
+            generator.bit_generator.state = copy.deepcopy(state)
+        return model.forward(x)
+
+    out = run_forward()
+    if grad_out is None:
+        grad_out = _random_like(out, seed)
+    model.zero_grad()
+    dx = model.backward(grad_out)
+    analytic = {"dx": dx}
+    for name, _, g in model.named_parameters():
+        analytic["d" + name] = g.copy()
+    result = GradCheckResult(repr(layer).splitlines()[0] if not hasattr(layer, "short_repr")
+                             else layer.short_repr(), eps=eps, atol=atol, rtol=rtol)
+    numeric = numerical_gradient(run_forward, x, grad_out, eps)
+    result.comparisons.append(compare("dx", analytic["dx"], numeric, atol, rtol))
+    for name, p, _ in model.named_parameters():
+        numeric = numerical_gradient(run_forward, p, grad_out, eps)
+        result.comparisons.append(compare("d" + name, analytic["d" + name], numeric, atol, rtol))
+    return result
