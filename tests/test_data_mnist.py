@@ -207,6 +207,12 @@ def test_read_idx_truncated_payload_says_expected_and_got(tmp_path):
         read_idx(p)
 
 
+def test_read_idx_absurd_header_is_refused_before_allocating(tmp_path):
+    p = _write_gz(tmp_path / "x.gz", _idx(2051, [2**31, 2**16, 2**16], b"\x00" * 10))
+    with pytest.raises(IDXFormatError, match="corrupt header.*more than a .*-byte gzip file"):
+        read_idx(p)
+
+
 def test_read_idx_truncated_header(tmp_path):
     p = _write_gz(tmp_path / "x.gz", (2049).to_bytes(4, "big") + b"\x00\x01")
     with pytest.raises(IDXFormatError, match=r"truncated inside its header: expected 4 .* got 2"):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
 import sys
 import tempfile
@@ -169,7 +170,16 @@ def read_idx(path) -> np.ndarray:
                     f"dimensions for {kind}, got {len(dims_raw)}."
                 )
             shape = tuple(int(d) for d in np.frombuffer(dims_raw, dtype=">u4"))
-            expected = int(np.prod(shape, dtype=np.int64))
+            expected = math.prod(shape)  # Python ints: no overflow on a corrupt header
+            # Deflate expands at most ~1032:1, so a corrupt header cannot make us
+            # allocate more than the file could possibly hold.
+            limit = 1032 * path.stat().st_size + 1024
+            if expected > limit:
+                raise IDXFormatError(
+                    f"{path} has a corrupt header: it announces {kind} of shape {shape} "
+                    f"({expected} bytes), more than a {path.stat().st_size}-byte gzip file "
+                    "can hold."
+                )
             data = np.empty(shape, dtype=np.uint8)
             got = _readinto_exact(f, memoryview(data.reshape(-1)))
             if got < expected:

@@ -1,0 +1,185 @@
+"""Model builders: multilayer perceptrons and a whole GAN from a plain config dict.
+
+    G = mlp([2, 256, 256, 2], activation="leaky_relu", slope=0.2)
+    gan = build_gan({"latent_dim": 2, "data_dim": 2, "g_hidden": [256, 256],
+                     "d_hidden": [256, 256]}, seed=0)
+
+The config is a JSON-able dict (numbers, strings, lists): it is what a
+checkpoint stores to rebuild the architecture, and what ``minigan.presets``
+holds per dataset. Keys ``build_gan`` reads (others, such as "steps" or
+"batch_size", are left for the training command):
+
+=================  ================  ==============================================
+key                default           meaning
+=================  ================  ==============================================
+latent_dim         (required)        size of the noise z
+data_dim           (required)        size of a sample
+g_hidden           (required)        hidden widths of G, e.g. [256, 512, 1024]
+d_hidden           (required)        hidden widths of D, e.g. [1024, 512, 256]
+activation         "leaky_relu"      hidden activation of both nets ("relu", "tanh")
+slope              0.2               negative slope of the leaky ReLUs
+g_out              None              G's output activation: "tanh" or None (linear)
+g_batchnorm        False             batch norm after G's hidden Dense layers
+d_batchnorm        False             batch norm after D's hidden Dense layers
+d_dropout          0.0               dropout after D's hidden activations
+init               "glorot_uniform"  weight initialiser (a name in minigan.init)
+dtype              "float32"         parameter dtype
+lr_g, lr_d         2e-4              Adam learning rates
+betas              [0.5, 0.999]      Adam betas (both optimisers)
+g_loss             "non-saturating"  or "minimax"
+d_steps            1                 D updates per G update
+label_smoothing    0.0               one-sided: real targets become 1 - this
+=================  ================  ==============================================
+"""
+
+from __future__ import annotations
+
+import numbers
+
+from minigan.backend import get_backend, make_rng
+from minigan.layers import (
+    BatchNorm1d,
+    Dense,
+    Dropout,
+    LeakyReLU,
+    ReLU,
+    Sequential,
+    Sigmoid,
+    Tanh,
+)
+
+__all__ = ["mlp", "build_gan", "build_generator", "build_discriminator",
+           "CONFIG_DEFAULTS", "complete_config"]
+
+ACTIVATIONS = ("leaky_relu", "relu", "tanh", "sigmoid")
+OUT_ACTIVATIONS = (None, "tanh", "sigmoid")
+
+CONFIG_DEFAULTS = {
+    "activation": "leaky_relu",
+    "slope": 0.2,
+    "g_out": None,
+    "g_batchnorm": False,
+    "d_batchnorm": False,
+    "d_dropout": 0.0,
+    "init": "glorot_uniform",
+    "dtype": "float32",
+    "lr_g": 2e-4,
+    "lr_d": 2e-4,
+    "betas": [0.5, 0.999],
+    "g_loss": "non-saturating",
+    "d_steps": 1,
+    "label_smoothing": 0.0,
+}
+REQUIRED_KEYS = ("latent_dim", "data_dim", "g_hidden", "d_hidden")
+
+
+def _activation(name, slope):
+    if name == "leaky_relu":
+        return LeakyReLU(slope)
+    if name == "relu":
+        return ReLU()
+    if name == "tanh":
+        return Tanh()
+    if name == "sigmoid":
+        return Sigmoid()
+    raise ValueError(f"unknown activation {name!r}: expected one of {ACTIVATIONS}")
+
+
+def mlp(sizes, activation="leaky_relu", slope=0.2, out_activation=None, batchnorm=False,
+        dropout=0.0, init="glorot_uniform", dtype="float32", rng=None, backend=None):
+    """A multilayer perceptron ``Sequential`` with layer widths ``sizes``.
+
+    ``sizes = [in, h1, ..., hk, out]`` gives k+1 Dense layers; after each hidden
+    Dense comes (optionally) BatchNorm1d, the activation, and (optionally)
+    Dropout(dropout). The last Dense is followed by ``out_activation`` ("tanh",
+    "sigmoid" or None for a linear output, e.g. D's logit).
+    """
+    sizes = list(sizes)
+    if len(sizes) < 2:
+        raise ValueError(f"mlp needs at least an input and an output size, got sizes={sizes}")
+    for s in sizes:
+        if isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1:
+            raise ValueError(f"mlp sizes must be positive ints, got {sizes}")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}: expected one of {ACTIVATIONS}")
+    if out_activation not in OUT_ACTIVATIONS:
+        raise ValueError(f"unknown out_activation {out_activation!r}: expected one of "
+                         f"{OUT_ACTIVATIONS}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+    generator = make_rng(rng)
+    backend = get_backend() if backend is None else backend
+    layers = []
+    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(Dense(int(fan_in), int(fan_out), init=init, dtype=dtype, rng=generator,
+                            backend=backend))
+        if i == len(sizes) - 2:
+            break
+        if batchnorm:
+            layers.append(BatchNorm1d(int(fan_out), dtype=dtype, backend=backend))
+        layers.append(_activation(activation, slope))
+        if dropout:
+            # The dropout masks get their own stream, derived from the weights' generator.
+            layers.append(Dropout(dropout, rng=int(generator.integers(2**63))))
+    if out_activation is not None:
+        layers.append(_activation(out_activation, slope))
+    return Sequential(*layers)
+
+
+def complete_config(config):
+    """A copy of ``config`` with every default filled in; checks the required keys."""
+    if not isinstance(config, dict):
+        raise TypeError(f"a GAN config must be a dict, got {type(config).__name__}")
+    missing = [k for k in REQUIRED_KEYS if k not in config]
+    if missing:
+        raise ValueError(f"GAN config is missing {missing} (required: {list(REQUIRED_KEYS)})")
+    full = {**CONFIG_DEFAULTS, **config}
+    full["g_hidden"] = [int(h) for h in full["g_hidden"]]
+    full["d_hidden"] = [int(h) for h in full["d_hidden"]]
+    full["betas"] = [float(b) for b in full["betas"]]
+    return full
+
+
+def build_generator(config, backend=None, rng=None):
+    """G: latent_dim -> g_hidden... -> data_dim, output activation config["g_out"]."""
+    c = complete_config(config)
+    return mlp([c["latent_dim"], *c["g_hidden"], c["data_dim"]], activation=c["activation"],
+               slope=c["slope"], out_activation=c["g_out"], batchnorm=c["g_batchnorm"],
+               init=c["init"], dtype=c["dtype"], rng=rng, backend=backend)
+
+
+def build_discriminator(config, backend=None, rng=None):
+    """D: data_dim -> d_hidden... -> 1 logit (no sigmoid: losses work on logits)."""
+    c = complete_config(config)
+    return mlp([c["data_dim"], *c["d_hidden"], 1], activation=c["activation"],
+               slope=c["slope"], out_activation=None, batchnorm=c["d_batchnorm"],
+               dropout=c["d_dropout"], init=c["init"], dtype=c["dtype"], rng=rng,
+               backend=backend)
+
+
+def build_gan(config, backend=None, seed=None):
+    """A ``GAN`` with G, D and two Adam optimisers built from a config dict.
+
+    ``seed`` (an int, None for minigan's default generator) seeds G's weights,
+    D's weights and the noise generator with three independent streams, so the
+    same seed gives the same run.
+    """
+    from minigan.gan import GAN
+    from minigan.optim import Adam
+
+    c = complete_config(config)
+    backend = get_backend() if backend is None else backend
+    if seed is None:
+        base = make_rng(None)
+        g_rng, d_rng, noise_rng = (int(base.integers(2**63)) for _ in range(3))
+    else:
+        g_rng, d_rng, noise_rng = ((int(seed), k) for k in range(3))
+    import numpy as np
+    G = build_generator(c, backend=backend, rng=np.random.default_rng(g_rng))
+    D = build_discriminator(c, backend=backend, rng=np.random.default_rng(d_rng))
+    betas = tuple(c["betas"])
+    g_opt = Adam(G.parameters(), lr=c["lr_g"], betas=betas)
+    d_opt = Adam(D.parameters(), lr=c["lr_d"], betas=betas)
+    return GAN(G, D, c["latent_dim"], g_opt, d_opt, g_loss=c["g_loss"],
+               d_steps=int(c["d_steps"]), label_smoothing=c["label_smoothing"],
+               rng=np.random.default_rng(noise_rng))

@@ -1,0 +1,141 @@
+"""Shared test configuration: backends, hypothesis profile, environment.
+
+Backends
+    Tests that take the ``backend`` fixture (the name, "numpy" or "cupy") or the
+    ``xp`` fixture (the array module) run once per backend, from ONE test body.
+    By default both are collected and the CuPy cases are skipped, with the
+    reason, where CuPy is not installed or sees no GPU. To make CuPy the only,
+    required backend (a GPU machine running the whole suite on it):
+
+        MINIGAN_TEST_BACKEND=cupy python -m pytest          # or --backend=cupy
+
+    Then a missing CuPy or GPU is an error, never a skip. ``numpy`` selects
+    NumPy only; ``all`` (the default) both.
+
+Hypothesis
+    The "minigan" profile (the default) has no deadline (the suite shares two
+    cores with other work) and a modest number of examples; choose another
+    with HYPOTHESIS_PROFILE=thorough (more examples) or HYPOTHESIS_PROFILE=ci.
+
+Data
+    Real-data tests read $MINIGAN_DATA_DIR. It is never set here, even where
+    ../shared/data exists: unset, those tests skip and say how to enable them
+    (CI sets MINIGAN_DATA_DIR=../shared/data).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# Before anything can import matplotlib: no window, no display needed.
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+import minigan.backend as mb  # noqa: E402
+
+# ----------------------------------------------------------------- hypothesis
+
+_health = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
+           HealthCheck.data_too_large]
+settings.register_profile("minigan", deadline=None, max_examples=30,
+                          suppress_health_check=_health, print_blob=True)
+settings.register_profile("ci", deadline=None, max_examples=30, derandomize=True,
+                          suppress_health_check=_health, print_blob=True)
+settings.register_profile("thorough", deadline=None, max_examples=300,
+                          suppress_health_check=_health, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "minigan"))
+
+# -------------------------------------------------------------------- backends
+
+_BACKEND_CHOICES = ("all", "numpy", "cupy")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--backend", action="store", default=None, choices=_BACKEND_CHOICES,
+        help="array backends for the tests that take the `backend`/`xp` fixture: "
+             "'all' (default; CuPy cases skip without CuPy or a GPU), 'numpy', or "
+             "'cupy' (CuPy only and required: no GPU is an error). "
+             "Overrides $MINIGAN_TEST_BACKEND.")
+
+
+def _selected(config):
+    """('numpy', 'cupy') etc., and whether CuPy is required rather than optional."""
+    choice = config.getoption("--backend") or os.environ.get("MINIGAN_TEST_BACKEND", "all")
+    choice = choice.strip().lower() or "all"
+    if choice not in _BACKEND_CHOICES:
+        raise pytest.UsageError(
+            f"MINIGAN_TEST_BACKEND={choice!r}: expected one of {_BACKEND_CHOICES}")
+    if choice == "all":
+        return ("numpy", "cupy"), False
+    return (choice,), choice == "cupy"
+
+
+def cupy_unavailable_reason():
+    """None when CuPy works here, else why not (the backend's own message)."""
+    try:
+        mb._import_cupy()
+    except RuntimeError as err:
+        return str(err)
+    return None
+
+
+def pytest_report_header(config):
+    names, required = _selected(config)
+    reason = cupy_unavailable_reason()
+    lines = [f"minigan backends under test: {', '.join(names)}"
+             + (" (CuPy required)" if required else "")]
+    if "cupy" in names:
+        lines.append("CuPy: available" if reason is None else f"CuPy: unavailable: {reason}")
+    if not os.environ.get("MINIGAN_DATA_DIR"):
+        shared = REPO_ROOT.parent / "shared" / "data"
+        hint = (f"; {shared} exists: set MINIGAN_DATA_DIR=../shared/data to run them"
+                if shared.is_dir() else "")
+        lines.append(f"MINIGAN_DATA_DIR is not set: real-data tests will skip{hint}")
+    return lines
+
+
+def pytest_generate_tests(metafunc):
+    if "backend" in metafunc.fixturenames:
+        names, _ = _selected(metafunc.config)
+        metafunc.parametrize("backend", names, indirect=True)
+
+
+@pytest.fixture
+def backend(request):
+    """The backend name for this case; minigan.use() is set to it for the test."""
+    name = request.param
+    if name == "cupy":
+        reason = cupy_unavailable_reason()
+        if reason is not None:
+            _, required = _selected(request.config)
+            if required:
+                pytest.fail(f"MINIGAN_TEST_BACKEND=cupy (or --backend=cupy) requires CuPy "
+                            f"and a GPU, but: {reason}", pytrace=False)
+            pytest.skip(f"CuPy backend unavailable: {reason}")
+    saved = dict(mb._state)
+    mb.use(name)
+    try:
+        yield name
+    finally:
+        mb._state.update(saved)
+
+
+@pytest.fixture
+def xp(backend):
+    """The array module (numpy or cupy) of this case's backend."""
+    return mb.backend_module(backend)
+
+
+@pytest.fixture
+def dev(backend):
+    """``dev(a)``: a NumPy array (or anything np.asarray takes) placed on this case's backend."""
+    def place(a, dtype=None):
+        a = np.asarray(a) if dtype is None else np.asarray(a, dtype=dtype)
+        return mb.to_device(a, backend)
+    return place
