@@ -96,15 +96,22 @@ def leaky_relu_backward(dout, cache):
 
 
 def sigmoid(x):
-    """Logistic function 1 / (1 + exp(-x)), stable for any x.
+    """Logistic function 1 / (1 + exp(-x)), stable and accurate for any x.
 
-    Written as (1 + tanh(x/2)) / 2, which equals it exactly and never
-    evaluates exp of a large positive number.
+    With e = exp(-|x|) (in (0, 1], so it never overflows), sigmoid(-|x|) = e / (1 + e)
+    and sigmoid(|x|) = 1 - sigmoid(-|x|). Both keep full relative precision: the
+    small tail (x << 0) is not rounded to 0 the way (1 + tanh(x/2)) / 2 would
+    round it (that form is off by up to 1e-7 absolute in float32, so 100% relative
+    for x < -17, and disagrees with torch.sigmoid there).
     """
     xp = array_module(x)
-    out = xp.tanh(x * 0.5)
-    out += 1.0
-    out *= 0.5
+    e = xp.abs(x)
+    xp.negative(e, out=e)
+    xp.exp(e, out=e)
+    out = e + 1.0
+    xp.divide(e, out, out=e)       # e = sigmoid(-|x|)
+    xp.subtract(1.0, e, out=out)   # out = sigmoid(|x|)
+    xp.copyto(out, e, where=x < 0)
     return out
 
 
@@ -319,7 +326,8 @@ def softmax_cross_entropy(logits, targets):
 
     Shapes: logits (N, C); targets either int labels (N,) or probabilities (N, C)
     (soft targets, e.g. label smoothing). With q = softmax(z):
-        loss = -mean_n sum_c y_nc log q_nc,   dL/dz = (q - y) / N.
+        loss = -mean_n sum_c y_nc log q_nc,   dL/dz = (q sum_c y_nc - y) / N,
+    which is (q - y) / N when each row of y sums to 1.
     """
     xp = array_module(logits, targets)
     if logits.ndim != 2:
@@ -333,11 +341,17 @@ def softmax_cross_entropy(logits, targets):
         onehot = xp.zeros_like(logits)
         onehot[xp.arange(n), targets] = 1.0
         targets = onehot
+        row_sums = None  # one-hot rows sum to 1
     else:
         _check_same_shape(logits, targets, "softmax_cross_entropy")
+        # dL/dz = (q * sum_c y_c - y) / N; the sum is 1 for probabilities, but
+        # PyTorch accepts any non-negative soft target and so does this.
+        row_sums = targets.sum(axis=-1, keepdims=True)
     logq = log_softmax(logits)
     loss = -(targets * logq).sum() * (1.0 / n)
     dlogits = xp.exp(logq)
+    if row_sums is not None:
+        dlogits *= row_sums
     dlogits -= targets
     dlogits *= 1.0 / n
     return loss, dlogits

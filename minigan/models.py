@@ -26,10 +26,20 @@ init               "glorot_uniform"  weight initialiser (a name in minigan.init)
 dtype              "float32"         parameter dtype
 lr_g, lr_d         2e-4              Adam learning rates
 betas              [0.5, 0.999]      Adam betas (both optimisers)
-g_loss             "non-saturating"  or "minimax"
+g_loss             "non-saturating"  or "minimax" (or "lsgan" with loss="lsgan")
+loss               "bce"             "bce" (on logits) or "lsgan" (least squares)
 d_steps            1                 D updates per G update
 label_smoothing    0.0               one-sided: real targets become 1 - this
+pack               1                 PacGAN: D judges this many samples at once
+n_classes          0                 conditional GAN: number of classes (0: off)
+ema_decay          0.0               moving average of G's weights, used to sample
+lr_decay_start     1.0               fraction of the steps after which both
+                                     learning rates decay linearly ...
+lr_final           1.0               ... to this fraction of their value at the end
 =================  ================  ==============================================
+
+``lr_factor(step, steps, config)`` is the learning-rate schedule a training
+loop applies (the command line does); ``build_gan`` itself knows no steps.
 """
 
 from __future__ import annotations
@@ -49,7 +59,7 @@ from minigan.layers import (
 )
 
 __all__ = ["mlp", "build_gan", "build_generator", "build_discriminator",
-           "CONFIG_DEFAULTS", "complete_config"]
+           "CONFIG_DEFAULTS", "complete_config", "lr_factor"]
 
 ACTIVATIONS = ("leaky_relu", "relu", "tanh", "sigmoid")
 OUT_ACTIVATIONS = (None, "tanh", "sigmoid")
@@ -69,6 +79,12 @@ CONFIG_DEFAULTS = {
     "g_loss": "non-saturating",
     "d_steps": 1,
     "label_smoothing": 0.0,
+    "loss": "bce",
+    "pack": 1,
+    "n_classes": 0,
+    "ema_decay": 0.0,
+    "lr_decay_start": 1.0,
+    "lr_final": 1.0,
 }
 REQUIRED_KEYS = ("latent_dim", "data_dim", "g_hidden", "d_hidden")
 
@@ -137,13 +153,14 @@ def complete_config(config):
     full["g_hidden"] = [int(h) for h in full["g_hidden"]]
     full["d_hidden"] = [int(h) for h in full["d_hidden"]]
     full["betas"] = [float(b) for b in full["betas"]]
+    full["n_classes"] = int(full["n_classes"] or 0)
     return full
 
 
 def build_generator(config, backend=None, rng=None):
     """G: latent_dim -> g_hidden... -> data_dim, output activation config["g_out"]."""
     c = complete_config(config)
-    return mlp([c["latent_dim"], *c["g_hidden"], c["data_dim"]], activation=c["activation"],
+    return mlp([c["latent_dim"] + c["n_classes"], *c["g_hidden"], c["data_dim"]], activation=c["activation"],
                slope=c["slope"], out_activation=c["g_out"], batchnorm=c["g_batchnorm"],
                init=c["init"], dtype=c["dtype"], rng=rng, backend=backend)
 
@@ -151,7 +168,7 @@ def build_generator(config, backend=None, rng=None):
 def build_discriminator(config, backend=None, rng=None):
     """D: data_dim -> d_hidden... -> 1 logit (no sigmoid: losses work on logits)."""
     c = complete_config(config)
-    return mlp([c["data_dim"], *c["d_hidden"], 1], activation=c["activation"],
+    return mlp([c["pack"] * (c["data_dim"] + c["n_classes"]), *c["d_hidden"], 1], activation=c["activation"],
                slope=c["slope"], out_activation=None, batchnorm=c["d_batchnorm"],
                dropout=c["d_dropout"], init=c["init"], dtype=c["dtype"], rng=rng,
                backend=backend)
@@ -180,6 +197,32 @@ def build_gan(config, backend=None, seed=None):
     betas = tuple(c["betas"])
     g_opt = Adam(G.parameters(), lr=c["lr_g"], betas=betas)
     d_opt = Adam(D.parameters(), lr=c["lr_d"], betas=betas)
+    options = {}
+    # Only pass the newer options when they are used, so a config stays valid
+    # for the plain GAN of the tutorials.
+    if c["loss"] != "bce":
+        options["loss"] = c["loss"]
+    if c["pack"] != 1:
+        options["pack"] = int(c["pack"])
+    if c["n_classes"]:
+        options["n_classes"] = int(c["n_classes"])
+    if c["ema_decay"]:
+        options["ema_decay"] = float(c["ema_decay"])
     return GAN(G, D, c["latent_dim"], g_opt, d_opt, g_loss=c["g_loss"],
-               d_steps=int(c["d_steps"]), label_smoothing=c["label_smoothing"],
-               rng=np.random.default_rng(noise_rng))
+               d_steps=int(c["d_steps"]), label_smoothing=float(c["label_smoothing"]),
+               rng=np.random.default_rng(noise_rng), **options)
+
+
+def lr_factor(step, steps, config):
+    """The factor on the learning rates at 0-based ``step`` of a run of ``steps`` steps.
+
+    1 until ``lr_decay_start * steps``, then linear down to ``lr_final`` at the
+    last step (reached at step ``steps - 1``). With the defaults (1.0, 1.0): always 1.
+    """
+    start_frac = float(config.get("lr_decay_start", 1.0))
+    final = float(config.get("lr_final", 1.0))
+    start = int(round(start_frac * steps))
+    if step < start or steps - 1 <= start:
+        return 1.0
+    progress = min((step - start) / (steps - 1 - start), 1.0)
+    return 1.0 - (1.0 - final) * progress

@@ -100,9 +100,18 @@ def pytest_report_header(config):
     return lines
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "backends(*names): run this test only on these backends "
+        "(e.g. backends('cupy') for a check that needs two kinds of array)")
+
+
 def pytest_generate_tests(metafunc):
     if "backend" in metafunc.fixturenames:
         names, _ = _selected(metafunc.config)
+        only = metafunc.definition.get_closest_marker("backends")
+        if only is not None:
+            names = tuple(n for n in names if n in only.args)
         metafunc.parametrize("backend", names, indirect=True)
 
 

@@ -68,7 +68,17 @@ def main(spec_path):
     sys.path[:] = [p for p in sys.path if p and os.path.realpath(p) != here]
     sys.path.insert(0, root)
 
+    import warnings
+
     import numpy as np  # the grader's NumPy, imported before any student code
+
+    np_errors = np.geterr()
+    warning_filters = list(warnings.filters)
+
+    def reset_globals():
+        """Undo what a student's code may have changed globally (np.seterr, warning filters)."""
+        np.seterr(**np_errors)
+        warnings.filters[:] = warning_filters
 
     checks = _load(CHECKS_MODULE, spec["checks_files"][0])
     for path in spec["checks_files"][1:]:
@@ -102,6 +112,7 @@ def main(spec_path):
         result["phase"] = "check"
         result["current"] = item["key"]
         _write(out, result)
+        reset_globals()
         started = time.perf_counter()
         entry = {"key": item["key"]}
         try:

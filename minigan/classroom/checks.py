@@ -53,6 +53,9 @@ class Check:
     name: str = ""
     points: float = 1
     hidden: bool = False
+    # Targets of OTHER exercises that ``run`` goes through. ``grade`` replaces
+    # them by the reference; ``check`` cannot, and names them when this fails.
+    uses: tuple = ()
 
     @property
     def key(self) -> str:
@@ -235,7 +238,7 @@ def as_float(name, value):
 # ------------------------------------------------------------------ gradient checks
 
 
-def _grads_check(ref, rng, forward, shapes, backward_names, make=None, extra=None):
+def gradient_fixture(ref, rng, forward, shapes, backward_names, make=None, extra=None):
     """Fixture for a backward check: inputs, upstream gradient, numerical gradients.
 
     ``forward(ref, *arrays) -> out`` is the reference forward; ``shapes`` names
@@ -253,9 +256,20 @@ def _grads_check(ref, rng, forward, shapes, backward_names, make=None, extra=Non
     return fx
 
 
-def _grad_problems(func, got, names, fx, tol=1e-6, dtype=None):
+def gradient_problems(func, got, names, fx, tol=1e-6, dtype=None):
+    """Messages for the wrong gradients among ``got`` (a tuple in the order of ``names``)."""
     got = unpack(got, names, func)
-    return [compare(n, g, fx["num_" + n], tol, dtype=dtype) for n, g in zip(names, got)]
+    problems = []
+    for n, g in zip(names, got):
+        msg = compare(n, g, fx["num_" + n], tol, dtype=dtype)
+        if msg and isinstance(g, np.ndarray):
+            swapped = [m for m in names if m != n and g.shape == fx["num_" + m].shape
+                       and rel_error(g, fx["num_" + m]) <= max(tol, 1e-4)]
+            if swapped:
+                msg += (f" (it is {swapped[0]}: return the gradients in the order "
+                        f"({', '.join(names)}))")
+        problems.append(msg)
+    return problems
 
 
 def _float32(fx, *names):
@@ -300,20 +314,24 @@ class DenseForwardFloat32(Check):
 
 @check("minigan.functional.dense_backward", "dx, dW, db match numerical gradients (float64)", points=2)
 class DenseBackwardGradients(Check):
+    uses = ("minigan.functional.dense_forward",)
+
     def prepare(self, ref, rng):
-        return _grads_check(ref, rng, _dense_out, DENSE_SHAPES, ("dx", "dW", "db"))
+        return gradient_fixture(ref, rng, _dense_out, DENSE_SHAPES, ("dx", "dW", "db"))
 
     def run(self, stu, fx):
         F = stu.functional
         _, cache = F.dense_forward(fx["x"].copy(), fx["W"].copy(), fx["b"].copy())
         got = F.dense_backward(fx["dout"].copy(), cache)
-        expect(_grad_problems("dense_backward", got, ("dx", "dW", "db"), fx))
+        expect(gradient_problems("dense_backward", got, ("dx", "dW", "db"), fx))
 
 
 @check("minigan.functional.dense_backward", "float32 stays float32; dout is not modified")
 class DenseBackwardFloat32(Check):
+    uses = ("minigan.functional.dense_forward",)
+
     def prepare(self, ref, rng):
-        fx = _grads_check(ref, rng, _dense_out, DENSE_SHAPES, ("dx", "dW", "db"))
+        fx = gradient_fixture(ref, rng, _dense_out, DENSE_SHAPES, ("dx", "dW", "db"))
         fx.update({k + "32": v for k, v in _float32(fx, "x", "W", "b", "dout").items()})
         return fx
 
@@ -322,7 +340,7 @@ class DenseBackwardFloat32(Check):
         _, cache = F.dense_forward(fx["x32"].copy(), fx["W32"].copy(), fx["b32"].copy())
         dout = fx["dout32"].copy()
         got = F.dense_backward(dout, cache)
-        expect(_grad_problems("dense_backward", got, ("dx", "dW", "db"), fx, tol=1e-5,
+        expect(gradient_problems("dense_backward", got, ("dx", "dW", "db"), fx, tol=1e-5,
                               dtype=np.float32) + [unchanged("dout", fx["dout32"], dout)])
 
 
@@ -340,21 +358,21 @@ def _off_kinks(rng, shape, margin=0.1):
        points=2)
 class LeakyReluGradients(Check):
     def prepare(self, ref, rng):
-        return _grads_check(ref, rng, _leaky_out(0.2), {"x": (5, 6)}, ("dx",),
+        return gradient_fixture(ref, rng, _leaky_out(0.2), {"x": (5, 6)}, ("dx",),
                             make=lambda n, s: _off_kinks(rng, s))
 
     def run(self, stu, fx):
         F = stu.functional
         _, cache = F.leaky_relu_forward(fx["x"].copy(), 0.2)
         got = F.leaky_relu_backward(fx["dout"].copy(), cache)
-        expect(_grad_problems("leaky_relu_backward", got, ("dx",), fx))
+        expect(gradient_problems("leaky_relu_backward", got, ("dx",), fx))
 
 
 @check("minigan.functional.leaky_relu_backward",
        "default slope 0.01; float32 stays float32; dout is not modified")
 class LeakyReluFloat32(Check):
     def prepare(self, ref, rng):
-        fx = _grads_check(ref, rng, _leaky_out(0.01), {"x": (4, 3)}, ("dx",),
+        fx = gradient_fixture(ref, rng, _leaky_out(0.01), {"x": (4, 3)}, ("dx",),
                           make=lambda n, s: _off_kinks(rng, s))
         fx.update({k + "32": v for k, v in _float32(fx, "x", "dout").items()})
         return fx
@@ -364,7 +382,7 @@ class LeakyReluFloat32(Check):
         _, cache = F.leaky_relu_forward(fx["x32"].copy())
         dout = fx["dout32"].copy()
         got = F.leaky_relu_backward(dout, cache)
-        expect(_grad_problems("leaky_relu_backward", got, ("dx",), fx, tol=1e-5, dtype=np.float32)
+        expect(gradient_problems("leaky_relu_backward", got, ("dx",), fx, tol=1e-5, dtype=np.float32)
                + [unchanged("dout", fx["dout32"], dout)])
 
 
@@ -378,19 +396,19 @@ def _activation_checks(kind, low, high):
     @check(target, "dx matches the numerical gradient (float64)", points=2)
     class Gradients(Check):
         def prepare(self, ref, rng):
-            return _grads_check(ref, rng, out, {"x": (4, 5)}, ("dx",),
+            return gradient_fixture(ref, rng, out, {"x": (4, 5)}, ("dx",),
                                 make=lambda n, s: rng.uniform(low, high, size=s))
 
         def run(self, stu, fx):
             F = stu.functional
             _, cache = getattr(F, fwd_name)(fx["x"].copy())
             got = getattr(F, bwd_name)(fx["dout"].copy(), cache)
-            expect(_grad_problems(bwd_name, got, ("dx",), fx))
+            expect(gradient_problems(bwd_name, got, ("dx",), fx))
 
     @check(target, "float32 stays float32; dout is not modified")
     class Float32(Check):
         def prepare(self, ref, rng):
-            fx = _grads_check(ref, rng, out, {"x": (3, 4)}, ("dx",),
+            fx = gradient_fixture(ref, rng, out, {"x": (3, 4)}, ("dx",),
                               make=lambda n, s: rng.uniform(low, high, size=s))
             fx.update({k + "32": v for k, v in _float32(fx, "x", "dout").items()})
             return fx
@@ -400,7 +418,7 @@ def _activation_checks(kind, low, high):
             _, cache = getattr(F, fwd_name)(fx["x32"].copy())
             dout = fx["dout32"].copy()
             got = getattr(F, bwd_name)(dout, cache)
-            expect(_grad_problems(bwd_name, got, ("dx",), fx, tol=1e-5, dtype=np.float32)
+            expect(gradient_problems(bwd_name, got, ("dx",), fx, tol=1e-5, dtype=np.float32)
                    + [unchanged("dout", fx["dout32"], dout)])
 
 
@@ -429,19 +447,19 @@ def _bn_inputs(rng):
        "dx, dgamma, dbeta match numerical gradients in training mode (float64)", points=2)
 class BatchNormGradients(Check):
     def prepare(self, ref, rng):
-        return _grads_check(ref, rng, _bn_out, BN_SHAPES, ("dx", "dgamma", "dbeta"), make=_bn_inputs(rng))
+        return gradient_fixture(ref, rng, _bn_out, BN_SHAPES, ("dx", "dgamma", "dbeta"), make=_bn_inputs(rng))
 
     def run(self, stu, fx):
         F = stu.functional
         _, cache = F.batchnorm_forward(fx["x"].copy(), fx["gamma"].copy(), fx["beta"].copy(), train=True)
         got = F.batchnorm_backward(fx["dout"].copy(), cache)
-        expect(_grad_problems("batchnorm_backward", got, ("dx", "dgamma", "dbeta"), fx))
+        expect(gradient_problems("batchnorm_backward", got, ("dx", "dgamma", "dbeta"), fx))
 
 
 @check("minigan.functional.batchnorm_backward", "float32 stays float32; dout is not modified")
 class BatchNormFloat32(Check):
     def prepare(self, ref, rng):
-        fx = _grads_check(ref, rng, _bn_out, BN_SHAPES, ("dx", "dgamma", "dbeta"), make=_bn_inputs(rng))
+        fx = gradient_fixture(ref, rng, _bn_out, BN_SHAPES, ("dx", "dgamma", "dbeta"), make=_bn_inputs(rng))
         fx.update({k + "32": v for k, v in _float32(fx, "x", "gamma", "beta", "dout").items()})
         return fx
 
@@ -451,7 +469,7 @@ class BatchNormFloat32(Check):
                                        train=True)
         dout = fx["dout32"].copy()
         got = F.batchnorm_backward(dout, cache)
-        expect(_grad_problems("batchnorm_backward", got, ("dx", "dgamma", "dbeta"), fx, tol=1e-4,
+        expect(gradient_problems("batchnorm_backward", got, ("dx", "dgamma", "dbeta"), fx, tol=1e-4,
                               dtype=np.float32) + [unchanged("dout", fx["dout32"], dout)])
 
 
@@ -697,6 +715,8 @@ def _gan_setup(mod, fx, dtype, g_loss="non-saturating"):
 
 
 class _GeneratorStepCheck(Check):
+    uses = ("minigan.functional.dense_forward", "minigan.functional.dense_backward",
+            "minigan.functional.leaky_relu_backward", "minigan.functional.bce_with_logits")
     dtype = np.float64
     g_loss = "non-saturating"
     stale_g_grads = False

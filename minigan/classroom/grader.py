@@ -123,9 +123,9 @@ class ExerciseInfo:
         return cls(ex.id, ex.title, ex.targets, [r.where for r in ex.regions], ex.in_library)
 
 
-def reference_exercises(root: Path | None = None) -> dict:
-    root = Path(root or reference_root())
-    return {k: ExerciseInfo.from_exercise(v) for k, v in markers.scan(root).items()}
+def reference_exercises(root: Path | None = None, scanned: dict | None = None) -> dict:
+    scanned = scanned if scanned is not None else markers.scan(Path(root or reference_root()))
+    return {k: ExerciseInfo.from_exercise(v) for k, v in scanned.items()}
 
 
 def read_manifest(student_root: Path):
@@ -185,15 +185,16 @@ def _copy_package(student_root: Path, dest: Path):
                     symlinks=False)
 
 
-def substitute_reference(copy_root: Path, ref_root: Path, ref_exercises: dict, keep: str) -> dict:
+def substitute_reference(copy_root: Path, ref_root: Path, keep: str, scanned: dict | None = None) -> dict:
     """Put the reference version of every function holding another exercise into the copy.
 
     Functions that hold a region of ``keep`` (the exercise being graded) are the
-    student's. Returns {relative path: [Edit, ...]} for mapping line numbers.
+    student's. ``scanned`` is ``markers.scan(ref_root)`` if already at hand.
+    Returns {relative path: [Edit, ...]} for mapping line numbers.
     """
     by_file = {}
     own = set()
-    for ex in markers.scan(ref_root).values():
+    for ex in (scanned if scanned is not None else markers.scan(ref_root)).values():
         for r in ex.regions:
             if r.cell is not None or not r.function:
                 continue
@@ -484,7 +485,7 @@ def _child_env(copy_root: Path):
 
 def run_exercise(exercise: ExerciseInfo, chks, student_root: Path, fixtures: dict, *,
                  timeout=DEFAULT_TIMEOUT, hidden=True, ref_root: Path | None = None,
-                 ref_exercises: dict | None = None, all_exercises: dict | None = None,
+                 ref_scan: dict | None = None, all_exercises: dict | None = None,
                  python=None) -> ExerciseResult:
     """Run one exercise's checks on ``student_root`` in a subprocess and score them."""
     import numpy as np
@@ -495,7 +496,7 @@ def run_exercise(exercise: ExerciseInfo, chks, student_root: Path, fixtures: dic
         _copy_package(student_root, copy_root)
         edits = {}
         if ref_root is not None:
-            edits = substitute_reference(copy_root, ref_root, ref_exercises or {}, exercise.id)
+            edits = substitute_reference(copy_root, ref_root, exercise.id, ref_scan)
         work = tmp / "work"
         work.mkdir()
         fixture_file = tmp / "fixtures.npz"
@@ -573,13 +574,22 @@ def _select(exercises: dict, wanted, manifest, checks_mod, hidden):
         if unknown:
             raise GraderError(f"unknown exercise(s) {', '.join(unknown)}; known: "
                               f"{', '.join(exercises) or 'none'}")
-        ids = list(wanted)
-    elif manifest is not None:
-        ids = [e["id"] for e in manifest.get("exercises", []) if e.get("released", True)]
-        ids = [i for i in ids if i in exercises]
-    else:
-        ids = list(exercises)
+        ids = list(dict.fromkeys(wanted))
     chosen, ungraded = [], []
+    if not wanted:
+        ids = []
+        if manifest is not None:
+            for e in manifest.get("exercises", []):
+                if not e.get("released", True):
+                    continue
+                if e["id"] in exercises:
+                    ids.append(e["id"])
+                else:
+                    ungraded.append((e["id"], e.get("title", ""),
+                                     "released, but the reference has no such exercise (renumbered?)"))
+        # No manifest, or a release that cut nothing out (a copy with every solution
+        # in it): grade every exercise.
+        ids = ids or list(exercises)
     for i in sorted(ids, key=markers.exercise_sort_key):
         info = exercises[i]
         chks = checks_mod.checks_for(info.targets, hidden=hidden)
@@ -592,11 +602,12 @@ def _select(exercises: dict, wanted, manifest, checks_mod, hidden):
     return chosen, ungraded
 
 
-def _running_has_solutions() -> bool:
+def _scan_running() -> dict:
+    """The exercises of the running minigan: {} in a student's copy (no markers left)."""
     try:
-        return bool(markers.scan(reference_root()))
+        return markers.scan(reference_root())
     except markers.MarkerError:
-        return False
+        return {}
 
 
 def grade(directory, out=None, *, timeout=DEFAULT_TIMEOUT, exercises=None, hidden=True,
@@ -604,12 +615,13 @@ def grade(directory, out=None, *, timeout=DEFAULT_TIMEOUT, exercises=None, hidde
     """Grade the student's copy in ``directory``; write grades.json and grades.md to ``out``.
 
     ``out`` defaults to ``directory``. ``exercises`` defaults to those the release
-    cut out (its manifest), else every exercise with checks. ``hidden=False``
+    cut out (its manifest), or every exercise when it cut none out or has no manifest. ``hidden=False``
     runs the visible checks only (what ``check`` does).
     """
     student_root = _student_root(directory)
     manifest = read_manifest(student_root)
-    ref_available = _running_has_solutions()
+    ref_scan = _scan_running()
+    ref_available = bool(ref_scan)
     mode = "grade" if hidden else "check"
     if hidden and not ref_available:
         raise GraderError(
@@ -619,7 +631,7 @@ def grade(directory, out=None, *, timeout=DEFAULT_TIMEOUT, exercises=None, hidde
     checks_mod = load_checks(hidden=hidden)
     if ref_available:
         ref_root = reference_root()
-        infos = reference_exercises(ref_root)
+        infos = reference_exercises(ref_root, ref_scan)
     else:
         ref_root = None
         if manifest is None:
@@ -641,11 +653,13 @@ def grade(directory, out=None, *, timeout=DEFAULT_TIMEOUT, exercises=None, hidde
     def one(item):
         info, chks = item
         return run_exercise(info, chks, student_root, fixtures, timeout=timeout, hidden=hidden,
-                            ref_root=ref_root if substitute else None, ref_exercises=infos,
+                            ref_root=ref_root if substitute else None, ref_scan=ref_scan,
                             all_exercises=infos)
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         results = list(pool.map(one, chosen))
+    if not substitute:
+        _add_dependency_hints(results, chosen, infos)
     report = GradeReport(str(student_root), mode, results, ungraded, timeout)
     if write:
         out = Path(out) if out is not None else student_root
@@ -653,6 +667,26 @@ def grade(directory, out=None, *, timeout=DEFAULT_TIMEOUT, exercises=None, hidde
         (out / "grades.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
         (out / "grades.md").write_text(report.to_markdown(), encoding="utf-8")
     return report
+
+
+def _add_dependency_hints(results, chosen, infos):
+    """Without the reference substituted, say when a failure may come from another exercise."""
+    by_id = {r.id: r for r in results}
+    for result, (info, chks) in zip(results, chosen):
+        if result.status == "passed":
+            continue
+        used = {u for c in chks for u in getattr(c, "uses", ())}
+        culprits = []
+        for other in infos.values():
+            if other.id == info.id or other.id not in by_id or by_id[other.id].status == "passed":
+                continue
+            if any(t == u or t.startswith(u + ".") for t in other.targets for u in used):
+                culprits.append(other.id)
+        if culprits and result.status != "blocked":
+            names = ", ".join(sorted(culprits, key=markers.exercise_sort_key))
+            result.feedback.append(
+                f"This exercise runs through your code for Exercise {names}, which does not pass "
+                "its own checks yet: fix that first (grading uses the reference code there).")
 
 
 def check(directory=None, *, timeout=DEFAULT_TIMEOUT, exercises=None, jobs=None) -> GradeReport:
@@ -718,25 +752,25 @@ def render_markdown(report: GradeReport, title=None) -> str:
 
 
 def render_table(report: GradeReport) -> str:
-    """A plain-text table for the terminal (``check``)."""
-    rows = [("Exercise", "Points", "Status", "Feedback")]
-    for e in report.exercises:
-        rows.append((f"{e.id} {e.title}", f"{_num(e.points)}/{_num(e.max_points)}", e.status,
-                     e.feedback[0] if e.feedback else "all checks pass"))
-    width = [min(max(len(r[i]) for r in rows), w) for i, w in enumerate((48, 8, 16, 10 ** 6))]
+    """A plain-text table for the terminal (``check``); further feedback lines go under their row."""
+    rows = [(f"{e.id} {e.title}", f"{_num(e.points)}/{_num(e.max_points)}", e.status) for e in report.exercises]
+    header = ("Exercise", "Points", "Status")
+    width = [min(max([len(header[i])] + [len(r[i]) for r in rows]), w) for i, w in enumerate((44, 8, 16))]
 
-    def fmt(r):
-        cells = [(r[i][: width[i] - 1] + "…") if len(r[i]) > width[i] else r[i].ljust(width[i])
-                 for i in range(3)]
-        return "  ".join(cells + [r[3]])
+    def fmt(cells, last):
+        out = []
+        for text, w in zip(cells, width):
+            out.append(text[: w - 1] + "~" if len(text) > w else text.ljust(w))
+        return "  ".join(out + [last]).rstrip()
 
-    lines = [fmt(rows[0]), "  ".join("-" * w for w in width[:3]) + "  --------"]
-    lines += [fmt(r) for r in rows[1:]]
-    for e in report.exercises:
-        for extra in e.feedback[1:]:
-            lines.append(" " * (sum(width[:3]) + 6) + extra)
+    indent = " " * (sum(width) + 2 * len(width))
+    lines = [fmt(header, "Feedback"), "  ".join("-" * w for w in width) + "  --------"]
+    for e, row in zip(report.exercises, rows):
+        lines.append(fmt(row, e.feedback[0] if e.feedback else "all checks pass"))
+        lines += [indent + extra for extra in e.feedback[1:]]
     lines.append("")
-    lines.append(f"Total: {_num(report.points)} / {_num(report.max_points)} points")
+    lines.append(f"Total: {_num(report.points)} / {_num(report.max_points)} points"
+                 + (" (visible checks only; grading adds hidden ones)" if report.mode == "check" else ""))
     if report.ungraded:
         lines.append("Not checked automatically: "
                      + "; ".join(f"{i} ({why})" for i, _, why in report.ungraded))

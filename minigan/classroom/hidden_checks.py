@@ -17,8 +17,8 @@ from _minigan_classroom_checks import (  # noqa: I001 - loaded by path, see chec
     _bce_fixture,
     _bce_problems,
     _dense_out,
-    _grad_problems,
-    _grads_check,
+    gradient_problems,
+    gradient_fixture,
     _leaky_out,
     _off_kinks,
     check,
@@ -31,8 +31,10 @@ from _minigan_classroom_checks import (  # noqa: I001 - loaded by path, see chec
 @check("minigan.functional.dense_forward",
        "a batch of one and a wider layer; the cache is what dense_backward needs", hidden=True)
 class DenseForwardCache(Check):
+    uses = ("minigan.functional.dense_backward",)
+
     def prepare(self, ref, rng):
-        fx = _grads_check(ref, rng, _dense_out, {"x": (1, 7), "W": (7, 9), "b": (9,)},
+        fx = gradient_fixture(ref, rng, _dense_out, {"x": (1, 7), "W": (7, 9), "b": (9,)},
                           ("dx", "dW", "db"))
         fx["out"] = _dense_out(ref, fx["x"].copy(), fx["W"].copy(), fx["b"].copy())
         return fx
@@ -49,27 +51,31 @@ class DenseForwardCache(Check):
         except Exception as err:  # the reference backward cannot read the student's cache
             raise Fail(f"dense_backward could not use the cache returned by dense_forward "
                        f"({type(err).__name__}: {err}); the cache must be (x, W)") from None
-        expect(_grad_problems("dense_backward (with your cache)", got, ("dx", "dW", "db"), fx))
+        expect(gradient_problems("dense_backward (with your cache)", got, ("dx", "dW", "db"), fx))
 
 
 @check("minigan.functional.dense_backward", "square W and a batch of one (float64)", hidden=True)
 class DenseBackwardSquare(Check):
+    uses = ("minigan.functional.dense_forward",)
+
     def prepare(self, ref, rng):
-        return _grads_check(ref, rng, _dense_out, {"x": (1, 4), "W": (4, 4), "b": (4,)},
+        return gradient_fixture(ref, rng, _dense_out, {"x": (1, 4), "W": (4, 4), "b": (4,)},
                             ("dx", "dW", "db"))
 
     def run(self, stu, fx):
         F = stu.functional
         _, cache = F.dense_forward(fx["x"].copy(), fx["W"].copy(), fx["b"].copy())
         got = F.dense_backward(fx["dout"].copy(), cache)
-        expect(_grad_problems("dense_backward", got, ("dx", "dW", "db"), fx))
+        expect(gradient_problems("dense_backward", got, ("dx", "dW", "db"), fx))
 
 
 @check("minigan.functional.dense_backward",
        "need_dx=False and need_param_grads=False return None for what they skip", hidden=True)
 class DenseBackwardFlags(Check):
+    uses = ("minigan.functional.dense_forward",)
+
     def prepare(self, ref, rng):
-        return _grads_check(ref, rng, _dense_out, {"x": (3, 2), "W": (2, 5), "b": (5,)},
+        return gradient_fixture(ref, rng, _dense_out, {"x": (3, 2), "W": (2, 5), "b": (5,)},
                             ("dx", "dW", "db"))
 
     def run(self, stu, fx):
@@ -94,7 +100,7 @@ class LeakyReluOther(Check):
     def prepare(self, ref, rng):
         fx = {}
         for slope in (0.0, 1.5):
-            part = _grads_check(ref, rng, _leaky_out(slope), {"x": (2, 3, 4)}, ("dx",),
+            part = gradient_fixture(ref, rng, _leaky_out(slope), {"x": (2, 3, 4)}, ("dx",),
                                 make=lambda n, s: _off_kinks(rng, s))
             fx.update({f"{k}_{slope}": v for k, v in part.items()})
         return fx
@@ -117,13 +123,13 @@ def _saturated(kind):
         def prepare(self, ref, rng):
             x = np.array([[-40.0, -15.0, -0.5, 0.0, 0.5, 15.0, 40.0]])
             out = lambda ref, x: getattr(ref.functional, f"{kind}_forward")(x)[0]  # noqa: E731
-            return _grads_check(ref, rng, out, {"x": x.shape}, ("dx",), make=lambda n, s: x.copy())
+            return gradient_fixture(ref, rng, out, {"x": x.shape}, ("dx",), make=lambda n, s: x.copy())
 
         def run(self, stu, fx):
             F = stu.functional
             _, cache = getattr(F, f"{kind}_forward")(fx["x"].copy())
             got = getattr(F, f"{kind}_backward")(fx["dout"].copy(), cache)
-            expect(_grad_problems(f"{kind}_backward", got, ("dx",), fx))
+            expect(gradient_problems(f"{kind}_backward", got, ("dx",), fx))
 
 
 _saturated("sigmoid")
@@ -146,9 +152,9 @@ class BatchNormOther(Check):
         shapes = {"x": (5, 3), "gamma": (3,), "beta": (3,)}
         fx = {"rm": mean, "rv": var}
         names = ("dx", "dgamma", "dbeta")
-        fx.update({k + "_eval": v for k, v in _grads_check(ref, rng, eval_out, shapes, names).items()})
+        fx.update({k + "_eval": v for k, v in gradient_fixture(ref, rng, eval_out, shapes, names).items()})
         shapes2 = {"x": (2, 3), "gamma": (3,), "beta": (3,)}
-        fx.update({k + "_two": v for k, v in _grads_check(ref, rng, train_out, shapes2, names).items()})
+        fx.update({k + "_two": v for k, v in gradient_fixture(ref, rng, train_out, shapes2, names).items()})
         return fx
 
     def run(self, stu, fx):

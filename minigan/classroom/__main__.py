@@ -1,0 +1,103 @@
+"""``python -m minigan.classroom {list,release,grade,check}``: see docs/teachers.md."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _parser():
+    parser = argparse.ArgumentParser(
+        prog="python -m minigan.classroom",
+        description="Student releases of minigan with the solutions cut out, and their autograder.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("list", help="list the exercises marked in this copy of minigan")
+
+    p = sub.add_parser("release", help="write a student copy with the solutions cut out")
+    p.add_argument("--out", required=True, help="folder to write (must not exist, see --force)")
+    p.add_argument("--exercises", nargs="*", metavar="N.M",
+                   help="exercises to cut out (default: all; give the flag alone for none)")
+    p.add_argument("--force", action="store_true", help="replace --out if it is an earlier release")
+
+    p = sub.add_parser("grade", help="grade a student's copy (visible and hidden checks)")
+    p.add_argument("dir", help="the student's copy: the folder that contains minigan/")
+    p.add_argument("--out", help="folder for grades.json and grades.md (default: DIR)")
+    p.add_argument("--timeout", type=float, default=30.0, metavar="S",
+                   help="time limit per exercise in seconds (default: 30)")
+    p.add_argument("--exercises", nargs="+", metavar="N.M",
+                   help="exercises to grade (default: those the release cut out)")
+    p.add_argument("--jobs", type=int, default=None, help="exercises graded in parallel")
+
+    p = sub.add_parser("check", help="run the visible checks of your copy (for students)")
+    p.add_argument("dir", nargs="?", default=None,
+                   help="the copy to check (default: the one this minigan is imported from)")
+    p.add_argument("--exercises", nargs="+", metavar="N.M", help="only these exercises")
+    p.add_argument("--timeout", type=float, default=30.0, metavar="S",
+                   help="time limit per exercise in seconds (default: 30)")
+    p.add_argument("--jobs", type=int, default=None, help="exercises checked in parallel")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    from minigan.classroom.grader import GraderError
+    from minigan.classroom.markers import MarkerError
+    from minigan.classroom.release import ReleaseError
+
+    try:
+        return _COMMANDS[args.command](args)
+    except (GraderError, MarkerError, ReleaseError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def _list(args):
+    from minigan.classroom import find_exercises
+
+    found = find_exercises()
+    if not found:
+        print("no exercises marked")
+    for ex in found.values():
+        print(f"{ex.id:6} {ex.title}")
+        for r in ex.regions:
+            print(f"{'':6}   {r.where}" + (f"  ({r.target})" if r.target else ""))
+    return 0
+
+
+def _release(args):
+    from minigan.classroom.release import release
+
+    info = release(args.out, args.exercises, force=args.force)
+    print(f"wrote {info.out}: {len(info.files)} files")
+    print("cut out: " + (", ".join(info.released) or "nothing"))
+    if info.kept:
+        print("solutions kept: " + ", ".join(info.kept))
+    print(f"students start with {info.out / 'STUDENT.md'}")
+    return 0
+
+
+def _grade(args):
+    from pathlib import Path
+
+    from minigan.classroom.grader import grade
+
+    report = grade(args.dir, args.out, timeout=args.timeout, exercises=args.exercises, jobs=args.jobs)
+    print(report.to_markdown())
+    out = Path(args.out) if args.out else Path(args.dir)
+    print(f"wrote {out / 'grades.json'} and {out / 'grades.md'}", file=sys.stderr)
+    return 0
+
+
+def _check(args):
+    from minigan.classroom.grader import check, render_table
+
+    report = check(args.dir, timeout=args.timeout, exercises=args.exercises, jobs=args.jobs)
+    print(render_table(report))
+    return 0 if report.points == report.max_points else 1
+
+
+_COMMANDS = {"list": _list, "release": _release, "grade": _grade, "check": _check}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,596 @@
+"""How good are a GAN's samples? Mode coverage, Fréchet distance, classifier scores.
+
+    from minigan import metrics
+    metrics.mode_coverage(samples, data.centres, data.std)     # toy mixtures (ring8, grid25)
+    clf = metrics.load_classifier()                              # MNIST MLP, trained once, cached
+    metrics.classifier_scores(images, clf)                       # classes covered, KL, IS
+    metrics.frechet_to_mnist(images, clf)                        # Fréchet distance in clf's features
+
+Everything here runs on the host in NumPy (float64 for the statistics): inputs
+may be NumPy or CuPy arrays and are copied with ``minigan.to_numpy``. Importing
+this module imports NumPy only.
+
+The MNIST classifier is an MLP built and trained with minigan itself (Dense,
+LeakyReLU, SoftmaxCrossEntropy, Adam): about 98.3% test accuracy after 8 epochs,
+half a minute on two CPU cores. ``load_classifier`` trains it once and caches the
+weights in ``$MINIGAN_CACHE_DIR`` (default ``~/.cache/minigan``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from minigan.backend import to_numpy
+
+__all__ = [
+    "mode_coverage",
+    "gaussian_stats",
+    "frechet_distance",
+    "frechet_distance_from_stats",
+    "kl_to_uniform",
+    "inception_score",
+    "scores_from_probs",
+    "classifier_scores",
+    "frechet_to_mnist",
+    "MnistClassifier",
+    "load_classifier",
+    "resolve_cache_dir",
+    "CLASSIFIER_FILE",
+]
+
+CACHE_ENV_VAR = "MINIGAN_CACHE_DIR"
+DEFAULT_CACHE_DIR = Path("~") / ".cache" / "minigan"  # the same root as the MNIST files
+CLASSIFIER_FILE = "mnist_classifier_v1.npz"
+_CLASSIFIER_FORMAT = 1  # bump when the architecture or training recipe changes
+
+
+# ------------------------------------------------------------------------- helpers
+
+
+def _host_2d(x, name, dtype=np.float64):
+    """``x`` as a 2-D float NumPy array (a copy from CuPy), or a ValueError naming ``name``."""
+    a = to_numpy(x)
+    if a.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array (N, D), got shape {a.shape}.")
+    if a.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must hold numbers, got dtype {a.dtype}.")
+    return a.astype(dtype, copy=False)
+
+
+def _xlogy_ratio(p, q):
+    """Elementwise p * log(p / q) with the convention 0 * log(0 / q) = 0."""
+    p = np.asarray(p, dtype=np.float64)
+    q = np.broadcast_to(np.asarray(q, dtype=np.float64), p.shape)
+    out = np.zeros_like(p)
+    nz = p > 0
+    out[nz] = p[nz] * np.log(p[nz] / q[nz])
+    return out
+
+
+# ------------------------------------------------------------------ mode coverage
+
+
+def mode_coverage(samples, centres, std, n_std=3.0, min_count=1):
+    """Mode coverage of a Gaussian mixture, the protocol of VEEGAN and PacGAN.
+
+    samples: (N, D) generated points; the protocol draws N = 2500 from the
+        generator (the caller does: ``gan.sample(2500)``).
+    centres: (K, D) mode centres; std: the modes' per-axis standard deviation,
+        a number or one per mode (K,). ring8 uses std 0.01, grid25 0.05.
+
+    Each sample is assigned to its nearest centre (Euclidean). It is *high
+    quality* when that distance is at most ``n_std * std`` (3 std by default).
+    A mode is *captured* when it is the nearest centre of at least ``min_count``
+    high-quality samples (1 in the protocol). With p the histogram of the
+    high-quality samples over the K modes, the reverse KL to the uniform target is
+        KL(p || u) = sum_k p_k log(p_k / (1/K)) = sum_k p_k log(p_k K),  0 log 0 = 0,
+    0 for a perfectly balanced generator, log K when every good sample sits on
+    one mode. With no high-quality sample at all p is undefined; we report the
+    supremum log K, so that "nothing near any mode" scores no better than total
+    collapse, and the value stays finite (and JSON-friendly).
+    Non-finite samples (a diverged generator) count as not high quality.
+
+    Returns a dict: modes_captured (int), n_modes (K), n_samples (N),
+    high_quality_fraction (float in [0, 1]), reverse_kl (float), counts (list of
+    K ints: high-quality samples per mode).
+    """
+    x = _host_2d(samples, "samples")
+    c = _host_2d(centres, "centres")
+    n, d = x.shape
+    k = c.shape[0]
+    if n == 0:
+        raise ValueError("samples is empty (shape (0, D)): pass the generated points, "
+                         "2500 in the VEEGAN/PacGAN protocol.")
+    if k == 0:
+        raise ValueError("centres is empty: expected (K, D) mode centres with K >= 1.")
+    if c.shape[1] != d:
+        raise ValueError(f"samples have {d} dimensions but centres have {c.shape[1]}: "
+                         f"got samples {x.shape} and centres {c.shape}.")
+    std = np.asarray(to_numpy(std), dtype=np.float64)
+    if std.ndim > 1 or (std.ndim == 1 and std.shape[0] != k):
+        raise ValueError(f"std must be a number or one value per mode, shape ({k},); "
+                         f"got shape {std.shape}.")
+    if not (np.all(np.isfinite(std)) and np.all(std > 0)):
+        raise ValueError(f"std must be finite and > 0, got {std}.")
+    std = np.broadcast_to(std, (k,))
+    if not (np.isfinite(n_std) and n_std > 0):
+        raise ValueError(f"n_std must be a finite number > 0, got {n_std!r}.")
+    if int(min_count) != min_count or min_count < 1:
+        raise ValueError(f"min_count must be an int >= 1, got {min_count!r}.")
+
+    # Squared distances one centre at a time: exact (no |x|^2 - 2 x.c + |c|^2
+    # cancellation, so a sample exactly at a centre is at distance 0) and only
+    # O(N D) scratch memory, even for many modes or high D.
+    d2 = np.empty((n, k))
+    for j in range(k):
+        diff = x - c[j]
+        d2[:, j] = np.einsum("nd,nd->n", diff, diff)
+    finite = np.all(np.isfinite(x), axis=1)
+    d2[~finite] = np.inf
+    nearest = np.argmin(d2, axis=1)
+    dist = np.sqrt(d2[np.arange(n), nearest])
+    high_quality = finite & (dist <= n_std * std[nearest])
+
+    counts = np.bincount(nearest[high_quality], minlength=k)
+    n_hq = int(counts.sum())
+    if n_hq == 0:
+        reverse_kl = math.log(k)
+    else:
+        p = counts / n_hq
+        reverse_kl = float(_xlogy_ratio(p, 1.0 / k).sum())
+        reverse_kl = max(reverse_kl, 0.0)  # exact 0 for a balanced histogram, not -1e-17
+    return {
+        "modes_captured": int(np.sum(counts >= min_count)),
+        "n_modes": int(k),
+        "n_samples": int(n),
+        "high_quality_fraction": n_hq / n,
+        "reverse_kl": float(reverse_kl),
+        "counts": [int(v) for v in counts],
+    }
+
+
+# ---------------------------------------------------------------- Fréchet distance
+
+
+def gaussian_stats(feats):
+    """Mean (F,) and covariance (F, F) of features (N, F), float64, unbiased (N - 1)."""
+    f = _host_2d(feats, "feats")
+    if f.shape[0] < 2:
+        raise ValueError(f"need at least 2 feature vectors to estimate a covariance, "
+                         f"got shape {f.shape}.")
+    if not np.all(np.isfinite(f)):
+        raise ValueError(f"feats contain {int(np.sum(~np.isfinite(f)))} NaN or inf values.")
+    mu = f.mean(axis=0)
+    centred = f - mu
+    cov = centred.T @ centred / (f.shape[0] - 1)
+    return mu, cov
+
+
+def _sqrtm_psd(m):
+    """Symmetric square root of a symmetric positive semi-definite matrix, via eigh."""
+    w, v = np.linalg.eigh((m + m.T) / 2)
+    w = np.clip(w, 0.0, None)  # round-off can give -1e-17 for a true 0
+    return (v * np.sqrt(w)) @ v.T
+
+
+def frechet_distance_from_stats(mu_a, cov_a, mu_b, cov_b):
+    """Fréchet (2-Wasserstein) distance between N(mu_a, cov_a) and N(mu_b, cov_b).
+
+        d^2 = |mu_a - mu_b|^2 + Tr(Sa + Sb - 2 (Sa Sb)^{1/2})
+
+    Sa Sb is not symmetric, but it is similar to Sa^{1/2} Sb Sa^{1/2} (conjugate
+    by Sa^{1/2}), which is symmetric PSD; so Tr (Sa Sb)^{1/2} is the sum of the
+    square roots of that matrix's eigenvalues, found with eigh, tiny negative
+    ones (round-off) clipped to 0. No scipy, no complex parts to discard.
+    Returns d^2 as a float (the quantity FID reports), clipped at 0.
+    """
+    mu_a = np.asarray(to_numpy(mu_a), dtype=np.float64).ravel()
+    mu_b = np.asarray(to_numpy(mu_b), dtype=np.float64).ravel()
+    cov_a = np.asarray(to_numpy(cov_a), dtype=np.float64)
+    cov_b = np.asarray(to_numpy(cov_b), dtype=np.float64)
+    f = mu_a.shape[0]
+    for name, mu, cov in (("a", mu_a, cov_a), ("b", mu_b, cov_b)):
+        if mu.shape != (f,) or cov.shape != (f, f):
+            raise ValueError(f"statistics {name}: expected mean ({f},) and covariance "
+                             f"({f}, {f}), got {mu.shape} and {cov.shape}.")
+    root_a = _sqrtm_psd(cov_a)
+    middle = root_a @ cov_b @ root_a
+    eig = np.clip(np.linalg.eigvalsh((middle + middle.T) / 2), 0.0, None)
+    trace_sqrt = float(np.sum(np.sqrt(eig)))
+    diff = mu_a - mu_b
+    value = float(diff @ diff + np.trace(cov_a) + np.trace(cov_b) - 2.0 * trace_sqrt)
+    return max(value, 0.0)
+
+
+def frechet_distance(feats_a, feats_b):
+    """Fréchet distance between Gaussians fitted to two feature sets (N, F) and (M, F).
+
+    ``|mu_a - mu_b|^2 + Tr(Sa + Sb - 2 (Sa Sb)^{1/2})`` in float64 (see
+    ``frechet_distance_from_stats``). FID is this on Inception features; on
+    minigan's MNIST classifier features (``frechet_to_mnist``) the numbers are
+    only comparable with each other, not with published FIDs.
+    """
+    a = _host_2d(feats_a, "feats_a")
+    b = _host_2d(feats_b, "feats_b")
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"feature sets have different widths: feats_a {a.shape}, "
+                         f"feats_b {b.shape} (expected (N, F) and (M, F)).")
+    return frechet_distance_from_stats(*gaussian_stats(a), *gaussian_stats(b))
+
+
+# ---------------------------------------------------------- classifier-based scores
+
+
+def kl_to_uniform(counts):
+    """KL(h || uniform) of a histogram (K,) of counts or probabilities: sum h_k log(h_k K).
+
+    0 when every class is equally frequent, log K when one class has it all.
+    """
+    h = np.asarray(to_numpy(counts), dtype=np.float64).ravel()
+    if h.size == 0 or np.any(h < 0) or not np.all(np.isfinite(h)) or h.sum() <= 0:
+        raise ValueError(f"counts must be a non-empty, non-negative histogram with a "
+                         f"positive total, got {h}.")
+    p = h / h.sum()
+    return max(float(_xlogy_ratio(p, 1.0 / p.size).sum()), 0.0)
+
+
+def inception_score(probs):
+    """exp(E_x KL(p(y|x) || p(y))) of class probabilities (N, C), with p(y) = mean_x p(y|x).
+
+    Between 1 (every sample has the same prediction, or none is confident) and
+    C (confident predictions spread evenly over the C classes). Computed over
+    all N samples at once, not averaged over 10 splits as Salimans et al. did.
+    """
+    p = _host_2d(probs, "probs")
+    if p.shape[0] == 0:
+        raise ValueError("probs is empty: expected (N, C) class probabilities, N >= 1.")
+    if np.any(p < 0) or not np.allclose(p.sum(axis=1), 1.0, atol=1e-3):
+        raise ValueError("probs must be class probabilities: non-negative rows summing to 1 "
+                         "(apply a softmax to logits first).")
+    marginal = p.mean(axis=0, keepdims=True)
+    kl = _xlogy_ratio(p, marginal).sum(axis=1)  # p_c > 0 implies marginal_c > 0
+    return float(np.exp(kl.mean()))
+
+
+def scores_from_probs(probs, min_fraction=0.01):
+    """The scores of ``classifier_scores`` from class probabilities (N, C).
+
+    A class is *covered* when at least ``max(1, min_fraction * N)`` samples are
+    predicted as it (argmax). The default 1% is a tenth of a class's fair share
+    for MNIST: a classifier with 98% accuracy scatters about 2% of its answers
+    over the other nine classes, so a generator that draws only "1"s would
+    otherwise be credited with classes it never draws. ``min_fraction=0`` counts
+    any class predicted for at least one sample.
+    """
+    p = _host_2d(probs, "probs")
+    n, c = p.shape
+    if n == 0:
+        raise ValueError("probs is empty: expected (N, C) class probabilities, N >= 1.")
+    if not 0.0 <= min_fraction <= 1.0:
+        raise ValueError(f"min_fraction must be in [0, 1], got {min_fraction!r}.")
+    histogram = np.bincount(np.argmax(p, axis=1), minlength=c)
+    threshold = max(1.0, min_fraction * n)
+    return {
+        "classes_covered": int(np.sum(histogram >= threshold)),
+        "n_classes": int(c),
+        "n_samples": int(n),
+        "class_histogram": [int(v) for v in histogram],
+        "kl_to_uniform": kl_to_uniform(histogram),
+        "inception_score": inception_score(p),
+    }
+
+
+def classifier_scores(images, classifier=None, min_fraction=0.01):
+    """Scores of generated MNIST images (N, 784) in [-1, 1] by an MNIST classifier.
+
+    classifier: anything with ``predict_proba(images) -> (N, 10)``; default
+    ``load_classifier()`` (trained once, then cached). Returns a dict:
+    classes_covered (classes predicted for at least ``max(1, min_fraction * N)``
+    samples, see ``scores_from_probs``), n_classes, n_samples, class_histogram
+    (list of counts of the argmax class), kl_to_uniform (KL of that histogram to
+    uniform: 0 is balanced, log 10 = 2.30 is one class only) and inception_score
+    (exp E_x KL(p(y|x) || p(y)): 1 to 10, higher is sharper and more diverse).
+    """
+    if classifier is None:
+        classifier = load_classifier()
+    probs = classifier.predict_proba(images)
+    return scores_from_probs(probs, min_fraction=min_fraction)
+
+
+def frechet_to_mnist(images, classifier=None, real_images=None, data_dir=None):
+    """Fréchet distance between images (N, 784) and real MNIST, in classifier features.
+
+    Features are the classifier's penultimate layer (256 values per image).
+    real_images: (M, 784) in [-1, 1]; default the 10,000 MNIST test images
+    (read with ``load_mnist("test", data_dir)``). Like FID, lower is better and
+    0 means the same feature statistics; not comparable with Inception FIDs.
+    Use at least a few thousand images: the covariance is 256 x 256.
+    """
+    if classifier is None:
+        classifier = load_classifier(data_dir=data_dir)
+    if real_images is None:
+        from minigan.data import load_mnist
+        real_images, _ = load_mnist("test", data_dir=data_dir)
+    return frechet_distance(classifier.features(images), classifier.features(real_images))
+
+
+# ---------------------------------------------------------------- MNIST classifier
+
+
+def _as_images(images, name="images"):
+    """(N, 784) float32 NumPy images in [-1, 1] from (N, 784) or (N, 28, 28), NumPy or CuPy."""
+    x = to_numpy(images)
+    if x.ndim == 3 and x.shape[1:] == (28, 28):
+        x = x.reshape(x.shape[0], 784)
+    if x.ndim != 2 or x.shape[1] != 784:
+        raise ValueError(f"{name} must have shape (N, 784) or (N, 28, 28), got {x.shape}.")
+    if x.dtype.kind != "f":
+        raise TypeError(f"{name} must be floats scaled to [-1, 1] (as load_mnist gives), "
+                        f"got dtype {x.dtype}; for uint8 pixels use x / 127.5 - 1.")
+    x = x.astype(np.float32, copy=False)
+    if x.size:
+        lo, hi = float(x.min()), float(x.max())
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            raise ValueError(f"{name} contain NaN or inf values.")
+        if lo < -1.001 or hi > 1.001:
+            raise ValueError(
+                f"{name} must be scaled to [-1, 1] (as load_mnist and a tanh generator give), "
+                f"got values in [{lo:.3g}, {hi:.3g}]; for images in [0, 1] pass 2 * x - 1.")
+    return x
+
+
+class MnistClassifier:
+    """An MLP 784-512-256-10 with LeakyReLU(0.01), trained with minigan itself.
+
+        clf = MnistClassifier(seed=0).fit(images, labels)   # about 30 s on 2 CPU cores
+        clf.predict(images)        # (N,) int64 labels 0..9
+        clf.predict_proba(images)  # (N, 10) float32 softmax probabilities
+        clf.features(images)       # (N, 256) penultimate activations, for Fréchet distance
+        clf.accuracy(images, labels)
+
+    Images are (N, 784) (or (N, 28, 28)) in [-1, 1], NumPy or CuPy; the model
+    itself lives on NumPy. Everything is seeded: the same seed and data give
+    the same weights.
+    """
+
+    n_inputs = 784
+    n_classes = 10
+
+    def __init__(self, hidden=(512, 256), seed=0, negative_slope=0.01):
+        from minigan.layers import Dense, LeakyReLU, Sequential
+
+        self.hidden = tuple(int(h) for h in hidden)
+        if not self.hidden or min(self.hidden) < 1:
+            raise ValueError(f"hidden must be a non-empty sequence of positive sizes, got {hidden!r}.")
+        self.seed = int(seed)
+        self.negative_slope = float(negative_slope)
+        rng = np.random.default_rng(self.seed)
+        sizes = (self.n_inputs, *self.hidden, self.n_classes)
+        layers = []
+        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            layers.append(Dense(n_in, n_out, rng=rng, backend="numpy"))
+            if i < len(sizes) - 2:
+                layers.append(LeakyReLU(self.negative_slope))
+        self.model = Sequential(*layers).eval()
+        self.test_accuracy = None  # set by load_classifier after training or from the cache
+        self.train_seconds = None
+
+    # -- training --------------------------------------------------------------
+    def fit(self, images, labels, epochs=8, batch_size=128, lr=1e-3, verbose=False,
+            eval_data=None):
+        """Train with Adam and SoftmaxCrossEntropy; the learning rate follows a cosine.
+
+        lr decays as lr * (1 + cos(pi t / T)) / 2 over the T steps: the large
+        early steps learn fast, the small late ones settle into a minimum, which
+        is what gets a plain MLP past 98% in 8 epochs without dropout.
+        Batches are shuffled with a generator seeded by ``seed``; the last,
+        smaller batch of an epoch is dropped. eval_data: optional (images,
+        labels) whose accuracy is printed after each epoch when ``verbose``.
+        Returns self.
+        """
+        from minigan.losses import SoftmaxCrossEntropy
+        from minigan.optim import Adam
+
+        x = _as_images(images)
+        y = to_numpy(labels)
+        if y.ndim != 1 or y.shape[0] != x.shape[0] or y.dtype.kind not in "iu":
+            raise ValueError(f"labels must be (N,) integers for images of shape {x.shape}, "
+                             f"got {y.dtype}{y.shape}.")
+        if y.size and (y.min() < 0 or y.max() >= self.n_classes):
+            raise ValueError(f"labels must be in 0..{self.n_classes - 1}, "
+                             f"got values in [{y.min()}, {y.max()}].")
+        y = y.astype(np.int64, copy=False)
+        n = x.shape[0]
+        batch_size = int(batch_size)
+        if not 1 <= batch_size <= n:
+            raise ValueError(f"batch_size must be between 1 and the {n} samples, got {batch_size}.")
+        steps_per_epoch = n // batch_size
+        total = max(1, int(epochs) * steps_per_epoch)
+        rng = np.random.default_rng([self.seed, 1])  # its own stream, apart from the init's
+
+        loss_fn = SoftmaxCrossEntropy()
+        opt = Adam(self.model.parameters(), lr=lr)
+        self.model.train()
+        start, t = time.perf_counter(), 0
+        try:
+            for epoch in range(int(epochs)):
+                order = rng.permutation(n)
+                running = 0.0
+                for b in range(steps_per_epoch):
+                    idx = order[b * batch_size:(b + 1) * batch_size]
+                    opt.lr = 0.5 * lr * (1.0 + math.cos(math.pi * t / total))
+                    logits = self.model.forward(x[idx])
+                    running += loss_fn.forward(logits, y[idx])
+                    opt.zero_grad()
+                    self.model.backward(loss_fn.backward(), input_grad=False)
+                    opt.step()
+                    t += 1
+                if verbose:
+                    msg = (f"  epoch {epoch + 1}/{epochs}: loss {running / steps_per_epoch:.4f}, "
+                           f"{time.perf_counter() - start:.1f} s")
+                    if eval_data is not None:
+                        msg += f", accuracy {self.accuracy(*eval_data):.4f}"
+                    print(msg, file=sys.stderr, flush=True)
+        finally:
+            self.model.clear_cache()
+            self.model.eval()
+        self.train_seconds = time.perf_counter() - start
+        return self
+
+    # -- inference -------------------------------------------------------------
+    def _forward(self, images, upto=None, batch_size=2000):
+        """Run the model (or its first ``upto`` layers) in evaluation mode, in batches."""
+        x = _as_images(images)
+        layers = self.model.layers if upto is None else self.model.layers[:upto]
+        outs = []
+        try:
+            for s in range(0, x.shape[0], batch_size):
+                h = x[s:s + batch_size]
+                for layer in layers:
+                    h = layer.forward(h)
+                outs.append(h)
+        finally:
+            self.model.clear_cache()  # inference needs no backward; free the activations
+        width = self.model.layers[len(layers) - 1].out_features if upto is None \
+            else self.hidden[-1]
+        return np.concatenate(outs) if outs else np.zeros((0, width), np.float32)
+
+    def logits(self, images):
+        """(N, 10) float32 class scores before the softmax."""
+        return self._forward(images)
+
+    def predict_proba(self, images):
+        """(N, 10) float32 softmax probabilities; rows sum to 1."""
+        z = self.logits(images)
+        z = z - z.max(axis=1, keepdims=True)  # softmax is shift-invariant; exp never overflows
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
+
+    def predict(self, images):
+        """(N,) int64 predicted labels."""
+        return np.argmax(self.logits(images), axis=1).astype(np.int64)
+
+    def features(self, images):
+        """(N, 256) float32 penultimate-layer activations (after the last LeakyReLU)."""
+        return self._forward(images, upto=len(self.model.layers) - 1)
+
+    def accuracy(self, images, labels):
+        """Fraction of ``images`` whose predicted label equals ``labels`` (N,)."""
+        y = to_numpy(labels).ravel()
+        pred = self.predict(images)
+        if y.shape[0] != pred.shape[0]:
+            raise ValueError(f"got {y.shape[0]} labels for {pred.shape[0]} images.")
+        return float(np.mean(pred == y)) if y.size else float("nan")
+
+    # -- saving ----------------------------------------------------------------
+    def save(self, path):
+        """Write the weights and settings to an .npz (arrays only), atomically."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {f"param.{k}": v for k, v in self.model.state_dict().items()}
+        arrays["meta.format"] = np.array(_CLASSIFIER_FORMAT)
+        arrays["meta.hidden"] = np.array(self.hidden, dtype=np.int64)
+        arrays["meta.seed"] = np.array(self.seed)
+        arrays["meta.negative_slope"] = np.array(self.negative_slope)
+        if self.test_accuracy is not None:
+            arrays["meta.test_accuracy"] = np.array(self.test_accuracy)
+        if self.train_seconds is not None:
+            arrays["meta.train_seconds"] = np.array(self.train_seconds)
+        # Temporary file in the same folder, then a rename: readers see the old
+        # file or the complete new one, never half of it.
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **arrays)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path):
+        """A classifier from ``save``'s .npz; a ValueError if it is not one of this format."""
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                data = {k: z[k] for k in z.files}
+        except FileNotFoundError:
+            raise
+        except Exception as err:  # truncated or not a zip: BadZipFile, EOFError, OSError...
+            raise ValueError(f"{path} is not a readable .npz file ({type(err).__name__}: {err}).") from None
+        fmt = int(data["meta.format"]) if "meta.format" in data else None
+        if fmt != _CLASSIFIER_FORMAT or "meta.hidden" not in data:
+            raise ValueError(f"{path} holds classifier format {fmt}, expected {_CLASSIFIER_FORMAT}.")
+        clf = cls(hidden=tuple(int(h) for h in data["meta.hidden"]),
+                  seed=int(data.get("meta.seed", 0)),
+                  negative_slope=float(data.get("meta.negative_slope", 0.01)))
+        state = {k[len("param."):]: v for k, v in data.items() if k.startswith("param.")}
+        clf.model.load_state_dict(state)  # ValueError on missing keys or shapes
+        if "meta.test_accuracy" in data:
+            clf.test_accuracy = float(data["meta.test_accuracy"])
+        if "meta.train_seconds" in data:
+            clf.train_seconds = float(data["meta.train_seconds"])
+        return clf
+
+    def __repr__(self):
+        sizes = "-".join(str(s) for s in (self.n_inputs, *self.hidden, self.n_classes))
+        acc = "" if self.test_accuracy is None else f", test accuracy {self.test_accuracy:.4f}"
+        return f"MnistClassifier({sizes}, seed={self.seed}{acc})"
+
+
+def resolve_cache_dir(cache_dir=None):
+    """Where trained helpers are cached: the argument, $MINIGAN_CACHE_DIR, or ~/.cache/minigan."""
+    if cache_dir is None:
+        cache_dir = os.environ.get(CACHE_ENV_VAR) or DEFAULT_CACHE_DIR
+    return Path(os.path.abspath(os.path.expanduser(os.fspath(cache_dir))))
+
+
+def load_classifier(data_dir=None, cache_dir=None, retrain=False, seed=0, verbose=True):
+    """The MNIST classifier: loaded from the cache, or trained once (about 30 s) and cached.
+
+    The weights live in ``<cache_dir>/mnist_classifier_v1.npz`` (cache_dir: the
+    argument, else $MINIGAN_CACHE_DIR, else ~/.cache/minigan). When the file is
+    missing, unreadable or of another format, or ``retrain`` is true, the MLP is
+    trained on the 60,000 MNIST training images (``load_mnist("train",
+    data_dir)``), scored on the 10,000 test images (``test_accuracy``) and saved
+    atomically. verbose: print training progress to stderr.
+    """
+    from minigan.data import load_mnist
+
+    path = resolve_cache_dir(cache_dir) / CLASSIFIER_FILE
+    if not retrain and path.exists():
+        try:
+            clf = MnistClassifier.load(path)
+            if clf.seed == int(seed):
+                return clf
+        except ValueError as err:
+            warnings.warn(f"Ignoring the cached MNIST classifier: {err} Training a new one.",
+                          stacklevel=2)
+    images, labels = load_mnist("train", data_dir=data_dir)
+    test_images, test_labels = load_mnist("test", data_dir=data_dir)
+    if verbose:
+        print(f"Training the MNIST classifier (once; cached in {path})...",
+              file=sys.stderr, flush=True)
+    clf = MnistClassifier(seed=seed).fit(images, labels, verbose=verbose,
+                                         eval_data=None)
+    del images, labels
+    clf.test_accuracy = clf.accuracy(test_images, test_labels)
+    if verbose:
+        print(f"MNIST classifier: test accuracy {clf.test_accuracy:.4f}, "
+              f"trained in {clf.train_seconds:.1f} s.", file=sys.stderr, flush=True)
+    if clf.test_accuracy < 0.98:
+        warnings.warn(f"The MNIST classifier reached only {clf.test_accuracy:.4f} test "
+                      "accuracy (expected at least 0.98); its scores are less reliable.",
+                      stacklevel=2)
+    clf.save(path)
+    return clf
