@@ -364,14 +364,15 @@ class MnistClassifier:
     n_inputs = 784
     n_classes = 10
 
-    def __init__(self, hidden=(512, 256), seed=0, negative_slope=0.01):
-        from minigan.layers import Dense, LeakyReLU, Sequential
+    def __init__(self, hidden=(512, 256), seed=0, negative_slope=0.01, dropout=0.0):
+        from minigan.layers import Dense, Dropout, LeakyReLU, Sequential
 
         self.hidden = tuple(int(h) for h in hidden)
         if not self.hidden or min(self.hidden) < 1:
             raise ValueError(f"hidden must be a non-empty sequence of positive sizes, got {hidden!r}.")
         self.seed = int(seed)
         self.negative_slope = float(negative_slope)
+        self.dropout = float(dropout)
         rng = np.random.default_rng(self.seed)
         sizes = (self.n_inputs, *self.hidden, self.n_classes)
         layers = []
@@ -379,6 +380,8 @@ class MnistClassifier:
             layers.append(Dense(n_in, n_out, rng=rng, backend="numpy"))
             if i < len(sizes) - 2:
                 layers.append(LeakyReLU(self.negative_slope))
+                if self.dropout > 0:
+                    layers.append(Dropout(self.dropout, rng=np.random.default_rng([self.seed, 2, i])))
         self.model = Sequential(*layers).eval()
         self.test_accuracy = None  # set by load_classifier after training or from the cache
         self.train_seconds = None

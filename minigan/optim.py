@@ -32,6 +32,11 @@ class Optimizer:
                 raise ValueError(
                     f"{type(self).__name__}: parameter {i} is {p.dtype}{p.shape} but its gradient "
                     f"is {g.dtype}{g.shape}")
+        dtypes = {str(p.dtype) for p, _ in params}
+        if len(dtypes) > 1:
+            # One scratch buffer serves every parameter, so they must share a dtype.
+            raise TypeError(f"{type(self).__name__}: parameters mix dtypes {sorted(dtypes)}; "
+                            "cast the model with model.astype(...) first")
         if lr <= 0:
             raise ValueError(f"{type(self).__name__}: learning rate must be positive, got {lr}")
         self.params = params

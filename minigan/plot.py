@@ -1,0 +1,866 @@
+"""Figures and animations for watching a GAN learn.
+
+    from minigan import plot
+    plot.plot_losses(gan.history, path="losses.png")
+    plot.plot_image_grid(gan.sample(64), path="samples.png")
+    plot.plot_2d(real, fake, discriminator=gan, centres=data.centres)
+    plot.plot_1d(real, fake, discriminator=gan)              # Figure 1 of Goodfellow et al.
+    frames.append(plot.snapshot_2d(real, gan.sample(500), gan, info=record))  # while training
+    plot.animate_2d(frames, "training.gif")
+
+matplotlib is imported by the functions, never by ``import minigan.plot``; where
+no display is available (Linux without $DISPLAY or $WAYLAND_DISPLAY) and no
+backend was chosen ($MPLBACKEND, or pyplot already imported), the "Agg" backend
+is selected, so everything works on a headless server.
+
+Every function returns a matplotlib ``Figure`` and, given ``path=``, saves it
+there (parent folders are created; the format follows the suffix: .png, .pdf,
+.svg; animations: .gif). The figures are detached from pyplot (closed) before
+they are returned: nothing accumulates in a long training loop, and a notebook
+shows a figure once, as the value of the cell (use ``display(fig)`` elsewhere).
+Functions that take ``ax=`` draw into the caller's axes instead and leave its
+figure open.
+
+Arrays may be NumPy or CuPy; they are copied to the host with
+``minigan.to_numpy``. Images are in [-1, 1] (the range of a tanh generator).
+
+Discriminators
+    ``discriminator=`` (plot_1d, plot_2d, snapshot_1d, snapshot_2d) accepts
+    - a ``minigan.gan.GAN``: its ``discriminate`` gives probabilities;
+    - a minigan model (a ``Layer``, e.g. the ``Sequential`` D): its forward gives
+      logits, turned into probabilities with a sigmoid; it is run in evaluation
+      mode, its mode restored and its cache cleared afterwards;
+    - any other callable mapping a float32 NumPy array (K, dim) to (K,) or (K, 1)
+      probabilities of "real"; pass ``logits=True`` if it returns logits.
+
+Animation frames
+    ``animate_1d`` and ``animate_2d`` take a list of frames, each a dict of plain
+    arrays and numbers (no callables, so collecting one costs one D evaluation on
+    a small grid and a copy of the samples). ``snapshot_1d`` / ``snapshot_2d``
+    build them:
+
+    =========  =====================================================================
+    step       int or None: the training step, shown in the title
+    real       (N, dim) float32 data samples (the same array every frame is fine)
+    fake       (M, dim) float32 generated samples
+    z          (M, 1) float32 latent codes of ``fake`` (1-D only, optional): drawn
+               as the lines z -> x = G(z) of Goodfellow et al.'s Figure 1
+    lim        (lo, hi) for 1-D, (xmin, xmax, ymin, ymax) for 2-D: the plotted region
+    grid_x     (G,) float64 x coordinates where D was evaluated (optional)
+    grid_y     (H,) float64 y coordinates (2-D only)
+    d_grid     D's probability of "real" on the grid: (G,) for 1-D; (H, G) for 2-D,
+               with d_grid[i, j] = D(grid_x[j], grid_y[i]) (meshgrid's "xy" order)
+    info       dict of floats (optional): e.g. the record of ``gan.train_step``;
+               d_loss and g_loss are shown in the title
+    =========  =====================================================================
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from minigan.backend import to_numpy
+
+__all__ = [
+    "plot_losses",
+    "plot_image_grid",
+    "plot_class_grid",
+    "plot_2d",
+    "plot_1d",
+    "snapshot_1d",
+    "snapshot_2d",
+    "animate_1d",
+    "animate_2d",
+]
+
+# Colours used throughout, so that real/fake/D mean the same thing in every figure.
+REAL_COLOUR = "black"
+FAKE_COLOUR = "tab:green"       # Goodfellow et al.: the generator's density is green
+D_COLOUR = "tab:blue"           # ... and the discriminator's curve blue, dashed
+D_CMAP = "RdBu"                 # 2-D: red where D says "fake" (0), blue where "real" (1)
+
+LOG2 = math.log(2.0)
+
+
+# ------------------------------------------------------------------ matplotlib setup
+
+
+def _headless() -> bool:
+    if sys.platform.startswith(("win", "darwin")):
+        return False
+    return not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def _pyplot():
+    """Import pyplot, choosing "Agg" first when there is no display and no backend was chosen."""
+    import matplotlib
+
+    if ("matplotlib.pyplot" not in sys.modules and not os.environ.get("MPLBACKEND")
+            and _headless()):
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _new_figure(**kwargs):
+    return _pyplot().figure(**kwargs)
+
+
+def _finish(fig, path, own, dpi=100):
+    """Save ``fig`` to ``path`` (if given) and detach it from pyplot if we created it."""
+    if path is not None:
+        _save_figure(fig, path, dpi=dpi)
+    if own:
+        _pyplot().close(fig)
+    return fig
+
+
+def _prepare_path(path, suffixes=None):
+    path = Path(os.fspath(path)).expanduser()
+    if suffixes is not None and path.suffix.lower() not in suffixes:
+        raise ValueError(f"{path}: expected a file name ending in {' or '.join(suffixes)}, "
+                         f"got suffix {path.suffix!r}.")
+    if not path.suffix:
+        raise ValueError(f"{path}: add a suffix naming the format, e.g. '.png'.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _atomic(path, write):
+    """Call ``write(tmp)`` on a temporary file beside ``path`` (same suffix), then rename."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _save_figure(fig, path, dpi=100):
+    path = _prepare_path(path)
+    fmt = path.suffix[1:].lower()
+    _atomic(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format=fmt, bbox_inches="tight"))
+    return path
+
+
+# ------------------------------------------------------------------------- helpers
+
+
+def _points(x, name, dim=None):
+    """(N, dim) float64 host array from NumPy/CuPy; (N,) is taken as (N, 1)."""
+    a = to_numpy(x)
+    if a.ndim == 1:
+        a = a[:, None]
+    if a.ndim != 2 or (dim is not None and a.shape[1] != dim):
+        want = f"(N, {dim})" if dim is not None else "(N, D)"
+        raise ValueError(f"{name} must have shape {want}"
+                         + (" or (N,)" if dim == 1 else "") + f", got {a.shape}.")
+    return a.astype(np.float64, copy=False)
+
+
+def _sigmoid(z):
+    z = np.asarray(z, dtype=np.float64)
+    return 0.5 * (1.0 + np.tanh(0.5 * z))  # = 1 / (1 + exp(-z)), never overflows
+
+
+def _d_probabilities(discriminator, points, logits=None):
+    """D's probability of "real" at ``points`` (K, dim) float64 -> (K,) float64 in [0, 1]."""
+    from minigan.layers import Layer
+
+    k = points.shape[0]
+    if hasattr(discriminator, "discriminate") and hasattr(discriminator, "D"):
+        # A minigan GAN: discriminate() already applies the sigmoid, in eval mode.
+        model = discriminator.D
+        x = _to_model(points, model)
+        out = discriminator.discriminate(x)
+        is_logits = bool(logits)
+    elif isinstance(discriminator, Layer):
+        model = discriminator
+        x = _to_model(points, model)
+        was_training = model.training
+        model.eval()
+        try:
+            out = model.forward(x)
+        finally:
+            model.clear_cache()  # a later training backward must not reuse this pass
+            model.train(was_training)
+        is_logits = True if logits is None else bool(logits)
+    elif callable(discriminator):
+        out = discriminator(points.astype(np.float32))
+        is_logits = bool(logits)
+    else:
+        raise TypeError(f"discriminator must be a minigan GAN, a minigan model or a callable, "
+                        f"got {type(discriminator).__name__}.")
+    out = np.asarray(to_numpy(out), dtype=np.float64)
+    if out.size != k:
+        raise ValueError(f"the discriminator returned shape {out.shape} for {k} points; "
+                         f"expected ({k},) or ({k}, 1).")
+    out = out.reshape(k)
+    if is_logits:
+        return _sigmoid(out)
+    finite = out[np.isfinite(out)]
+    if finite.size and (finite.min() < -1e-6 or finite.max() > 1 + 1e-6):
+        raise ValueError(
+            f"the discriminator returned values in [{finite.min():.3g}, {finite.max():.3g}], "
+            "not probabilities in [0, 1]; if it returns logits, pass logits=True.")
+    return np.clip(out, 0.0, 1.0)
+
+
+def _to_model(points, model):
+    """``points`` in the model's dtype and on its backend."""
+    from minigan.backend import to_device
+
+    dtype = model.dtype or np.float32
+    backend = model.backend or "numpy"
+    return to_device(points.astype(dtype), backend)
+
+
+def _robust_range(a, q=1.0):
+    """[q, 100-q] percentile range of a 1-D array's finite values, or None."""
+    a = a[np.isfinite(a)]
+    if a.size == 0:
+        return None
+    return float(np.percentile(a, q)), float(np.percentile(a, 100 - q))
+
+
+def _auto_lim_1d(*arrays, margin=0.15):
+    """(lo, hi) covering the arrays (robustly: outliers from a diverging G are ignored)."""
+    ranges = [r for a in arrays if a is not None for r in [_robust_range(np.ravel(a), 0.5)] if r]
+    if not ranges:
+        return (-1.0, 1.0)
+    lo, hi = min(r[0] for r in ranges), max(r[1] for r in ranges)
+    width = max(hi - lo, 1e-3 * max(1.0, abs(lo), abs(hi)))
+    return (lo - margin * width, hi + margin * width)
+
+
+def _auto_lim_2d(*arrays, margin=0.15):
+    """(xmin, xmax, ymin, ymax) covering (N, 2) arrays, with the same span on both axes."""
+    arrays = [a for a in arrays if a is not None and len(a)]
+    xs = _auto_lim_1d(*[a[:, 0] for a in arrays], margin=margin)
+    ys = _auto_lim_1d(*[a[:, 1] for a in arrays], margin=margin)
+    half = max(xs[1] - xs[0], ys[1] - ys[0]) / 2
+    cx, cy = (xs[0] + xs[1]) / 2, (ys[0] + ys[1]) / 2
+    return (cx - half, cx + half, cy - half, cy + half)
+
+
+def _check_lim(lim, dim):
+    if lim is None:
+        return None
+    if np.isscalar(lim):
+        lim = float(lim)
+        return (-lim, lim) if dim == 1 else (-lim, lim, -lim, lim)
+    lim = tuple(float(v) for v in lim)
+    if dim == 2 and len(lim) == 2:
+        lim = lim + lim
+    if len(lim) != 2 * dim or any(lim[2 * i] >= lim[2 * i + 1] for i in range(dim)):
+        want = "(lo, hi)" if dim == 1 else "(xmin, xmax, ymin, ymax) or (lo, hi)"
+        raise ValueError(f"lim must be a number L (meaning -L..L) or {want} with lo < hi, "
+                         f"got {lim}.")
+    return lim
+
+
+def _kde(samples, grid, max_points=2000):
+    """Gaussian kernel density estimate of 1-D ``samples`` on ``grid`` (Silverman's bandwidth).
+
+    bandwidth h = 0.9 min(std, IQR / 1.34) n^(-1/5); a collapsed generator (all
+    samples equal) gets a narrow spike of width 1/200 of the grid instead of 0.
+    """
+    s = samples[np.isfinite(samples)]
+    if s.size == 0:
+        return np.zeros_like(grid)
+    if s.size > max_points:  # evenly spaced order statistics: deterministic, same shape
+        s = np.sort(s)[np.linspace(0, s.size - 1, max_points).astype(int)]
+    spread = min(np.std(s), (np.percentile(s, 75) - np.percentile(s, 25)) / 1.34)
+    if spread <= 0:
+        spread = np.std(s)
+    h = 0.9 * spread * s.size ** (-0.2)
+    h = max(h, (grid[-1] - grid[0]) / 200)
+    u = (grid[:, None] - s[None, :]) / h
+    return np.exp(-0.5 * u * u).sum(axis=1) / (s.size * h * math.sqrt(2 * math.pi))
+
+
+def _moving_average(y, window):
+    """Centred moving average that ignores NaN and shrinks its window at the ends."""
+    if window <= 1:
+        return y
+    ok = np.isfinite(y)
+    kernel = np.ones(window)
+    total = np.convolve(np.where(ok, y, 0.0), kernel, mode="same")
+    count = np.convolve(ok.astype(float), kernel, mode="same")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+# ------------------------------------------------------------------------- losses
+
+
+def _history_columns(history):
+    """A dict of 1-D float arrays from a Mapping of sequences or a sequence of dicts."""
+    if isinstance(history, Mapping):
+        cols = {k: np.asarray(to_numpy(history[k]), dtype=np.float64).ravel() for k in history}
+    else:
+        records = list(history)
+        if records and not all(isinstance(r, Mapping) for r in records):
+            raise TypeError("history must be a mapping of name -> sequence (gan.history) "
+                            "or a list of dicts (train_step records).")
+        keys = list(records[0]) if records else []
+        cols = {k: np.array([r.get(k, np.nan) for r in records], dtype=np.float64) for k in keys}
+    missing = [k for k in ("d_loss", "g_loss") if k not in cols]
+    if missing:
+        raise ValueError(f"history lacks {missing}: expected at least 'd_loss' and 'g_loss' "
+                         f"(optionally 'd_real', 'd_fake', 'step'), got keys {sorted(cols)}.")
+    lengths = {k: len(v) for k, v in cols.items()}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"history columns have different lengths: {lengths}.")
+    return cols
+
+
+def plot_losses(history, path=None, smooth=None, d_loss_at_equilibrium=2 * LOG2,
+                g_loss_at_equilibrium=LOG2, title=None):
+    """Loss curves (top) and mean D outputs (bottom) over training.
+
+    history: a mapping of name -> sequence (``gan.history``, a dict of lists)
+    or a list of ``train_step`` records. Needs d_loss and g_loss; d_real and
+    d_fake (mean D(x) and mean D(G(z)), as probabilities) add the lower panel;
+    "step" gives the x axis (default 1, 2, ...).
+    smooth: moving-average window in steps, drawn over the faint raw curve;
+    None picks about n / 50 for long runs, 1 turns it off.
+    d_loss_at_equilibrium, g_loss_at_equilibrium: reference lines for the
+    values at the game's equilibrium, where D = 1/2 everywhere. With d_loss the
+    SUM of the real and fake BCE terms (as ``gan.train_step`` reports it) that
+    is -log(1/2) - log(1 - 1/2) = 2 log 2 = 1.386 (log 2 if your d_loss is their
+    mean); the non-saturating g_loss -log D(G(z)) is log 2 = 0.693 there (pass
+    -log 2 for the minimax loss). None hides a line.
+    """
+    cols = _history_columns(history)
+    n = len(cols["d_loss"])
+    steps = cols["step"] if "step" in cols else np.arange(1, n + 1, dtype=float)
+    if smooth is None:
+        smooth = max(1, n // 50) if n > 100 else 1
+    smooth = int(smooth)
+    if smooth < 1:
+        raise ValueError(f"smooth must be a window of >= 1 steps, got {smooth}.")
+    has_d = "d_real" in cols or "d_fake" in cols
+
+    fig = _new_figure(figsize=(8, 6.2 if has_d else 3.6))
+    axes = fig.subplots(2 if has_d else 1, 1, sharex=True, squeeze=False)[:, 0]
+
+    def curve(ax, key, colour, label):
+        y = cols[key]
+        if smooth > 1:
+            ax.plot(steps, y, color=colour, alpha=0.25, lw=0.8)
+            ax.plot(steps, _moving_average(y, smooth), color=colour, lw=1.6,
+                    label=f"{label} ({smooth}-step mean)")
+        else:
+            ax.plot(steps, y, color=colour, lw=1.4, label=label)
+
+    ax = axes[0]
+    curve(ax, "d_loss", "tab:blue", "D loss")
+    curve(ax, "g_loss", "tab:orange", "G loss")
+    if d_loss_at_equilibrium is not None:
+        ax.axhline(d_loss_at_equilibrium, color="tab:blue", ls=":", lw=1.2,
+                   label=f"D loss at D = 1/2: {d_loss_at_equilibrium:.3f} "
+                         "(2 log 2 for real + fake BCE)")
+    if g_loss_at_equilibrium is not None:
+        ax.axhline(g_loss_at_equilibrium, color="tab:orange", ls=":", lw=1.2,
+                   label=f"G loss at D(G(z)) = 1/2: {g_loss_at_equilibrium:.3f} "
+                         "(log 2, non-saturating)")
+    ax.set_ylabel("loss")
+    ax.set_title(title or "GAN training")
+    ax.legend(fontsize=8, loc="best")
+    ax.grid(alpha=0.3)
+
+    if has_d:
+        ax = axes[1]
+        if "d_real" in cols:
+            curve(ax, "d_real", REAL_COLOUR, "mean D(x), real")
+        if "d_fake" in cols:
+            curve(ax, "d_fake", FAKE_COLOUR, "mean D(G(z)), fake")
+        ax.axhline(0.5, color="grey", ls="--", lw=1.2, label="equilibrium: D = 1/2")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_ylabel("D output (probability of real)")
+        ax.legend(fontsize=8, loc="best")
+        ax.grid(alpha=0.3)
+    axes[-1].set_xlabel("step")
+    fig.tight_layout()
+    return _finish(fig, path, own=True)
+
+
+# ------------------------------------------------------------------------- images
+
+
+def _image_stack(images, name="images"):
+    """(N, H, W) float64 in [0, 1] from (N, H*W) square, (N, H, W) or (N, 1, H, W) in [-1, 1]."""
+    x = to_numpy(images)
+    if x.ndim == 4 and x.shape[1] == 1:
+        x = x[:, 0]
+    if x.ndim == 2:
+        side = math.isqrt(x.shape[1])
+        if side * side != x.shape[1]:
+            raise ValueError(f"{name} of shape {x.shape}: flattened images must be square "
+                             "(N, H*W), e.g. (N, 784); or pass (N, H, W).")
+        x = x.reshape(x.shape[0], side, side)
+    if x.ndim != 3:
+        raise ValueError(f"{name} must have shape (N, 784), (N, 28, 28) or (N, 1, 28, 28), "
+                         f"got {x.shape}.")
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} is empty: nothing to draw.")
+    # [-1, 1] -> [0, 1]: the inverse of load_mnist's x / 127.5 - 1, up to the 255.
+    return np.clip((x.astype(np.float64) + 1.0) / 2.0, 0.0, 1.0)
+
+
+def _mosaic(cells, n_rows, n_cols, h, w, pad, fill=1.0):
+    """One (rows*(h+pad)+pad, cols*(w+pad)+pad) image; cells: {(r, c): (h, w) image}."""
+    out = np.full((n_rows * (h + pad) + pad, n_cols * (w + pad) + pad), fill)
+    for (r, c), img in cells.items():
+        y, x = pad + r * (h + pad), pad + c * (w + pad)
+        out[y:y + h, x:x + w] = img
+    return out
+
+
+def plot_image_grid(images, nrow=None, title=None, path=None, padding=2):
+    """A grid of greyscale images (N, 784), (N, 28, 28) or (N, 1, 28, 28) in [-1, 1].
+
+    nrow: images per row (as torchvision's make_grid); default ceil(sqrt(N)).
+    -1 is drawn black, 1 white; cells are separated by ``padding`` white pixels.
+    """
+    x = _image_stack(images)
+    n, h, w = x.shape
+    ncol = int(nrow) if nrow is not None else math.ceil(math.sqrt(n))
+    if ncol < 1:
+        raise ValueError(f"nrow (images per row) must be >= 1, got {nrow}.")
+    nrows = math.ceil(n / ncol)
+    mosaic = _mosaic({(i // ncol, i % ncol): x[i] for i in range(n)}, nrows, ncol, h, w, padding)
+    scale = min(0.5, 9.0 / max(ncol, nrows))  # inches per cell, at most 9 inches across
+    fig = _new_figure(figsize=(max(2.0, ncol * scale), max(2.0, nrows * scale) + (0.4 if title else 0)))
+    ax = fig.add_axes((0, 0, 1, 0.92 if title else 1))
+    ax.imshow(mosaic, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.set_axis_off()
+    if title:
+        fig.suptitle(title)
+    return _finish(fig, path, own=True)
+
+
+def plot_class_grid(images, labels=None, n_per_class=None, class_names=None, title=None,
+                    path=None, padding=2):
+    """One row per class: samples of a conditional GAN, or real images sorted by label.
+
+    Either ``labels`` (N,) ints: row c shows the first ``n_per_class`` images
+    labelled c (default: as many as the most frequent class has, at most 10);
+    or no labels and ``n_per_class``: the images are class-major, images[c *
+    n_per_class + j] being sample j of class c (what sampling each class in turn
+    gives), so N must be a multiple of n_per_class.
+    class_names: row labels (default 0, 1, ...), e.g. data.FASHION_MNIST_CLASSES.
+    """
+    x = _image_stack(images)
+    n, h, w = x.shape
+    cells = {}
+    if labels is not None:
+        y = to_numpy(labels).ravel()
+        if y.shape[0] != n or y.dtype.kind not in "iu":
+            raise ValueError(f"labels must be (N,) integers for {n} images, got {y.dtype}{y.shape}.")
+        if y.size and y.min() < 0:
+            raise ValueError(f"labels must be >= 0, got {y.min()}.")
+        n_classes = max(int(y.max()) + 1, len(class_names) if class_names else 0)
+        counts = np.bincount(y, minlength=n_classes)
+        if n_per_class is None:
+            n_per_class = int(min(counts.max(), 10))
+        for c in range(n_classes):
+            for j, i in enumerate(np.flatnonzero(y == c)[:n_per_class]):
+                cells[(c, j)] = x[i]
+    else:
+        if n_per_class is None:
+            raise ValueError("pass labels (N,) or n_per_class (images class-major: "
+                             "images[c * n_per_class + j] is sample j of class c).")
+        if n_per_class < 1 or n % n_per_class:
+            raise ValueError(f"{n} images do not split into rows of n_per_class={n_per_class}.")
+        n_classes = n // n_per_class
+        for i in range(n):
+            cells[(i // n_per_class, i % n_per_class)] = x[i]
+    n_per_class = int(n_per_class)
+    if n_per_class < 1:
+        raise ValueError(f"n_per_class must be >= 1, got {n_per_class}.")
+    if class_names is not None and len(class_names) < n_classes:
+        raise ValueError(f"got {len(class_names)} class names for {n_classes} classes.")
+    names = [str(c) for c in (class_names or range(n_classes))][:n_classes]
+
+    mosaic = _mosaic(cells, n_classes, n_per_class, h, w, padding)
+    scale = min(0.5, 8.0 / max(n_per_class, n_classes))
+    label_width = 0.12 * max(len(s) for s in names) + 0.3
+    fig = _new_figure(figsize=(n_per_class * scale + label_width,
+                               n_classes * scale + (0.4 if title else 0)))
+    ax = fig.add_subplot()
+    ax.imshow(mosaic, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([padding + r * (h + padding) + h / 2 for r in range(n_classes)], names)
+    ax.tick_params(axis="y", length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return _finish(fig, path, own=True)
+
+
+# --------------------------------------------------------------------------- 2-D
+
+
+def _grid_2d(lim, grid_size):
+    gx = np.linspace(lim[0], lim[1], grid_size)
+    gy = np.linspace(lim[2], lim[3], grid_size)
+    xx, yy = np.meshgrid(gx, gy)  # "xy": xx[i, j] = gx[j], yy[i, j] = gy[i]
+    return gx, gy, np.stack([xx.ravel(), yy.ravel()], axis=1)
+
+
+def _draw_2d(ax, real, fake, lim, grid=None, centres=None, title=None, colorbar=True,
+             legend=True):
+    """Draw D's surface (if grid = (gx, gy, d) is given), samples and centres into ax."""
+    if grid is not None:
+        gx, gy, d = grid
+        levels = np.linspace(0.0, 1.0, 21)
+        cs = ax.contourf(gx, gy, d, levels=levels, cmap=D_CMAP, vmin=0.0, vmax=1.0, alpha=0.6)
+        if np.nanmin(d) < 0.5 < np.nanmax(d):
+            ax.contour(gx, gy, d, levels=[0.5], colors="0.25", linewidths=1.0, linestyles="--")
+        if colorbar:
+            cb = ax.figure.colorbar(cs, ax=ax, fraction=0.046, pad=0.03, ticks=[0, 0.25, 0.5, 0.75, 1])
+            cb.set_label("D(x): probability of real (dashed: D = 1/2)")
+    if real is not None and len(real):
+        ax.scatter(real[:, 0], real[:, 1], s=4, c=REAL_COLOUR, alpha=0.6, lw=0,
+                   label="real data", zorder=2)
+    if fake is not None and len(fake):
+        ax.scatter(fake[:, 0], fake[:, 1], s=5, c=FAKE_COLOUR, alpha=0.7, lw=0,
+                   label="generated G(z)", zorder=3)
+    if centres is not None:
+        ax.scatter(centres[:, 0], centres[:, 1], s=60, marker="+", c="tab:orange",
+                   lw=1.5, label="mode centres", zorder=4)
+    ax.set_xlim(lim[0], lim[1])
+    ax.set_ylim(lim[2], lim[3])
+    ax.set_aspect("equal")
+    if title:
+        ax.set_title(title)
+    if legend:
+        ax.legend(loc="upper right", fontsize=8, markerscale=2.5, framealpha=0.8)
+
+
+def plot_2d(real, fake, discriminator=None, centres=None, path=None, ax=None, lim=None,
+            title=None, logits=None, grid_size=120):
+    """Real (N, 2) vs generated (M, 2) samples, over D's decision surface.
+
+    discriminator: optional; a GAN, a minigan model (logits) or a callable
+    returning probabilities (see the module docstring); its probability of
+    "real" is drawn as filled contours (blue = real, red = fake) on a
+    ``grid_size`` x ``grid_size`` grid, with D = 1/2 dashed.
+    centres: (K, 2) mode centres to mark. lim: L, (lo, hi) or (xmin, xmax,
+    ymin, ymax); default the samples' extent (ignoring far outliers) plus 15%.
+    ax: draw into these axes (no new figure).
+    """
+    real = _points(real, "real", 2)
+    fake = _points(fake, "fake", 2)
+    centres = None if centres is None else _points(centres, "centres", 2)
+    lim = _check_lim(lim, 2) or _auto_lim_2d(real, fake, centres)
+    grid = None
+    if discriminator is not None:
+        gx, gy, pts = _grid_2d(lim, int(grid_size))
+        d = _d_probabilities(discriminator, pts, logits).reshape(len(gy), len(gx))
+        grid = (gx, gy, d)
+    own = ax is None
+    if own:
+        fig = _new_figure(figsize=(6.4 if grid is not None else 5.4, 5.2))
+        ax = fig.add_subplot()
+    _draw_2d(ax, real, fake, lim, grid=grid, centres=centres, title=title)
+    if own:
+        ax.figure.tight_layout()
+    return _finish(ax.figure, path, own=own)
+
+
+# --------------------------------------------------------------------------- 1-D
+
+
+def _draw_1d(ax, real, fake, lim, d_curve=None, z=None, data_pdf=None, title=None,
+             ytop=None, curves=None, legend=True):
+    """Figure 1 of Goodfellow et al.: p_data dotted black, p_g solid green, D dashed blue.
+
+    Returns the twin axes holding D (or None). ``curves`` may hold precomputed
+    (grid, p_data, p_g) so that an animation does not redo the densities.
+    """
+    if curves is None:
+        curves = _densities_1d(real, fake, lim, data_pdf)
+    grid, p_data, p_g = curves
+    top = ytop or 1.15 * max(np.max(p_data), np.max(p_g), 1e-12)
+    ax.plot(grid, p_data, color=REAL_COLOUR, ls=":", lw=2.0, label="data density $p_{data}$")
+    ax.plot(grid, p_g, color=FAKE_COLOUR, lw=2.0, label="generator density $p_g$")
+    # The data samples themselves, as a rug of black dots on the x line.
+    rug = real[:: max(1, len(real) // 300), 0]
+    ax.plot(rug, np.zeros_like(rug), "|", color=REAL_COLOUR, ms=6, alpha=0.4)
+    bottom = 0.0
+    if z is not None:
+        # The mapping x = G(z): z on a lower line, x on the upper (y = 0) one.
+        zc = z[:, 0]
+        order = np.argsort(zc)
+        pick = order[np.linspace(0, len(order) - 1, min(25, len(order))).astype(int)]
+        z_line = -0.3 * top
+        for i in pick:
+            ax.plot([zc[i], fake[i, 0]], [z_line, 0.0], color=FAKE_COLOUR, lw=0.7, alpha=0.6)
+        ax.axhline(z_line, color="0.3", lw=0.8)
+        ax.text(lim[0], z_line, " z", va="bottom", ha="left", fontsize=9)
+        ax.text(lim[0], 0.0, " x", va="bottom", ha="left", fontsize=9)
+        bottom = 1.4 * z_line
+    ax.axhline(0.0, color="0.3", lw=0.8)
+    ax.set_xlim(*lim)
+    ax.set_ylim(bottom if z is not None else -0.03 * top, top)
+    ax.set_ylabel("density")
+    ax.set_xlabel("x")
+    handles, labels = ax.get_legend_handles_labels()
+    dax = None
+    if d_curve is not None:
+        dgrid, d = d_curve
+        dax = ax.twinx()
+        dax.plot(dgrid, d, color=D_COLOUR, ls="--", lw=2.0, label="discriminator D(x)")
+        dax.axhline(0.5, color=D_COLOUR, ls=":", lw=0.8, alpha=0.6)
+        # Align D's 0 with the density's 0, whatever lies below it (the z line).
+        lo, hi = ax.get_ylim()
+        dax.set_ylim(lo / hi * 1.05, 1.05)
+        dax.set_yticks([0, 0.5, 1])
+        dax.set_ylabel("D(x)", color=D_COLOUR)
+        dax.tick_params(axis="y", colors=D_COLOUR)
+        h2, l2 = dax.get_legend_handles_labels()
+        handles, labels = handles + h2, labels + l2
+    if legend:
+        ax.legend(handles, labels, loc="upper left", fontsize=8, framealpha=0.8)
+    if title:
+        ax.set_title(title)
+    return dax
+
+
+def _densities_1d(real, fake, lim, data_pdf=None, n_grid=400):
+    grid = np.linspace(lim[0], lim[1], n_grid)
+    if data_pdf is not None:
+        p_data = np.asarray(to_numpy(data_pdf(grid[:, None])), dtype=np.float64).reshape(n_grid)
+    else:
+        p_data = _kde(real[:, 0], grid)
+    return grid, p_data, _kde(fake[:, 0], grid)
+
+
+def plot_1d(real, fake, discriminator=None, path=None, ax=None, lim=None, z=None,
+            data_pdf=None, title=None, logits=None):
+    """1-D data and generator densities with D's curve, as in Goodfellow et al. 2014, Fig. 1.
+
+    real (N, 1) or (N,), fake (M, 1) or (M,): densities are kernel estimates
+    (black dotted: data, green solid: generator); data_pdf: the exact data
+    density instead, a callable (G, 1) -> (G,) such as ``gaussian1d().pdf``.
+    discriminator: optional (see the module docstring); its probability of
+    "real" is the blue dashed curve, on the right-hand axis (at the
+    equilibrium it is flat at 1/2). z: (M, 1) latent codes of ``fake``: lines
+    from z (lower line) to x = G(z) (upper line) show how G maps noise to data.
+    lim: (lo, hi); default the extent of the samples (and z) plus 15%.
+    """
+    real = _points(real, "real", 1)
+    fake = _points(fake, "fake", 1)
+    if z is not None:
+        z = _points(z, "z", 1)
+        if len(z) != len(fake):
+            raise ValueError(f"z has {len(z)} rows but fake has {len(fake)}: z[i] must be "
+                             "the latent code of fake[i].")
+    lim = _check_lim(lim, 1) or _auto_lim_1d(real, fake, z)
+    d_curve = None
+    if discriminator is not None:
+        dgrid = np.linspace(lim[0], lim[1], 300)
+        d_curve = (dgrid, _d_probabilities(discriminator, dgrid[:, None], logits))
+    own = ax is None
+    if own:
+        fig = _new_figure(figsize=(7.5, 4.2))
+        ax = fig.add_subplot()
+    _draw_1d(ax, real, fake, lim, d_curve=d_curve, z=z, data_pdf=data_pdf, title=title)
+    if own:
+        ax.figure.tight_layout()
+    return _finish(ax.figure, path, own=own)
+
+
+# ----------------------------------------------------------------- animation frames
+
+
+def _host_copy(x, name, dim):
+    # A float32 copy: the training loop may reuse or overwrite its buffers later.
+    return np.array(_points(x, name, dim), dtype=np.float32)
+
+
+def _info(info, step):
+    info = {} if info is None else {k: float(v) for k, v in dict(info).items()
+                                    if np.ndim(v) == 0 and isinstance(v, (int, float, np.number))}
+    if step is None and "step" in info:
+        step = int(info["step"])
+    return info, (None if step is None else int(step))
+
+
+def snapshot_1d(real, fake, discriminator=None, step=None, info=None, lim=None, z=None,
+                grid_size=200, logits=None):
+    """One frame for ``animate_1d``: copies of the samples and D on a grid of x values.
+
+    real (N, 1), fake (M, 1); z (M, 1): optional latent codes of fake.
+    discriminator: see the module docstring. info: e.g. the dict returned by
+    ``gan.train_step`` (its "step" is used when step is None). lim: (lo, hi),
+    default the real samples' extent widened 3 times, the same every frame as
+    long as ``real`` is; fix it when the generator starts far from the data.
+    """
+    real = _host_copy(real, "real", 1)
+    fake = _host_copy(fake, "fake", 1)
+    lim = _check_lim(lim, 1)
+    if lim is None:
+        lo, hi = _auto_lim_1d(real, margin=0.0)
+        mid, half = (lo + hi) / 2, max(hi - lo, 1e-3) / 2
+        lim = (mid - 3 * half, mid + 3 * half)
+    info, step = _info(info, step)
+    frame = {"step": step, "real": real, "fake": fake, "lim": lim, "info": info}
+    if z is not None:
+        frame["z"] = _host_copy(z, "z", 1)
+    if discriminator is not None:
+        gx = np.linspace(lim[0], lim[1], int(grid_size))
+        frame["grid_x"] = gx
+        frame["d_grid"] = _d_probabilities(discriminator, gx[:, None], logits)
+    return frame
+
+
+def snapshot_2d(real, fake, discriminator=None, step=None, info=None, lim=None,
+                grid_size=60, logits=None):
+    """One frame for ``animate_2d``: copies of the samples and D on a grid_size^2 grid.
+
+    real (N, 2), fake (M, 2); discriminator: see the module docstring (one
+    forward pass over grid_size^2 points: cheap). info: e.g. the dict returned
+    by ``gan.train_step``. lim: (xmin, xmax, ymin, ymax); default the real
+    samples' extent widened 1.6 times, the same every frame as long as ``real`` is.
+    """
+    real = _host_copy(real, "real", 2)
+    fake = _host_copy(fake, "fake", 2)
+    lim = _check_lim(lim, 2)
+    if lim is None:
+        x0, x1, y0, y1 = _auto_lim_2d(real, margin=0.0)
+        cx, cy, half = (x0 + x1) / 2, (y0 + y1) / 2, 0.8 * max(x1 - x0, 1e-3)
+        lim = (cx - half, cx + half, cy - half, cy + half)
+    info, step = _info(info, step)
+    frame = {"step": step, "real": real, "fake": fake, "lim": lim, "info": info}
+    if discriminator is not None:
+        gx, gy, pts = _grid_2d(lim, int(grid_size))
+        frame["grid_x"], frame["grid_y"] = gx, gy
+        frame["d_grid"] = _d_probabilities(discriminator, pts, logits).reshape(len(gy), len(gx))
+    return frame
+
+
+def _frame_title(frame, title):
+    parts = [title] if title else []
+    if frame.get("step") is not None:
+        parts.append(f"step {frame['step']}")
+    info = frame.get("info") or {}
+    parts += [f"{k} {info[k]:.3f}" for k in ("d_loss", "g_loss") if k in info]
+    return "  ·  ".join(parts)
+
+
+def _check_frames(frames, dim):
+    frames = list(frames)
+    if not frames:
+        raise ValueError("frames is empty: collect at least one with snapshot_"
+                         f"{dim}d(...) during training.")
+    for i, f in enumerate(frames):
+        if not isinstance(f, Mapping) or "real" not in f or "fake" not in f:
+            raise ValueError(f"frame {i} must be a dict with at least 'real' and 'fake' "
+                             f"(see snapshot_{dim}d), got {type(f).__name__}"
+                             + (f" with keys {sorted(f)}" if isinstance(f, Mapping) else "") + ".")
+    return frames
+
+
+def _write_gif(fig, path, frames, draw, fps, dpi):
+    from matplotlib.animation import PillowWriter
+
+    path = _prepare_path(path, suffixes=(".gif",))
+    fps = float(fps)
+    if not fps > 0:
+        raise ValueError(f"fps must be > 0, got {fps}.")
+
+    def write(tmp):
+        writer = PillowWriter(fps=fps)
+        writer.setup(fig, tmp, dpi=dpi)
+        for frame in frames:
+            draw(frame)
+            writer.grab_frame()
+        writer.finish()
+
+    _atomic(path, write)
+
+
+def animate_2d(frames, path, fps=10, lim=None, centres=None, title=None, dpi=80):
+    """Save 2-D training frames (from ``snapshot_2d``) as an animated GIF; returns the Figure.
+
+    lim: default the first frame's; centres: (K, 2) mode centres to mark.
+    The figure shows the last frame.
+    """
+    frames = _check_frames(frames, 2)
+    centres = None if centres is None else _points(centres, "centres", 2)
+    lim = _check_lim(lim, 2) or (_check_lim(frames[0]["lim"], 2) if frames[0].get("lim")
+                                 else _auto_lim_2d(_points(frames[0]["real"], "real", 2)))
+    has_d = any("d_grid" in f for f in frames)
+    fig = _new_figure(figsize=(6.4 if has_d else 5.4, 5.4))
+    ax = fig.add_subplot()
+    if has_d:  # one colour bar for the whole animation: D's range is always [0, 1]
+        import matplotlib as mpl
+
+        sm = mpl.cm.ScalarMappable(norm=mpl.colors.Normalize(0, 1), cmap=D_CMAP)
+        cb = fig.colorbar(sm, ax=ax, fraction=0.046, pad=0.03, ticks=[0, 0.25, 0.5, 0.75, 1])
+        cb.set_label("D(x): probability of real (dashed: D = 1/2)")
+
+    def draw(frame):
+        ax.clear()
+        grid = None
+        if "d_grid" in frame:
+            grid = (np.asarray(frame["grid_x"]), np.asarray(frame["grid_y"]),
+                    np.asarray(frame["d_grid"]))
+        _draw_2d(ax, _points(frame["real"], "real", 2), _points(frame["fake"], "fake", 2), lim,
+                 grid=grid, centres=centres, title=_frame_title(frame, title), colorbar=False)
+
+    _write_gif(fig, path, frames, draw, fps, dpi)
+    return _finish(fig, None, own=True)
+
+
+def animate_1d(frames, path, fps=10, lim=None, data_pdf=None, title=None, dpi=80):
+    """Save 1-D training frames (from ``snapshot_1d``) as an animated GIF; returns the Figure.
+
+    Each frame is drawn as ``plot_1d`` draws it, with the axes fixed over the
+    whole animation. data_pdf: exact data density, as in ``plot_1d``.
+    """
+    frames = _check_frames(frames, 1)
+    lim = _check_lim(lim, 1) or (_check_lim(frames[0]["lim"], 1) if frames[0].get("lim")
+                                 else _auto_lim_1d(_points(frames[0]["real"], "real", 1)))
+    data = [(_points(f["real"], "real", 1), _points(f["fake"], "fake", 1)) for f in frames]
+    curves = [_densities_1d(r, g, lim, data_pdf) for r, g in data]
+    # One y scale for the whole animation; a collapsing generator's spike may be
+    # cut off at 3 times the data density's peak rather than flatten everything else.
+    peak_data = max(float(np.max(c[1])) for c in curves)
+    peak_g = max(float(np.max(c[2])) for c in curves)
+    ytop = 1.15 * max(peak_data, min(peak_g, 3 * peak_data), 1e-12)
+    fig = _new_figure(figsize=(7.5, 4.2))
+    ax = fig.add_subplot()
+    state = {"dax": None}
+
+    def draw(i):
+        frame = frames[i]
+        ax.clear()
+        if state["dax"] is not None:
+            state["dax"].remove()
+        real, fake = data[i]
+        d_curve = (np.asarray(frame["grid_x"]), np.asarray(frame["d_grid"])) \
+            if "d_grid" in frame else None
+        z = _points(frame["z"], "z", 1) if frame.get("z") is not None else None
+        state["dax"] = _draw_1d(ax, real, fake, lim, d_curve=d_curve, z=z, ytop=ytop,
+                                curves=curves[i], title=_frame_title(frame, title))
+
+    _write_gif(fig, path, range(len(frames)), draw, fps, dpi)
+    return _finish(fig, None, own=True)
