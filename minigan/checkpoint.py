@@ -207,12 +207,20 @@ def save_checkpoint(path, gan, config, extra=None):
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
+        _usual_permissions(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
     return path
+
+
+def _usual_permissions(path):
+    """mkstemp makes owner-only files; give the file the permissions open() would."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 def _minigan_version():
@@ -292,10 +300,13 @@ def _load_model(model, state, who, path):
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     if missing or unexpected:
+        problems = []
+        if missing:
+            problems.append(f"{who} has keys {missing} that the checkpoint lacks")
+        if unexpected:
+            problems.append(f"the checkpoint has {who} keys {unexpected} that the model lacks")
         raise ArchitectureMismatchError(
-            f"{path!r} was saved from another architecture: {who} has keys {missing} that the "
-            f"checkpoint lacks, and the checkpoint has {who} keys {unexpected} that the model "
-            "lacks")
+            f"{path!r} was saved from another architecture: {'; '.join(problems)}")
     for k, target in own.items():
         value = state[k]
         if tuple(value.shape) != tuple(target.shape):

@@ -89,9 +89,17 @@ def leaky_relu_backward(dout, cache):
     # BEGIN SOLUTION Exercise 1.3: compute dx of the leaky ReLU
     x, negative_slope = cache
     xp = array_module(dout, x)
-    dx = dout * negative_slope
-    xp.copyto(dx, dout, where=x > 0)
-    return dx
+    # dx = dout * f'(x), with the local slope f'(x) = 1 where x > 0, else negative_slope.
+    # Build f'(x) as an array and multiply once: plain elementwise passes, several
+    # times faster than a masked copy (copyto(..., where=x > 0)).
+    if 0.0 <= negative_slope <= 1.0:
+        # max(1[x > 0], slope) is exactly 1 or slope, for a slope in [0, 1]
+        slope = (x > 0).astype(dout.dtype)
+        xp.maximum(slope, negative_slope, out=slope)
+    else:
+        slope = xp.where(x > 0, 1.0, negative_slope).astype(dout.dtype)
+    slope *= dout
+    return slope
     # END SOLUTION
 
 

@@ -11,8 +11,8 @@ may be NumPy or CuPy arrays and are copied with ``minigan.to_numpy``. Importing
 this module imports NumPy only.
 
 The MNIST classifier is an MLP built and trained with minigan itself (Dense,
-LeakyReLU, SoftmaxCrossEntropy, Adam): about 98.3% test accuracy after 8 epochs,
-half a minute on two CPU cores. ``load_classifier`` trains it once and caches the
+Dropout, LeakyReLU, SoftmaxCrossEntropy, Adam): about 98.3% test accuracy after
+10 epochs, about 30 s of CPU time. ``load_classifier`` trains it once and caches the
 weights in ``$MINIGAN_CACHE_DIR`` (default ``~/.cache/minigan``).
 """
 
@@ -21,8 +21,8 @@ from __future__ import annotations
 import math
 import os
 import sys
-import tempfile
 import time
+import uuid
 import warnings
 from pathlib import Path
 
@@ -348,9 +348,9 @@ def _as_images(images, name="images"):
 
 
 class MnistClassifier:
-    """An MLP 784-512-256-10 with LeakyReLU(0.01), trained with minigan itself.
+    """An MLP 784-512-256-10 with LeakyReLU(0.01) and Dropout(0.1), trained with minigan itself.
 
-        clf = MnistClassifier(seed=0).fit(images, labels)   # about 30 s on 2 CPU cores
+        clf = MnistClassifier(seed=0).fit(images, labels)   # about 30 s of CPU time
         clf.predict(images)        # (N,) int64 labels 0..9
         clf.predict_proba(images)  # (N, 10) float32 softmax probabilities
         clf.features(images)       # (N, 256) penultimate activations, for Fréchet distance
@@ -364,7 +364,7 @@ class MnistClassifier:
     n_inputs = 784
     n_classes = 10
 
-    def __init__(self, hidden=(512, 256), seed=0, negative_slope=0.01, dropout=0.0):
+    def __init__(self, hidden=(512, 256), seed=0, negative_slope=0.01, dropout=0.1):
         from minigan.layers import Dense, Dropout, LeakyReLU, Sequential
 
         self.hidden = tuple(int(h) for h in hidden)
@@ -387,13 +387,15 @@ class MnistClassifier:
         self.train_seconds = None
 
     # -- training --------------------------------------------------------------
-    def fit(self, images, labels, epochs=8, batch_size=128, lr=1e-3, verbose=False,
+    def fit(self, images, labels, epochs=10, batch_size=128, lr=1e-3, verbose=False,
             eval_data=None):
         """Train with Adam and SoftmaxCrossEntropy; the learning rate follows a cosine.
 
         lr decays as lr * (1 + cos(pi t / T)) / 2 over the T steps: the large
-        early steps learn fast, the small late ones settle into a minimum, which
-        is what gets a plain MLP past 98% in 8 epochs without dropout.
+        early steps learn fast, the small late ones settle into a minimum. That,
+        more than dropout, gets a plain MLP past 98% in a few epochs (seeds
+        0-2 measured: 98.2-98.3% after 8 epochs without dropout, 98.3% after 10
+        with dropout 0.1, the default).
         Batches are shuffled with a generator seeded by ``seed``; the last,
         smaller batch of an epoch is dropped. eval_data: optional (images,
         labels) whose accuracy is printed after each epoch when ``verbose``.
@@ -503,15 +505,16 @@ class MnistClassifier:
         arrays["meta.hidden"] = np.array(self.hidden, dtype=np.int64)
         arrays["meta.seed"] = np.array(self.seed)
         arrays["meta.negative_slope"] = np.array(self.negative_slope)
+        arrays["meta.dropout"] = np.array(self.dropout)
         if self.test_accuracy is not None:
             arrays["meta.test_accuracy"] = np.array(self.test_accuracy)
         if self.train_seconds is not None:
             arrays["meta.train_seconds"] = np.array(self.train_seconds)
         # Temporary file in the same folder, then a rename: readers see the old
         # file or the complete new one, never half of it.
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".tmp")
+        tmp = path.parent / f".{path.stem}-{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
         try:
-            with os.fdopen(fd, "wb") as f:
+            with open(tmp, "xb") as f:
                 np.savez(f, **arrays)
             os.replace(tmp, path)
         except BaseException:
@@ -536,7 +539,8 @@ class MnistClassifier:
             raise ValueError(f"{path} holds classifier format {fmt}, expected {_CLASSIFIER_FORMAT}.")
         clf = cls(hidden=tuple(int(h) for h in data["meta.hidden"]),
                   seed=int(data.get("meta.seed", 0)),
-                  negative_slope=float(data.get("meta.negative_slope", 0.01)))
+                  negative_slope=float(data.get("meta.negative_slope", 0.01)),
+                  dropout=float(data.get("meta.dropout", 0.0)))
         state = {k[len("param."):]: v for k, v in data.items() if k.startswith("param.")}
         clf.model.load_state_dict(state)  # ValueError on missing keys or shapes
         if "meta.test_accuracy" in data:
@@ -559,7 +563,7 @@ def resolve_cache_dir(cache_dir=None):
 
 
 def load_classifier(data_dir=None, cache_dir=None, retrain=False, seed=0, verbose=True):
-    """The MNIST classifier: loaded from the cache, or trained once (about 30 s) and cached.
+    """The MNIST classifier: loaded from the cache, or trained once (30 s to a minute) and cached.
 
     The weights live in ``<cache_dir>/mnist_classifier_v1.npz`` (cache_dir: the
     argument, else $MINIGAN_CACHE_DIR, else ~/.cache/minigan). When the file is

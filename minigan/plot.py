@@ -60,7 +60,7 @@ from __future__ import annotations
 import math
 import os
 import sys
-import tempfile
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -135,9 +135,13 @@ def _prepare_path(path, suffixes=None):
 
 
 def _atomic(path, write):
-    """Call ``write(tmp)`` on a temporary file beside ``path`` (same suffix), then rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix)
-    os.close(fd)
+    """Call ``write(tmp)`` on a temporary file beside ``path`` (same suffix), then rename.
+
+    Readers never see half a file, and a failed save leaves the old one. The
+    name is fresh but the file is not created here, so the writer creates it
+    with the usual permissions (mkstemp's would be owner-only).
+    """
+    tmp = str(path.parent / f".{path.stem}-{os.getpid()}-{uuid.uuid4().hex[:8]}{path.suffix}")
     try:
         write(tmp)
         os.replace(tmp, path)
@@ -369,13 +373,14 @@ def plot_losses(history, path=None, smooth=None, d_loss_at_equilibrium=2 * LOG2,
     curve(ax, "d_loss", "tab:blue", "D loss")
     curve(ax, "g_loss", "tab:orange", "G loss")
     if d_loss_at_equilibrium is not None:
+        why = " = 2 log 2 (real + fake BCE)" if math.isclose(d_loss_at_equilibrium, 2 * LOG2) else ""
         ax.axhline(d_loss_at_equilibrium, color="tab:blue", ls=":", lw=1.2,
-                   label=f"D loss at D = 1/2: {d_loss_at_equilibrium:.3f} "
-                         "(2 log 2 for real + fake BCE)")
+                   label=f"D loss at equilibrium (D = 1/2): {d_loss_at_equilibrium:.3f}{why}")
     if g_loss_at_equilibrium is not None:
+        why = {LOG2: " = log 2 (non-saturating)", -LOG2: " = -log 2 (minimax)"}.get(
+            g_loss_at_equilibrium, "")
         ax.axhline(g_loss_at_equilibrium, color="tab:orange", ls=":", lw=1.2,
-                   label=f"G loss at D(G(z)) = 1/2: {g_loss_at_equilibrium:.3f} "
-                         "(log 2, non-saturating)")
+                   label=f"G loss at equilibrium (D = 1/2): {g_loss_at_equilibrium:.3f}{why}")
     ax.set_ylabel("loss")
     ax.set_title(title or "GAN training")
     ax.legend(fontsize=8, loc="best")
@@ -542,15 +547,18 @@ def _draw_2d(ax, real, fake, lim, grid=None, centres=None, title=None, colorbar=
         ax.scatter(fake[:, 0], fake[:, 1], s=5, c=FAKE_COLOUR, alpha=0.7, lw=0,
                    label="generated G(z)", zorder=3)
     if centres is not None:
-        ax.scatter(centres[:, 0], centres[:, 1], s=60, marker="+", c="tab:orange",
-                   lw=1.5, label="mode centres", zorder=4)
+        # Hollow rings, so the real samples at the centres stay visible.
+        ax.scatter(centres[:, 0], centres[:, 1], s=90, marker="o", facecolors="none",
+                   edgecolors="tab:orange", lw=1.3, label="mode centres", zorder=4)
     ax.set_xlim(lim[0], lim[1])
     ax.set_ylim(lim[2], lim[3])
     ax.set_aspect("equal")
     if title:
         ax.set_title(title)
     if legend:
-        ax.legend(loc="upper right", fontsize=8, markerscale=2.5, framealpha=0.8)
+        leg = ax.legend(loc="upper right", fontsize=8, framealpha=0.8)
+        for handle in leg.legend_handles:  # same-size markers in the legend, whatever s was
+            handle.set_sizes([25.0])
 
 
 def plot_2d(real, fake, discriminator=None, centres=None, path=None, ax=None, lim=None,
@@ -715,15 +723,23 @@ def snapshot_1d(real, fake, discriminator=None, step=None, info=None, lim=None, 
     """
     real = _host_copy(real, "real", 1)
     fake = _host_copy(fake, "fake", 1)
+    z = None if z is None else _host_copy(z, "z", 1)
     lim = _check_lim(lim, 1)
     if lim is None:
         lo, hi = _auto_lim_1d(real, margin=0.0)
         mid, half = (lo + hi) / 2, max(hi - lo, 1e-3) / 2
-        lim = (mid - 3 * half, mid + 3 * half)
+        lo, hi = mid - 3 * half, mid + 3 * half
+        if z is not None:  # z's distribution is fixed, so this too is the same every frame
+            zlo, zhi = _auto_lim_1d(z, margin=0.1)
+            lo, hi = min(lo, zlo), max(hi, zhi)
+        lim = (lo, hi)
     info, step = _info(info, step)
     frame = {"step": step, "real": real, "fake": fake, "lim": lim, "info": info}
     if z is not None:
-        frame["z"] = _host_copy(z, "z", 1)
+        if len(z) != len(fake):
+            raise ValueError(f"z has {len(z)} rows but fake has {len(fake)}: z[i] must be "
+                             "the latent code of fake[i].")
+        frame["z"] = z
     if discriminator is not None:
         gx = np.linspace(lim[0], lim[1], int(grid_size))
         frame["grid_x"] = gx
@@ -789,8 +805,10 @@ def _write_gif(fig, path, frames, draw, fps, dpi):
     def write(tmp):
         writer = PillowWriter(fps=fps)
         writer.setup(fig, tmp, dpi=dpi)
-        for frame in frames:
+        for i, frame in enumerate(frames):
             draw(frame)
+            if i == 0:
+                fig.tight_layout()  # once: the layout then stays put between frames
             writer.grab_frame()
         writer.finish()
 
@@ -814,7 +832,8 @@ def animate_2d(frames, path, fps=10, lim=None, centres=None, title=None, dpi=80)
         import matplotlib as mpl
 
         sm = mpl.cm.ScalarMappable(norm=mpl.colors.Normalize(0, 1), cmap=D_CMAP)
-        cb = fig.colorbar(sm, ax=ax, fraction=0.046, pad=0.03, ticks=[0, 0.25, 0.5, 0.75, 1])
+        cb = fig.colorbar(sm, ax=ax, fraction=0.046, pad=0.03, ticks=[0, 0.25, 0.5, 0.75, 1],
+                          alpha=0.6)  # the surface's alpha, so the colours match
         cb.set_label("D(x): probability of real (dashed: D = 1/2)")
 
     def draw(frame):

@@ -1,0 +1,249 @@
+"""Checkpoints: one .npz without pickle, bit-identical resume, clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+
+import numpy as np
+import pytest
+
+import minigan.backend as mb
+from minigan.checkpoint import (
+    ArchitectureMismatchError,
+    CheckpointError,
+    CheckpointVersionError,
+    load_checkpoint,
+    read_metadata,
+    save_checkpoint,
+)
+from minigan.models import build_gan
+
+# Every kind of state: batch norm buffers in G, dropout (its own generator) in D,
+# a moving average of G, Adam moments in both optimisers.
+CONFIG = {"latent_dim": 3, "data_dim": 2, "g_hidden": [8, 8], "d_hidden": [8, 8],
+          "g_batchnorm": True, "d_dropout": 0.2, "ema_decay": 0.9,
+          "lr_g": 1e-2, "lr_d": 1e-2, "dataset": "test"}
+
+
+def _batches(n, size=16, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal((size, 2)).astype(np.float32) for _ in range(n)]
+
+
+def _everything(gan):
+    """All state of a GAN as {name: host array or value}, for exact comparisons."""
+    out = {}
+    for who, model in (("G", gan.G), ("D", gan.D), ("G_ema", gan.G_ema)):
+        if model is not None:
+            for k, v in model.state_dict().items():
+                out[f"{who}/{k}"] = mb.to_numpy(v)
+    for who, opt in (("opt_g", gan.g_optimizer), ("opt_d", gan.d_optimizer)):
+        for k, v in opt.state_dict().items():
+            out[f"{who}/{k}"] = mb.to_numpy(v) if hasattr(v, "shape") else v
+    out["step"] = gan.step
+    out["ema_updates"] = gan.ema_updates
+    out["rng"] = gan.rng.bit_generator.state
+    out["history"] = [dict(r) for r in gan.history.records]
+    return out
+
+
+def _assert_same(a, b):
+    assert sorted(a) == sorted(b)
+    for k in a:
+        if isinstance(a[k], np.ndarray):
+            assert a[k].dtype == b[k].dtype, k
+            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+        else:
+            assert a[k] == b[k], k
+
+
+@pytest.fixture
+def trained(tmp_path):
+    gan = build_gan(CONFIG, backend="numpy", seed=0)
+    for real in _batches(3):
+        gan.train_step(real)
+    path = tmp_path / "ckpt.npz"
+    save_checkpoint(path, gan, CONFIG, extra={"note": "hello", "data": {"a": [1, 2]},
+                                              "frames": np.arange(6.0).reshape(2, 3)})
+    return gan, path
+
+
+def test_round_trip_restores_everything(trained):
+    gan, path = trained
+    loaded, config, extra = load_checkpoint(path)
+    assert config == CONFIG
+    assert extra["note"] == "hello" and extra["data"] == {"a": [1, 2]}
+    np.testing.assert_array_equal(extra["frames"], np.arange(6.0).reshape(2, 3))
+    _assert_same(_everything(gan), _everything(loaded))
+    assert loaded.G.dtype == np.float32 and loaded.D.dtype == np.float32
+    # the Checkpoint tuple also has names
+    ckpt = load_checkpoint(path)
+    assert ckpt.config == CONFIG and ckpt.gan.step == 3
+
+
+def test_the_file_holds_no_pickle_and_one_json_document(trained):
+    _, path = trained
+    with np.load(path, allow_pickle=False) as npz:
+        for name in npz.files:
+            assert npz[name].dtype != object, name
+        meta = json.loads(npz["__meta__"].tobytes().decode("utf-8"))
+    assert meta["format"] == "minigan-checkpoint" and meta["step"] == 3
+    assert read_metadata(path)["config"] == CONFIG
+    assert not [p for p in os.listdir(path.parent) if p != path.name], "temporary file left"
+
+
+@pytest.mark.parametrize("n", [1, 4])
+def test_resume_is_bit_identical(tmp_path, n):
+    batches = _batches(2 * n, seed=1)
+    straight = build_gan(CONFIG, backend="numpy", seed=5)
+    for real in batches:
+        straight.train_step(real)
+
+    first = build_gan(CONFIG, backend="numpy", seed=5)
+    for real in batches[:n]:
+        first.train_step(real)
+    save_checkpoint(tmp_path / "half.npz", first, CONFIG)
+    del first
+    resumed, _, _ = load_checkpoint(tmp_path / "half.npz")
+    for real in batches[n:]:
+        resumed.train_step(real)
+
+    _assert_same(_everything(straight), _everything(resumed))
+    np.testing.assert_array_equal(straight.sample(7, rng=1), resumed.sample(7, rng=1))
+
+
+def test_resume_would_differ_without_the_rng_state(tmp_path):
+    """The bit-identical test above can fail: losing the noise state changes the run."""
+    batches = _batches(4, seed=2)
+    straight = build_gan(CONFIG, backend="numpy", seed=6)
+    for real in batches:
+        straight.train_step(real)
+    first = build_gan(CONFIG, backend="numpy", seed=6)
+    for real in batches[:2]:
+        first.train_step(real)
+    save_checkpoint(tmp_path / "half.npz", first, CONFIG)
+    resumed, _, _ = load_checkpoint(tmp_path / "half.npz")
+    resumed.rng = np.random.default_rng(123)
+    for real in batches[2:]:
+        resumed.train_step(real)
+    assert not np.array_equal(straight.G[0].params["W"], resumed.G[0].params["W"])
+
+
+def test_load_into_an_existing_gan(trained):
+    gan, path = trained
+    target = build_gan(CONFIG, backend="numpy", seed=99)
+    out = load_checkpoint(path, gan=target)
+    assert out.gan is target
+    _assert_same(_everything(gan), _everything(target))
+
+
+def test_save_refuses_a_config_that_is_not_json_and_keeps_the_old_file(trained):
+    gan, path = trained
+    before = path.read_bytes()
+    with pytest.raises(TypeError, match="JSON"):
+        save_checkpoint(path, gan, {**CONFIG, "bad": object()})
+    assert path.read_bytes() == before
+    assert sorted(os.listdir(path.parent)) == [path.name]
+
+
+# ------------------------------------------------------------------------ errors
+
+
+def test_missing_file_names_the_path(tmp_path):
+    path = tmp_path / "nowhere" / "checkpoint.npz"
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        load_checkpoint(path)
+
+
+def test_truncated_file(trained):
+    _, path = trained
+    data = path.read_bytes()
+    for keep in (len(data) // 2, len(data) - 10, 100):
+        path.write_bytes(data[:keep])
+        with pytest.raises(CheckpointError, match="truncated or corrupt"):
+            load_checkpoint(path)
+
+
+def test_corrupt_file(trained):
+    _, path = trained
+    data = bytearray(path.read_bytes())
+    # damage the bytes of the G weights' member, past its local header
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo("G/0.W.npy")
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra) + 200
+    for i in range(start, start + 16):
+        data[i] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("content", [b"", b"hello, not a checkpoint\n", b"\x93NUMPY rest"])
+def test_not_a_checkpoint(tmp_path, content):
+    path = tmp_path / "x.npz"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match="not a minigan checkpoint"):
+        load_checkpoint(path)
+
+
+def test_an_npz_that_is_not_a_checkpoint(tmp_path):
+    path = tmp_path / "plain.npz"
+    np.savez(path, weights=np.zeros(3))
+    with pytest.raises(CheckpointError, match="no '__meta__' entry.*weights"):
+        load_checkpoint(path)
+
+
+def _rewrite_meta(path, change):
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    meta = json.loads(arrays["__meta__"].tobytes().decode())
+    change(meta)
+    arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def test_format_version_mismatch(trained):
+    _, path = trained
+    _rewrite_meta(path, lambda m: m.update(version=99, minigan_version="9.9"))
+    with pytest.raises(CheckpointVersionError, match="version 99.*reads version 1"):
+        load_checkpoint(path)
+
+
+def test_missing_array_is_reported(trained):
+    _, path = trained
+    _rewrite_meta(path, lambda m: m["arrays"].append("G/9.W"))
+    with pytest.raises(CheckpointError, match="incomplete.*G/9.W"):
+        load_checkpoint(path)
+
+
+def test_another_architecture_names_key_and_shapes(trained):
+    _, path = trained
+    wider = build_gan({**CONFIG, "g_hidden": [16, 8]}, backend="numpy", seed=0)
+    with pytest.raises(ArchitectureMismatchError,
+                       match=r"G '0.W' has shape \(3, 8\) in the checkpoint but \(3, 16\)"):
+        load_checkpoint(path, gan=wider)
+
+
+def test_another_depth_names_the_keys(trained):
+    _, path = trained
+    deeper = build_gan({**CONFIG, "d_hidden": [8, 8, 8]}, backend="numpy", seed=0)
+    with pytest.raises(ArchitectureMismatchError, match=r"D has keys \['9.W', '9.b'\] that the checkpoint lacks"):
+        load_checkpoint(path, gan=deeper)
+
+
+def test_ema_presence_must_match(trained):
+    _, path = trained
+    plain = build_gan({**CONFIG, "ema_decay": 0.0}, backend="numpy", seed=0)
+    with pytest.raises(ArchitectureMismatchError, match="G_ema"):
+        load_checkpoint(path, gan=plain)
+
+
+def test_load_onto_a_backend(trained, backend):
+    gan, path = trained
+    loaded, _, _ = load_checkpoint(path, backend=backend)
+    assert loaded.G.backend == backend and loaded.D.backend == backend
+    np.testing.assert_array_equal(mb.to_numpy(loaded.G[0].params["W"]), gan.G[0].params["W"])
+    loaded.train_step(mb.to_device(_batches(1)[0], backend))

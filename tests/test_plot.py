@@ -1,0 +1,246 @@
+"""Every figure: returned as a Figure, saved as a real PNG/GIF, matplotlib imported lazily."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from minigan import plot
+from minigan.layers import Dense, LeakyReLU, Sequential
+
+PNG = b"\x89PNG\r\n\x1a\n"
+GIF = (b"GIF87a", b"GIF89a")
+
+RNG = np.random.default_rng(0)
+ANGLES = 2 * np.pi * np.arange(8) / 8
+CENTRES = np.stack([np.cos(ANGLES), np.sin(ANGLES)], 1)
+REAL_2D = (CENTRES[RNG.integers(8, size=300)] + 0.02 * RNG.standard_normal((300, 2))).astype(np.float32)
+FAKE_2D = (0.5 * RNG.standard_normal((200, 2))).astype(np.float32)
+REAL_1D = (4 + 0.5 * RNG.standard_normal((300, 1))).astype(np.float32)
+Z_1D = RNG.standard_normal((100, 1)).astype(np.float32)
+FAKE_1D = (2 + Z_1D).astype(np.float32)
+
+
+def ring_probability(points):
+    """A stand-in discriminator: probabilities, high near the unit circle."""
+    r = np.linalg.norm(points, axis=1)
+    return 1 / (1 + np.exp(-20 * (0.2 - np.abs(r - 1))))
+
+
+def d_model(dim):
+    return Sequential(Dense(dim, 16, rng=0), LeakyReLU(0.2), Dense(16, 1, rng=1))
+
+
+def assert_saved(path, signature):
+    data = path.read_bytes()
+    assert len(data) > 1000, f"{path} is only {len(data)} bytes"
+    signatures = signature if isinstance(signature, tuple) else (signature,)
+    assert data.startswith(signatures), f"{path} starts with {data[:8]!r}"
+    leftovers = [p.name for p in path.parent.iterdir() if p.name.startswith(".")]
+    assert not leftovers, f"temporary files left behind: {leftovers}"
+
+
+def is_figure(fig):
+    from matplotlib.figure import Figure
+
+    return isinstance(fig, Figure)
+
+
+# ------------------------------------------------------------------------- import
+
+
+def test_import_does_not_import_matplotlib_and_plots_headless(tmp_path):
+    code = textwrap.dedent(f"""
+        import sys
+        import minigan, minigan.plot, minigan.metrics
+        assert "matplotlib" not in sys.modules, "import minigan.plot imported matplotlib"
+        import numpy as np
+        fig = minigan.plot.plot_image_grid(np.zeros((4, 784), np.float32),
+                                           path={str(tmp_path / "x.png")!r})
+        import matplotlib
+        print(matplotlib.get_backend().lower())
+    """)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DISPLAY", "WAYLAND_DISPLAY", "MPLBACKEND")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "agg"
+    assert (tmp_path / "x.png").read_bytes().startswith(PNG)
+
+
+# ------------------------------------------------------------------------- losses
+
+
+def test_plot_losses(tmp_path):
+    n = 300
+    history = {"step": np.arange(1, n + 1), "d_loss": 1.4 + 0.1 * RNG.standard_normal(n),
+               "g_loss": 0.7 + 0.1 * RNG.standard_normal(n),
+               "d_real": np.full(n, 0.6), "d_fake": np.full(n, 0.4)}
+    fig = plot.plot_losses(history, path=tmp_path / "new" / "losses.png")
+    assert is_figure(fig) and len(fig.axes) == 2
+    assert_saved(tmp_path / "new" / "losses.png", PNG)
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert any("2 log 2" in s for s in labels) and any("log 2" in s for s in labels)
+    # train_step records (a list of dicts) work too, and without D outputs: one panel.
+    records = [{"d_loss": 1.0, "g_loss": 2.0}, {"d_loss": 1.1, "g_loss": 1.9}]
+    assert len(plot.plot_losses(records, smooth=1).axes) == 1
+
+
+def test_plot_losses_errors():
+    with pytest.raises(ValueError, match=r"history lacks \['g_loss'\].*got keys \['d_loss'\]"):
+        plot.plot_losses({"d_loss": [1.0, 2.0]})
+    with pytest.raises(ValueError, match="different lengths"):
+        plot.plot_losses({"d_loss": [1.0, 2.0], "g_loss": [1.0]})
+
+
+# ------------------------------------------------------------------------- images
+
+
+@pytest.mark.parametrize("shape", [(10, 784), (10, 28, 28), (10, 1, 28, 28)])
+def test_plot_image_grid(tmp_path, shape):
+    images = RNG.uniform(-1, 1, size=shape).astype(np.float32)
+    fig = plot.plot_image_grid(images, nrow=5, title="samples", path=tmp_path / "grid.png")
+    assert is_figure(fig)
+    assert_saved(tmp_path / "grid.png", PNG)
+    mosaic = fig.axes[0].images[0].get_array()
+    assert mosaic.shape == (2 * 30 + 2, 5 * 30 + 2)  # 2 rows of 5, 2-pixel gaps
+    assert mosaic.min() >= 0 and mosaic.max() <= 1
+
+
+def test_plot_image_grid_errors():
+    with pytest.raises(ValueError, match=r"must be square.*\(N, 784\)"):
+        plot.plot_image_grid(np.zeros((3, 780)))
+    with pytest.raises(ValueError, match="empty"):
+        plot.plot_image_grid(np.zeros((0, 784)))
+
+
+def test_plot_class_grid(tmp_path):
+    images = RNG.uniform(-1, 1, size=(60, 784)).astype(np.float32)
+    labels = np.repeat(np.arange(10), 6)
+    fig = plot.plot_class_grid(images, labels, n_per_class=4, path=tmp_path / "classes.png")
+    assert is_figure(fig)
+    assert_saved(tmp_path / "classes.png", PNG)
+    ticks = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert ticks == [str(c) for c in range(10)]
+    # Class-major samples of a conditional GAN, with names.
+    names = [f"class {c}" for c in range(3)]
+    fig = plot.plot_class_grid(images[:12], n_per_class=4, class_names=names)
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == names
+    with pytest.raises(ValueError, match="do not split into rows"):
+        plot.plot_class_grid(images[:10], n_per_class=4)
+    with pytest.raises(ValueError, match="pass labels"):
+        plot.plot_class_grid(images)
+
+
+# --------------------------------------------------------------------------- 2-D
+
+
+def test_plot_2d_with_a_probability_callable(tmp_path):
+    fig = plot.plot_2d(REAL_2D, FAKE_2D, discriminator=ring_probability, centres=CENTRES,
+                       path=tmp_path / "2d.png", grid_size=40)
+    assert is_figure(fig)
+    assert len(fig.axes) == 2  # the plot and D's colour bar
+    assert_saved(tmp_path / "2d.png", PNG)
+
+
+def test_plot_2d_with_a_model_gives_the_sigmoid_of_its_logits():
+    model = d_model(2).train()
+    fig = plot.plot_2d(REAL_2D, FAKE_2D, discriminator=model, lim=2.0, grid_size=20)
+    assert is_figure(fig)
+    assert model.training, "the model's mode was not restored"
+    with pytest.raises(RuntimeError, match="without a matching forward"):
+        model.backward(np.ones((1, 1), np.float32))  # the plotting pass left no cache
+    # The surface is sigmoid(logits), evaluated exactly where the grid says.
+    pts = np.array([[0.0, 0.0], [1.0, -1.0]])
+    expected = 1 / (1 + np.exp(-model.forward(pts.astype(np.float32)).ravel()))
+    model.clear_cache()
+    assert np.allclose(plot._d_probabilities(model, pts), expected, atol=1e-6)
+
+
+def test_plot_2d_into_given_axes_and_without_d():
+    from matplotlib.figure import Figure
+
+    fig = Figure()
+    ax = fig.add_subplot()
+    assert plot.plot_2d(REAL_2D, FAKE_2D, ax=ax, lim=(-2, 2, -2, 2)) is fig
+    assert ax.get_xlim() == (-2, 2)
+
+
+def test_plot_2d_errors():
+    with pytest.raises(ValueError, match=r"fake must have shape \(N, 2\), got \(5, 3\)"):
+        plot.plot_2d(REAL_2D, np.zeros((5, 3)))
+    with pytest.raises(ValueError, match="if it returns logits, pass logits=True"):
+        plot.plot_2d(REAL_2D, FAKE_2D, discriminator=lambda p: 5 * p[:, 0], grid_size=5)
+    with pytest.raises(ValueError, match=r"returned shape \(3,\) for 25 points"):
+        plot.plot_2d(REAL_2D, FAKE_2D, discriminator=lambda p: np.zeros(3), grid_size=5)
+    # The same callable, declared as returning logits, is fine.
+    plot.plot_2d(REAL_2D, FAKE_2D, discriminator=lambda p: 5 * p[:, 0], logits=True, grid_size=5)
+
+
+# --------------------------------------------------------------------------- 1-D
+
+
+def test_plot_1d(tmp_path):
+    d = lambda x: 1 / (1 + np.exp(-(x[:, 0] - 3)))  # noqa: E731
+    fig = plot.plot_1d(REAL_1D, FAKE_1D, discriminator=d, z=Z_1D, path=tmp_path / "1d.png")
+    assert is_figure(fig)
+    assert len(fig.axes) == 2  # densities and D's twin axis
+    assert_saved(tmp_path / "1d.png", PNG)
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert labels == ["data density $p_{data}$", "generator density $p_g$", "discriminator D(x)"]
+    # 1-D arrays, an exact data density and a minigan model as D work too.
+    pdf = lambda x: np.exp(-0.5 * ((x[:, 0] - 4) / 0.5) ** 2) / (0.5 * np.sqrt(2 * np.pi))  # noqa: E731
+    fig = plot.plot_1d(REAL_1D[:, 0], FAKE_1D[:, 0], discriminator=d_model(1), data_pdf=pdf)
+    assert is_figure(fig)
+    with pytest.raises(ValueError, match="z has 3 rows but fake has 100"):
+        plot.plot_1d(REAL_1D, FAKE_1D, z=Z_1D[:3])
+
+
+# ---------------------------------------------------------------------- animations
+
+
+def test_animate_2d(tmp_path):
+    model = d_model(2)
+    frames = []
+    for step in range(3):
+        fake = FAKE_2D * (1 + step)
+        frames.append(plot.snapshot_2d(REAL_2D, fake, model, grid_size=15,
+                                       info={"step": step * 10, "d_loss": 1.3, "g_loss": 0.8}))
+    f = frames[0]
+    assert f["step"] == 0 and f["info"]["d_loss"] == 1.3
+    assert f["d_grid"].shape == (15, 15) and f["grid_x"].shape == (15,)
+    assert f["real"].dtype == np.float32 and not np.shares_memory(f["real"], REAL_2D)
+    assert 0 <= f["d_grid"].min() and f["d_grid"].max() <= 1
+    fig = plot.animate_2d(frames, tmp_path / "anim" / "training.gif", fps=5, centres=CENTRES)
+    assert is_figure(fig)
+    assert_saved(tmp_path / "anim" / "training.gif", GIF)
+    from PIL import Image
+
+    with Image.open(tmp_path / "anim" / "training.gif") as im:
+        assert im.n_frames == 3
+    # Frames without D are fine; a non-GIF path and empty frames are refused.
+    plot.animate_2d([plot.snapshot_2d(REAL_2D, FAKE_2D)], tmp_path / "plain.gif")
+    with pytest.raises(ValueError, match=r"ending in \.gif"):
+        plot.animate_2d(frames, tmp_path / "training.mp4")
+    with pytest.raises(ValueError, match="frames is empty"):
+        plot.animate_2d([], tmp_path / "x.gif")
+
+
+def test_animate_1d(tmp_path):
+    d = lambda x: 1 / (1 + np.exp(-(x[:, 0] - 3)))  # noqa: E731
+    frames = [plot.snapshot_1d(REAL_1D, FAKE_1D + step, d, step=step, z=Z_1D, grid_size=50)
+              for step in range(3)]
+    assert frames[0]["d_grid"].shape == (50,) and frames[0]["z"].shape == (100, 1)
+    lo, hi = frames[0]["lim"]
+    assert lo < Z_1D.min() and hi > REAL_1D.max()  # z's lines fit in the picture
+    fig = plot.animate_1d(frames, tmp_path / "training.gif", fps=4)
+    assert is_figure(fig)
+    assert_saved(tmp_path / "training.gif", GIF)
+    with pytest.raises(ValueError, match="must be a dict with at least 'real' and 'fake'"):
+        plot.animate_1d([{"real": REAL_1D}], tmp_path / "x.gif")
