@@ -26,7 +26,8 @@ Arrays may be NumPy or CuPy; they are copied to the host with
 
 Discriminators
     ``discriminator=`` (plot_1d, plot_2d, snapshot_1d, snapshot_2d) accepts
-    - a ``minigan.gan.GAN``: its ``discriminate`` gives probabilities;
+    - a ``minigan.gan.GAN``: its ``discriminate`` gives probabilities (for an
+      LSGAN, scores aiming at 1 for real and 0 for fake, clipped to [0, 1]);
     - a minigan model (a ``Layer``, e.g. the ``Sequential`` D): its forward gives
       logits, turned into probabilities with a sigmoid; it is run in evaluation
       mode, its mode restored and its cache cleared afterwards;
@@ -184,10 +185,14 @@ def _d_probabilities(discriminator, points, logits=None):
 
     k = points.shape[0]
     if hasattr(discriminator, "discriminate") and hasattr(discriminator, "D"):
-        # A minigan GAN: discriminate() already applies the sigmoid, in eval mode.
-        model = discriminator.D
-        x = _to_model(points, model)
-        out = discriminator.discriminate(x)
+        # A minigan GAN: discriminate() already applies the sigmoid, in eval mode
+        # (and repeats each point into a pack when D judges packs).
+        x = _to_model(points, discriminator.D)
+        out = np.asarray(to_numpy(discriminator.discriminate(x)), dtype=np.float64)
+        if getattr(discriminator, "d_loss", "bce") == "lsgan":
+            # Least squares: a raw score aiming at 1 (real) and 0 (fake), not a
+            # probability; clipped to [0, 1] to share the colour scale.
+            return np.clip(out.reshape(k), 0.0, 1.0)
         is_logits = bool(logits)
     elif isinstance(discriminator, Layer):
         model = discriminator

@@ -30,6 +30,12 @@ from pathlib import Path
 
 # Before anything can import matplotlib: no window, no display needed.
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Before NumPy loads its BLAS: tests check correctness, not speed. One BLAS
+# thread per process keeps runs repeatable and avoids oversubscription when a
+# test starts subprocesses (the CLI, notebooks, the grader) or the machine is
+# busy, where OpenBLAS's spinning threads can make GEMMs 10x slower.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

@@ -360,7 +360,6 @@ def test_mnist_classifier_reaches_98_percent(trained):
     accuracy = clf.accuracy(images, labels)
     assert accuracy >= 0.98, f"test accuracy {accuracy:.4f} < 0.98"
     assert clf.test_accuracy == pytest.approx(accuracy)
-    assert clf.train_seconds < 300
 
     # Cached: the second call loads the same weights, without training.
     again = metrics.load_classifier(data_dir=root, cache_dir=cache, verbose=False)

@@ -244,3 +244,29 @@ def test_animate_1d(tmp_path):
     assert_saved(tmp_path / "training.gif", GIF)
     with pytest.raises(ValueError, match="must be a dict with at least 'real' and 'fake'"):
         plot.animate_1d([{"real": REAL_1D}], tmp_path / "x.gif")
+
+
+def test_snapshots_of_a_gan_leave_its_training_untouched(tmp_path):
+    from minigan.gan import GAN
+    from minigan.optim import Adam
+
+    G = Sequential(Dense(2, 16, rng=2), LeakyReLU(0.2), Dense(16, 2, rng=3))
+    D = d_model(2)
+    gan = GAN(G, D, latent_dim=2, g_optimizer=Adam(G.parameters(), lr=1e-3),
+              d_optimizer=Adam(D.parameters(), lr=1e-3), rng=0)
+    frames = []
+    for _ in range(2):
+        record = gan.train_step(REAL_2D[:64])
+        before = {k: v.copy() for k, v in D.state_dict().items()}
+        frames.append(plot.snapshot_2d(REAL_2D, gan.sample(50), gan, info=record, grid_size=10))
+        assert all(np.array_equal(before[k], v) for k, v in D.state_dict().items())
+    assert [f["step"] for f in frames] == [1, 2]
+    # D's surface is what gan.discriminate says on the grid.
+    f = frames[-1]
+    xx, yy = np.meshgrid(f["grid_x"], f["grid_y"])
+    pts = np.stack([xx.ravel(), yy.ravel()], 1).astype(np.float32)
+    assert np.allclose(f["d_grid"].ravel(), np.asarray(gan.discriminate(pts)).ravel(), atol=1e-6)
+    fig = plot.plot_2d(REAL_2D, gan.sample(50), gan, grid_size=10, path=tmp_path / "gan.png")
+    assert is_figure(fig)
+    plot.animate_2d(frames, tmp_path / "gan.gif")
+    assert_saved(tmp_path / "gan.gif", GIF)

@@ -104,17 +104,23 @@ def test_tutorial_runs_in_quick_mode(path, tmp_path, monkeypatch):
         nb, kernel_name=KERNEL, timeout=budget, allow_errors=False,
         resources={"metadata": {"path": str(tmp_path)}})
     deadline = time.monotonic() + budget
+    problem = None
     with client.setup_kernel(cwd=str(tmp_path)):
         for index, cell in enumerate(nb.cells):
             left = deadline - time.monotonic()
             if left <= 0:
-                pytest.fail(f"{path.name} ran past its quick-mode budget of {budget:.0f} s "
-                            f"before cell {index}")
+                problem = (f"{path.name} ran past its quick-mode budget of {budget:.0f} s "
+                           f"before cell {index}")
+                break
             client.timeout = max(1, int(left))
             try:
                 client.execute_cell(cell, index)
             except nbclient.exceptions.CellTimeoutError:
-                pytest.fail(f"{path.name} ran past its quick-mode budget of {budget:.0f} s "
-                            f"in cell {index}:\n{cell.source[:500]}")
+                problem = (f"{path.name} ran past its quick-mode budget of {budget:.0f} s "
+                           f"in cell {index}:\n{cell.source[:500]}")
+                break
             except nbclient.exceptions.CellExecutionError as err:
-                pytest.fail(f"{path.name} failed in cell {index}:\n{err}", pytrace=False)
+                problem = f"{path.name} failed in cell {index}:\n{err}"
+                break
+    if problem:
+        pytest.fail(problem, pytrace=False)

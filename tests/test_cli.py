@@ -1,0 +1,319 @@
+"""The command line: ``python -m minigan train | sample | gradcheck | info``."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from minigan import cli
+from minigan.checkpoint import load_checkpoint
+
+PNG = b"\x89PNG\r\n\x1a\n"
+HISTORY_COLUMNS = {"step", "d_loss", "g_loss", "d_real", "d_fake", "d_grad_norm", "g_grad_norm"}
+
+
+def run_minigan(*args, cwd=None, timeout=300):
+    """``python -m minigan ARGS`` in a subprocess, as a user would run it."""
+    env = {**os.environ, "MPLBACKEND": "Agg", "OPENBLAS_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "minigan", *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.fixture(scope="module")
+def ring8_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    proc = run_minigan("train", "--dataset", "ring8", "--steps", 50, "--batch-size", 64,
+                       "--frames", 5, "--seed", 3, "--out", out)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    return out, proc
+
+
+# ------------------------------------------------------------------------- train
+
+
+def test_train_writes_every_output(ring8_run):
+    out, proc = ring8_run
+    assert sorted(p.name for p in out.iterdir()) == sorted(cli.RUN_FILES)
+
+    gan, config, extra = load_checkpoint(out / "checkpoint.npz")
+    assert gan.step == 50 and config["dataset"] == "ring8" and config["steps"] == 50
+    assert config["batch_size"] == 64 and extra["seed"] == 3
+
+    with open(out / "history.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 50
+    assert HISTORY_COLUMNS <= set(rows[0])
+    assert [int(float(r["step"])) for r in rows] == list(range(1, 51))
+    assert all(np.isfinite(float(r["d_loss"])) for r in rows)
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["dataset"] == "ring8" and metrics["steps"] == 50
+    cov = metrics["mode_coverage"]
+    assert cov["n_modes"] == 8 and cov["n_samples"] == 2500
+    assert 0 <= cov["modes_captured"] <= 8 and 0 <= cov["high_quality_fraction"] <= 1
+    assert np.isfinite(cov["reverse_kl"])
+    assert metrics["headline"].startswith(f"{cov['modes_captured']}/8 modes")
+    assert metrics["train_seconds"] > 0
+
+    samples = np.load(out / "samples.npy", allow_pickle=False)
+    assert samples.shape == (2500, 2) and samples.dtype == np.float32
+    assert np.all(np.isfinite(samples))
+
+    for name in ("losses.png", "samples.png"):
+        assert (out / name).read_bytes()[:8] == PNG, name
+    gif = (out / "training.gif").read_bytes()
+    assert gif[:6] in (b"GIF87a", b"GIF89a")
+    pil = pytest.importorskip("PIL.Image")
+    with pil.open(out / "training.gif") as im:
+        assert im.n_frames == 6  # step 0 and every 10 steps
+
+    assert "modes" in proc.stdout and "high quality" in proc.stdout
+    assert str(out) in proc.stdout and "checkpoint.npz" in proc.stdout
+    assert "D(G(z))" in proc.stdout  # the periodic progress line (not a terminal here)
+
+
+def test_train_refuses_to_overwrite(ring8_run, tmp_path):
+    out, _ = ring8_run
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    code = cli.main(["train", "--steps", "2", "--out", str(out), "--quiet"])
+    assert code == 2
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+
+
+def test_train_overwrite_replaces_the_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "training.gif").write_bytes(b"old")
+    (out / "notes.txt").write_text("mine")
+    code = cli.main(["train", "--steps", "3", "--batch-size", "16", "--out", str(out),
+                     "--overwrite", "--no-figures", "--quiet"])
+    assert code == 0
+    names = {p.name for p in out.iterdir()}
+    assert "training.gif" not in names        # the stale output of the old run is gone
+    assert "notes.txt" in names               # files that are not ours stay
+    assert load_checkpoint(out / "checkpoint.npz").gan.step == 3
+
+
+def test_refusal_message(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "x").write_text("x")
+    assert cli.main(["train", "--steps", "2", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "exists and is not empty" in err and "--overwrite" in err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--steps", "-5"], "expected a positive integer, got -5"),
+    (["--steps", "0"], "expected a positive integer, got 0"),
+    (["--steps", "ten"], "expected a positive integer, got 'ten'"),
+    (["--batch-size", "0"], "expected a positive integer, got 0"),
+    (["--lr", "-0.001"], "expected a positive number, got -0.001"),
+    (["--lr", "nan"], "expected a positive number"),
+    (["--label-smoothing", "1.5"], "expected a number in [0, 1)"),
+    (["--seed", "-1"], "expected an integer >= 0"),
+])
+def test_nonsense_numbers_are_refused(args, message, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["train", "--out", str(tmp_path / "r"), *args])
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_batch_larger_than_the_data_is_refused(tmp_path, capsys):
+    assert cli.main(["train", "--batch-size", "1000000", "--out", str(tmp_path / "r")]) == 2
+    assert "--batch-size 1000000" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_unknown_dataset_lists_the_known_ones(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["train", "--dataset", "cifar10"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "cifar10" in err
+    for name in ("ring8", "grid25", "gaussian1d", "spiral", "moons", "mnist", "fashion-mnist"):
+        assert name in err
+
+
+def test_missing_cupy_is_a_clear_error(tmp_path, capsys):
+    from minigan.backend import cupy_available
+
+    if cupy_available():
+        pytest.skip("CuPy works here")
+    assert cli.main(["train", "--backend", "cupy", "--out", str(tmp_path / "r")]) == 2
+    assert "CuPy" in capsys.readouterr().err
+
+
+def test_resume_is_bit_identical_including_the_data_order(tmp_path):
+    common = ["train", "--steps", "12", "--batch-size", "32", "--seed", "1", "--no-figures",
+              "--no-metrics", "--frames", "4", "--quiet"]
+    assert cli.main([*common, "--out", str(tmp_path / "straight")]) == 0
+    assert cli.main([*common, "--stop-after", "5", "--out", str(tmp_path / "split")]) == 0
+    half = load_checkpoint(tmp_path / "split" / "checkpoint.npz")
+    assert half.gan.step == 5
+    assert cli.main(["train", "--resume", str(tmp_path / "split" / "checkpoint.npz"),
+                     "--out", str(tmp_path / "split"), "--quiet", "--no-figures",
+                     "--no-metrics"]) == 0
+    a = np.load(tmp_path / "straight" / "checkpoint.npz", allow_pickle=False)
+    b = np.load(tmp_path / "split" / "checkpoint.npz", allow_pickle=False)
+    assert sorted(a.files) == sorted(b.files)
+    for name in a.files:
+        if name != "__meta__":
+            np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    meta_a, meta_b = (json.loads(x["__meta__"].tobytes()) for x in (a, b))
+    assert meta_a["noise_rng"] == meta_b["noise_rng"]
+    assert meta_a["extra"]["data_state"] == meta_b["extra"]["data_state"]
+    assert meta_a["step"] == meta_b["step"] == 12
+
+
+def test_resume_needs_more_steps(ring8_run, tmp_path, capsys):
+    out, _ = ring8_run
+    code = cli.main(["train", "--resume", str(out / "checkpoint.npz"), "--out",
+                     str(tmp_path / "r")])
+    assert code == 2
+    assert "step 50" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------ sample
+
+
+def test_sample_to_npy_and_png(ring8_run, tmp_path, capsys):
+    out, _ = ring8_run
+    ckpt = out / "checkpoint.npz"
+    assert cli.main(["sample", "--checkpoint", str(ckpt), "--n", "10",
+                     "--out", str(tmp_path / "s.npy")]) == 0
+    x = np.load(tmp_path / "s.npy", allow_pickle=False)
+    assert x.shape == (10, 2) and x.dtype == np.float32
+    again = tmp_path / "again.npy"
+    assert cli.main(["sample", "--checkpoint", str(ckpt), "--n", "10", "--out", str(again)]) == 0
+    np.testing.assert_array_equal(x, np.load(again))           # seeded: the same samples
+    assert cli.main(["sample", "--checkpoint", str(ckpt), "--n", "10", "--seed", "1",
+                     "--out", str(again)]) == 0
+    assert not np.array_equal(x, np.load(again))
+    assert cli.main(["sample", "--checkpoint", str(ckpt), "--n", "300",
+                     "--out", str(tmp_path / "s.png")]) == 0
+    assert (tmp_path / "s.png").read_bytes()[:8] == PNG
+
+
+def test_sample_errors(ring8_run, tmp_path, capsys):
+    out, _ = ring8_run
+    assert cli.main(["sample", "--checkpoint", str(tmp_path / "none.npz"), "--n", "3",
+                     "--out", str(tmp_path / "s.npy")]) == 2
+    assert "none.npz" in capsys.readouterr().err
+    assert cli.main(["sample", "--checkpoint", str(out / "checkpoint.npz"), "--n", "3",
+                     "--out", str(tmp_path / "s.txt")]) == 2
+    assert ".npy" in capsys.readouterr().err
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes((out / "checkpoint.npz").read_bytes()[:5000])
+    assert cli.main(["sample", "--checkpoint", str(bad), "--n", "3",
+                     "--out", str(tmp_path / "s.npy")]) == 2
+    assert "truncated" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["sample", "--checkpoint", str(out / "checkpoint.npz"), "--n", "0",
+                  "--out", str(tmp_path / "s.npy")])
+
+
+# -------------------------------------------------------------- gradcheck, info, help
+
+
+def test_gradcheck_passes():
+    proc = run_minigan("gradcheck")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "gradient checks passed" in proc.stdout
+    for name in ("dense_forward/backward", "batchnorm_forward/backward (train)",
+                 "bce_with_logits", "BatchNorm1d (eval)", "Dropout", "GAN generator step"):
+        assert name in proc.stdout
+    assert "FAILED" not in proc.stdout
+
+
+def test_gradcheck_fails_with_exit_code_1_on_a_wrong_backward(monkeypatch, capsys):
+    from minigan import functional as F
+
+    def wrong_tanh_backward(dout, cache):
+        return dout * (1.0 - cache)  # forgot the square
+    monkeypatch.setattr(F, "tanh_backward", wrong_tanh_backward)
+    monkeypatch.setitem(F.tanh_forward.__globals__, "tanh_backward", wrong_tanh_backward)
+    from minigan import layers
+
+    monkeypatch.setattr(layers.Tanh, "_backward", staticmethod(wrong_tanh_backward))
+    assert cli.main(["gradcheck"]) == 1
+    out = capsys.readouterr().out
+    assert "tanh_forward/backward" in out and "FAILED" in out
+
+
+def test_info_runs():
+    proc = run_minigan("info")
+    assert proc.returncode == 0, proc.stderr
+    for word in ("minigan", "Python", "NumPy", "matplotlib", "backends", "GPU", "BLAS",
+                 "data dir", "mnist"):
+        assert word in proc.stdout
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["sample"], ["gradcheck"], ["info"]])
+def test_help_everywhere(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main([*command, "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: minigan {' '.join(command)}".rstrip())
+
+
+def test_python_dash_m_help_and_no_command():
+    proc = run_minigan("--help")
+    assert proc.returncode == 0 and "train" in proc.stdout and "gradcheck" in proc.stdout
+    proc = run_minigan()
+    assert proc.returncode == 2 and "usage: minigan" in proc.stdout
+
+
+def test_console_script_is_declared():
+    setup_cfg = Path(__file__).resolve().parent.parent / "setup.cfg"
+    assert "minigan = minigan.cli:main" in setup_cfg.read_text()
+
+
+# ------------------------------------------------------------------------- MNIST
+
+
+def _mnist_dir():
+    root = os.environ.get("MINIGAN_DATA_DIR")
+    if not root:
+        pytest.skip("MINIGAN_DATA_DIR is not set (e.g. MINIGAN_DATA_DIR=../shared/data)")
+    folder = Path(root) / "mnist"
+    if not (folder / "train-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"no MNIST files in {folder}")
+    return root
+
+
+def test_mnist_smoke(tmp_path):
+    _mnist_dir()
+    out = tmp_path / "mnist"
+    proc = run_minigan("train", "--dataset", "mnist", "--steps", 3, "--batch-size", 16,
+                       "--no-metrics", "--out", out)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert "classifier" not in proc.stderr.lower()   # --no-metrics: nothing trained
+    samples = np.load(out / "samples.npy", allow_pickle=False)
+    assert samples.shape == (1000, 784) and samples.dtype == np.float32
+    assert samples.min() >= -1 and samples.max() <= 1      # tanh output
+    assert (out / "samples.png").read_bytes()[:8] == PNG
+    assert not (out / "training.gif").exists()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["skipped"] == "--no-metrics"
+    gan, config, _ = load_checkpoint(out / "checkpoint.npz")
+    assert config["g_hidden"] == [256, 512, 1024] and config["d_hidden"] == [1024, 512, 256]
+    assert gan.step == 3
+
+
+def test_mnist_batch_larger_than_the_data(tmp_path, capsys):
+    root = _mnist_dir()
+    code = cli.main(["train", "--dataset", "mnist", "--batch-size", "60001", "--data-dir", root,
+                     "--out", str(tmp_path / "r")])
+    assert code == 2
+    assert "larger than the data set (60000 images)" in capsys.readouterr().err
