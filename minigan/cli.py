@@ -532,6 +532,15 @@ def train(args):
         except FileNotFoundError as err:
             raise CLIError(str(err)) from None
         config = dict(resume.config)
+        fixed = {"--batch-size": args.batch_size, "--seed": args.seed, "--lr": args.lr,
+                 "--lr-g": args.lr_g, "--lr-d": args.lr_d, "--g-loss": args.g_loss,
+                 "--d-steps": args.d_steps, "--label-smoothing": args.label_smoothing,
+                 "--ema-decay": args.ema_decay, "--frames": args.frames}
+        changed = [k for k, v in fixed.items() if v is not None]
+        if changed:
+            raise CLIError(f"{', '.join(changed)} cannot be changed when resuming: the run "
+                           "continues with the settings stored in the checkpoint (only --steps "
+                           "and --stop-after apply)")
         if args.dataset_given and args.dataset != config.get("dataset"):
             raise CLIError(f"--dataset {args.dataset} but the checkpoint {args.resume!r} is a "
                            f"{config.get('dataset')} run")
@@ -544,7 +553,7 @@ def train(args):
         seed = int(resume.extra.get("seed", 0))
     else:
         config = _config_from_args(args)
-        seed = args.seed
+        seed = 0 if args.seed is None else args.seed
     stop_after = args.stop_after if args.stop_after is not None else config["steps"]
     if args.stop_after is not None and args.stop_after > config["steps"]:
         raise CLIError(f"--stop-after {args.stop_after} is beyond --steps {config['steps']}")
@@ -973,8 +982,8 @@ def build_parser():
                    help="generator updates (default: the preset's)")
     p.add_argument("--batch-size", type=_positive_int, default=None,
                    help="real samples per discriminator update (default: the preset's)")
-    p.add_argument("--seed", type=_non_negative_int, default=0,
-                   help="seeds the weights, the noise and the data order")
+    p.add_argument("--seed", type=_non_negative_int, default=None,
+                   help="seeds the weights, the noise and the data order (default 0)")
     p.add_argument("--backend", choices=("numpy", "cupy"), default=None,
                    help="where to compute (default: $MINIGAN_BACKEND or numpy)")
     p.add_argument("--out", default=None,

@@ -175,6 +175,15 @@ def test_resume_is_bit_identical_including_the_data_order(tmp_path):
     assert meta_a["step"] == meta_b["step"] == 12
 
 
+def test_resume_keeps_the_stored_settings(ring8_run, tmp_path, capsys):
+    out, _ = ring8_run
+    code = cli.main(["train", "--resume", str(out / "checkpoint.npz"), "--steps", "60",
+                     "--lr", "0.1", "--out", str(tmp_path / "r")])
+    assert code == 2
+    assert "--lr cannot be changed when resuming" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
 def test_resume_needs_more_steps(ring8_run, tmp_path, capsys):
     out, _ = ring8_run
     code = cli.main(["train", "--resume", str(out / "checkpoint.npz"), "--out",

@@ -40,7 +40,8 @@ _END_WORD = "END" + " SOLUTION"
 _LOOSE = re.compile(r"#.*\b(?:BEGIN|END) SOLUTION\b")
 _BEGIN = re.compile(r"^(?P<indent>[ \t]*)# " + _BEGIN_WORD + r"(?P<rest>.*?)\s*$")
 _END = re.compile(r"^(?P<indent>[ \t]*)# " + _END_WORD + r"\s*$")
-_ID = re.compile(r"^\s+Exercise\s+(?P<id>\d+(?:\.\d+)*)\s*:\s*(?P<what>\S.*?)\s*$")
+# Library exercises are numbered N.M; tutorial exercises carry a T (T1.1, T1.2, ...).
+_ID = re.compile(r"^\s+Exercise\s+(?P<id>T?\d+(?:\.\d+)*)\s*:\s*(?P<what>\S.*?)\s*$")
 
 # Where a release looks for exercises; minigan/classroom itself never holds any.
 LIBRARY_DIR = "minigan"
@@ -117,7 +118,9 @@ class Exercise:
 
 
 def exercise_sort_key(exercise_id: str):
-    return tuple(int(p) for p in exercise_id.split("."))
+    """Library exercises (1.1, 1.2, ...) first, then tutorial exercises (T1.1, ...), each numerically."""
+    tutorial = exercise_id.startswith("T")
+    return (int(tutorial),) + tuple(int(p) for p in exercise_id.lstrip("T").split("."))
 
 
 def raise_line(exercise_id: str, what: str, indent: str = "") -> str:
