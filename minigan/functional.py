@@ -14,6 +14,8 @@ silently promote a float32 array to float64 (NEP 50).
 
 from __future__ import annotations
 
+import numpy as np
+
 from minigan.backend import array_module, make_rng
 
 # --------------------------------------------------------------------------- dense
@@ -304,8 +306,9 @@ def bce(probs, targets):
     xp = array_module(probs, targets)
     _check_same_shape(probs, targets, "bce")
     n = probs.size
-    log_p = xp.maximum(xp.log(probs), -100.0)
-    log_1mp = xp.maximum(xp.log1p(-probs), -100.0)
+    with np.errstate(divide="ignore"):  # log(0) = -inf is expected here, then clamped
+        log_p = xp.maximum(xp.log(probs), -100.0)
+        log_1mp = xp.maximum(xp.log1p(-probs), -100.0)
     loss = -(targets * log_p + (1.0 - targets) * log_1mp).mean()
     dprobs = (probs - targets) / xp.maximum(probs * (1.0 - probs), 1e-12)
     dprobs *= 1.0 / n

@@ -103,6 +103,7 @@ class GradCheckResult:
     what: str
     comparisons: list = field(default_factory=list)
     eps: float = DEFAULT_EPS
+    upstream: str = "random upstream gradient"
     atol: float = DEFAULT_ATOL
     rtol: float = DEFAULT_RTOL
 
@@ -124,7 +125,7 @@ class GradCheckResult:
     def __str__(self):
         verdict = "passed" if self.ok else "FAILED for " + ", ".join(self.wrong())
         head = (f"Gradient check of {self.what}: {verdict}\n"
-                f"  (float64, random upstream gradient, eps={self.eps:g}; an entry passes "
+                f"  (float64, {self.upstream}, eps={self.eps:g}; an entry passes "
                 f"when |analytic - numeric| <= {self.atol:g} + {self.rtol:g} |numeric|)\n"
                 f"  {'gradient':<10} {'shape':<14} {'rel.error':>9}  {'max|diff|':>9}  "
                 f"{'worst entry':<12} {'analytic':>12} {'numeric':>12}  status")
@@ -220,13 +221,14 @@ def check_backward(forward, inputs, grad_out=None, *, backward=None, kwargs=None
     names = names or _input_names(forward, len(inputs))
 
     out, cache = forward(*inputs, **kwargs)
+    upstream = "random upstream gradient" if grad_out is None else "given upstream gradient"
     if grad_out is None:
         grad_out = _random_like(out, seed)
     grads = backward(grad_out, cache)
     if not isinstance(grads, tuple):
         grads = (grads,)
     what = f"{getattr(forward, '__name__', 'forward')} / {getattr(backward, '__name__', 'backward')}"
-    result = GradCheckResult(what, eps=eps, atol=atol, rtol=rtol)
+    result = GradCheckResult(what, eps=eps, atol=atol, rtol=rtol, upstream=upstream)
     if len(grads) != len(inputs):
         result.comparisons.append(GradientComparison(
             name="(all)", shape=(), problem=f"the backward returned {len(grads)} gradients "
@@ -243,7 +245,8 @@ def check_loss(loss_fn, pred, target, *, eps=DEFAULT_EPS, atol=DEFAULT_ATOL, rto
     _require_float64(pred, "pred")
     _, dpred = loss_fn(pred, target)
     numeric = numerical_gradient(lambda: loss_fn(pred, target)[0], pred, None, eps)
-    result = GradCheckResult(getattr(loss_fn, "__name__", "loss"), eps=eps, atol=atol, rtol=rtol)
+    result = GradCheckResult(getattr(loss_fn, "__name__", "loss"), eps=eps, atol=atol, rtol=rtol,
+                             upstream="scalar loss")
     result.comparisons.append(compare("dpred", dpred, numeric, atol, rtol))
     return result
 
@@ -278,6 +281,7 @@ def check_layer(layer, x, grad_out=None, *, eps=DEFAULT_EPS, atol=DEFAULT_ATOL,
         return model.forward(x)
 
     out = run_forward()
+    upstream = "random upstream gradient" if grad_out is None else "given upstream gradient"
     if grad_out is None:
         grad_out = _random_like(out, seed)
     model.zero_grad()
@@ -285,8 +289,7 @@ def check_layer(layer, x, grad_out=None, *, eps=DEFAULT_EPS, atol=DEFAULT_ATOL,
     analytic = {"dx": dx}
     for name, _, g in model.named_parameters():
         analytic["d" + name] = g.copy()
-    result = GradCheckResult(repr(layer).splitlines()[0] if not hasattr(layer, "short_repr")
-                             else layer.short_repr(), eps=eps, atol=atol, rtol=rtol)
+    result = GradCheckResult(layer.short_repr(), eps=eps, atol=atol, rtol=rtol, upstream=upstream)
     numeric = numerical_gradient(run_forward, x, grad_out, eps)
     result.comparisons.append(compare("dx", analytic["dx"], numeric, atol, rtol))
     for name, p, _ in model.named_parameters():

@@ -48,7 +48,7 @@ __all__ = [
 
 CACHE_ENV_VAR = "MINIGAN_CACHE_DIR"
 DEFAULT_CACHE_DIR = Path("~") / ".cache" / "minigan"  # the same root as the MNIST files
-CLASSIFIER_FILE = "mnist_classifier_v1.npz"
+CLASSIFIER_FILE = "mnist_classifier_v2.npz"
 _CLASSIFIER_FORMAT = 1  # bump when the architecture or training recipe changes
 
 
@@ -565,7 +565,7 @@ def resolve_cache_dir(cache_dir=None):
 def load_classifier(data_dir=None, cache_dir=None, retrain=False, seed=0, verbose=True):
     """The MNIST classifier: loaded from the cache, or trained once (30 s to a minute) and cached.
 
-    The weights live in ``<cache_dir>/mnist_classifier_v1.npz`` (cache_dir: the
+    The weights live in ``<cache_dir>/mnist_classifier_v2.npz`` (cache_dir: the
     argument, else $MINIGAN_CACHE_DIR, else ~/.cache/minigan). When the file is
     missing, unreadable or of another format, or ``retrain`` is true, the MLP is
     trained on the 60,000 MNIST training images (``load_mnist("train",
