@@ -128,6 +128,81 @@ def _headless_matplotlib():
     os.environ.setdefault("MPLBACKEND", "Agg")
 
 
+# ------------------------------------------------------------------- BLAS threads
+
+
+_THREAD_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+_SET_THREADS = ("openblas_set_num_threads", "openblas_set_num_threads64_",
+                "scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads")
+
+
+def _blas_threads(requested, is_image):
+    """(threads, reason) for this run's BLAS, or (None, "") to leave the library's default.
+
+    --threads wins. The toy networks are too small to gain from a second thread.
+    For images, a busy machine (load average near the CPU count) gets fewer
+    threads: a BLAS thread that shares its core with another process makes the
+    others wait for it at every matrix product, several times slower than one
+    thread alone.
+    """
+    if requested is not None:
+        return requested, ""
+    if any(k in os.environ for k in _THREAD_ENV):
+        return None, ""
+    if not is_image:
+        return 1, ""
+    cpus = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None, ""
+    free = max(1, cpus - int(load + 0.5))
+    if free < cpus:
+        return free, (f"the machine is busy (load average {load:.1f} on {cpus} CPUs; "
+                      "choose with --threads)")
+    return None, ""
+
+
+def _limit_blas_threads(n, force=False):
+    """Ask the loaded OpenBLAS for ``n`` threads; True if it was done.
+
+    The toy networks multiply matrices of a few hundred rows: a second BLAS
+    thread saves nothing there, and on a busy machine its spinning makes every
+    step several times slower. Left alone when the user set a thread variable.
+    Uses threadpoolctl where installed, else OpenBLAS's own setter (found in
+    the libraries this process has loaded); quietly does nothing elsewhere.
+    """
+    if not force and any(k in os.environ for k in _THREAD_ENV):
+        return False
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        threadpool_limits = None
+    if threadpool_limits is not None:
+        threadpool_limits(n, user_api="blas")
+        return True
+    import ctypes
+
+    try:
+        with open("/proc/self/maps") as f:
+            libs = {line.split()[-1] for line in f if "openblas" in line.lower()}
+    except OSError:
+        return False
+    done = False
+    for lib in sorted(libs):
+        try:
+            handle = ctypes.CDLL(lib)
+        except OSError:
+            continue
+        for name in _SET_THREADS:
+            fn = getattr(handle, name, None)
+            if fn is not None:
+                fn(ctypes.c_int(n))
+                done = True
+                break
+    return done
+
+
 # ------------------------------------------------------------------------- data
 
 
@@ -159,10 +234,12 @@ class EpochStream:
     The last, smaller batch of an epoch is dropped.
     """
 
-    def __init__(self, images, batch_size, rng, backend):
+    def __init__(self, images, batch_size, rng, backend, labels=None):
         from minigan.backend import to_device
 
         self.x = to_device(images, backend)
+        # With labels (a conditional GAN) every batch is an (images, labels) pair.
+        self.y = None if labels is None else to_device(labels, backend)
         self.n, self.batch_size = int(images.shape[0]), int(batch_size)
         self.per_epoch = self.n // self.batch_size
         self.rng = rng
@@ -182,7 +259,8 @@ class EpochStream:
         idx = self.order[self.index * self.batch_size:(self.index + 1) * self.batch_size]
         self.index += 1
         xp = array_module(self.x)
-        return self.x[xp.asarray(idx)]
+        idx = xp.asarray(idx)
+        return self.x[idx] if self.y is None else (self.x[idx], self.y[idx])
 
     def state_dict(self):
         return {"kind": "epochs", "epoch_rng": self.epoch_rng_state, "index": self.index,
@@ -263,22 +341,28 @@ def _fashion_classifier(data_dir, verbose=True):
     return clf
 
 
-def _image_metrics(dataset, samples, data_dir):
+def _image_metrics(dataset, samples, data_dir, labels=None):
     from minigan import metrics
 
     clf = metrics.load_classifier(data_dir=data_dir) if dataset == "mnist" \
         else _fashion_classifier(data_dir)
     scores = metrics.classifier_scores(samples, clf)
     scores["classifier_test_accuracy"] = clf.test_accuracy
-    return {"classifier_scores": scores}
+    out = {"classifier_scores": scores}
+    if labels is not None:
+        # A conditional G should make the class it was asked for.
+        out["conditional_accuracy"] = float(np.mean(clf.predict(samples) == labels))
+    return out
 
 
 def _image_headline(m):
     if "classifier_scores" not in m:
         return "metrics skipped (--no-metrics)"
     s = m["classifier_scores"]
+    cond = (f", {100 * m['conditional_accuracy']:.1f}% of the asked class"
+            if "conditional_accuracy" in m else "")
     return (f"{s['classes_covered']}/{s['n_classes']} classes, KL to uniform "
-            f"{s['kl_to_uniform']:.3f}, Inception score {s['inception_score']:.2f}")
+            f"{s['kl_to_uniform']:.3f}, Inception score {s['inception_score']:.2f}{cond}")
 
 
 # ---------------------------------------------------------------------- figures
@@ -377,12 +461,19 @@ def _figures(out_dir, gan, dataset_name, dataset, samples, frames):
     """losses.png, samples.png and (1-D, 2-D) training.gif; returns the files written."""
     _headless_matplotlib()
     from minigan import plot
+    from minigan.data import FASHION_MNIST_CLASSES
 
     plot.plot_losses(gan.history, path=os.path.join(out_dir, "losses.png"))
     written = ["losses.png"]
     path = os.path.join(out_dir, "samples.png")
     title = f"{dataset_name}, step {gan.step}"
-    if dataset_name in IMAGE_DATASETS:
+    if dataset_name in IMAGE_DATASETS and gan.conditional:
+        # gan.sample cycles the labels 0..C-1, so sample i has class i % C
+        labels = np.arange(len(samples)) % gan.n_classes
+        names = FASHION_MNIST_CLASSES if dataset_name == "fashion-mnist" else None
+        plot.plot_class_grid(samples, labels, n_per_class=10, class_names=names,
+                             title=title, path=path)
+    elif dataset_name in IMAGE_DATASETS:
         plot.plot_image_grid(samples[:100], nrow=10, title=title, path=path)
     else:
         real = dataset.sample(len(samples), np.random.default_rng(0))
@@ -486,7 +577,8 @@ def _config_from_args(args):
         "steps": args.steps, "batch_size": args.batch_size, "lr_g": args.lr_g,
         "lr_d": args.lr_d, "g_loss": args.g_loss, "d_steps": args.d_steps,
         "label_smoothing": args.label_smoothing, "ema_decay": args.ema_decay,
-        "frames": args.frames,
+        "frames": args.frames, "pack": args.pack, "loss": args.loss,
+        "checkpoint_every": args.checkpoint_every,
     }
     if args.lr is not None:
         overrides["lr_g"] = overrides["lr_g"] if args.lr_g is not None else args.lr
@@ -494,6 +586,16 @@ def _config_from_args(args):
     for k, v in overrides.items():
         if v is not None:
             config[k] = v
+    if args.conditional:
+        if args.dataset not in IMAGE_DATASETS:
+            raise CLIError(f"--conditional needs labelled data ({', '.join(IMAGE_DATASETS)}); "
+                           f"{args.dataset} has no labels")
+        config["n_classes"] = 10
+    if config.get("loss", "bce") == "lsgan":
+        if args.g_loss is not None and args.g_loss != "lsgan":
+            raise CLIError(f"--loss lsgan sets both losses to least squares; it cannot be "
+                           f"combined with --g-loss {args.g_loss}")
+        config["g_loss"] = "lsgan"
     return config
 
 
@@ -535,7 +637,10 @@ def train(args):
         fixed = {"--batch-size": args.batch_size, "--seed": args.seed, "--lr": args.lr,
                  "--lr-g": args.lr_g, "--lr-d": args.lr_d, "--g-loss": args.g_loss,
                  "--d-steps": args.d_steps, "--label-smoothing": args.label_smoothing,
-                 "--ema-decay": args.ema_decay, "--frames": args.frames}
+                 "--ema-decay": args.ema_decay, "--frames": args.frames,
+                 "--pack": args.pack, "--loss": args.loss,
+                 "--conditional": args.conditional or None,
+                 "--checkpoint-every": args.checkpoint_every}
         changed = [k for k, v in fixed.items() if v is not None]
         if changed:
             raise CLIError(f"{', '.join(changed)} cannot be changed when resuming: the run "
@@ -560,10 +665,15 @@ def train(args):
 
     dataset_name = config["dataset"]
     is_image = dataset_name in IMAGE_DATASETS
+    if backend == "numpy":
+        threads, why = _blas_threads(args.threads, is_image)
+        if threads is not None and _limit_blas_threads(threads, force=args.threads is not None) \
+                and why and not args.quiet:
+            print(f"Using {threads} BLAS thread{'s' if threads > 1 else ''}: {why}.", flush=True)
     data_rng = np.random.default_rng([seed, 3])
     if is_image:
         try:
-            images, _labels = _load_images(dataset_name, args.data_dir)
+            images, labels = _load_images(dataset_name, args.data_dir)
         except Exception as err:
             from minigan.data import DataError
 
@@ -573,8 +683,9 @@ def train(args):
         _check_numbers(config, images.shape[0])
         dataset = None
         stream = EpochStream(images.astype(config.get("dtype", "float32"), copy=False),
-                             config["batch_size"], data_rng, backend)
-        del images
+                             config["batch_size"], data_rng, backend,
+                             labels=labels if config.get("n_classes") else None)
+        del images, labels
     else:
         from minigan.data import toy_dataset
 
@@ -620,6 +731,13 @@ def train(args):
             extra.update(frames.state_dict())
         return extra
 
+    # Periodic checkpoints: what a diverged run keeps. Each is saved only after
+    # check_finite has seen finite losses AND finite weights (a step reports the
+    # losses of its forward pass, before its update could have made NaN weights).
+    checkpoint_path = os.path.join(out, "checkpoint.npz")
+    every = config.get("checkpoint_every")
+    every = max(1, steps // 10) if every is None else int(every)
+    last_good = start_step if resume is not None else None
     progress = Progress(stop_after, start_step, args.quiet)
     t_train = time.perf_counter()
     diverged = None
@@ -634,6 +752,10 @@ def train(args):
             progress.update(step + 1, record)
             if frames is not None:
                 frames.maybe_record(step + 1, record)
+            if every and (step + 1) % every == 0 and step + 1 < stop_after:
+                check_finite(record, gan)
+                save_checkpoint(checkpoint_path, gan, config, extra_state())
+                last_good = step + 1
     except DivergenceError as err:
         diverged = err
     except KeyboardInterrupt:
@@ -646,15 +768,21 @@ def train(args):
         progress.close()
     train_seconds = time.perf_counter() - t_train
 
+    if diverged is None:
+        try:
+            check_finite(gan.history.records[-1] if gan.history.records else {}, gan)
+        except DivergenceError as err:
+            diverged = err
     if diverged is not None:
         gan.history.to_csv(os.path.join(out, "history.csv"))
-        print(f"minigan train: {diverged}\nThe history up to that step is in "
-              f"{os.path.join(out, 'history.csv')}; no checkpoint was written.", file=sys.stderr)
-        return 1
-    try:
-        check_finite(gan.history.records[-1] if gan.history.records else {}, gan)
-    except DivergenceError as err:
-        print(f"minigan train: {err}", file=sys.stderr)
+        if last_good is not None:
+            kept = (f"The last good checkpoint, step {last_good}, is kept in {checkpoint_path} "
+                    f"(continue from it with --resume {checkpoint_path}, or start again with "
+                    "a lower --lr).")
+        else:
+            kept = "No checkpoint had been saved yet (see --checkpoint-every)."
+        print(f"minigan train: {diverged}\nStopped. {kept} The history up to that step is "
+              f"in {os.path.join(out, 'history.csv')}.", file=sys.stderr)
         return 1
 
     # -- outputs --------------------------------------------------------------
@@ -679,7 +807,8 @@ def train(args):
         metrics["skipped"] = "--no-metrics"
         headline_parts = {}
     elif is_image:
-        headline_parts = _image_metrics(dataset_name, samples, args.data_dir)
+        asked = np.arange(len(samples)) % gan.n_classes if gan.conditional else None
+        headline_parts = _image_metrics(dataset_name, samples, args.data_dir, labels=asked)
     else:
         headline_parts = _toy_metrics(dataset, samples, seed)
     metrics.update(headline_parts)
@@ -952,8 +1081,18 @@ def info(args):
 # ------------------------------------------------------------------------ parser
 
 
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    pass
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Shows a default only where it says something (not None or False) and the help
+    text does not already describe it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.default is None or action.default is False \
+                or action.default == argparse.SUPPRESS:
+            return text
+        if action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE):
+            return text + " (default: %(default)s)"
+        return text
 
 
 def build_parser():
@@ -1004,6 +1143,20 @@ def build_parser():
                    help="moving average of G's weights used for sampling (0: off)")
     p.add_argument("--frames", type=_non_negative_int, default=None,
                    help="snapshots in training.gif (1-D/2-D data; default: the preset's)")
+    p.add_argument("--pack", type=_positive_int, default=None, metavar="M",
+                   help="PacGAN (Lin et al. 2018): D judges M samples at once, which "
+                        "penalises mode collapse; the batch size must be a multiple of M "
+                        "(default: the preset's)")
+    p.add_argument("--loss", choices=("bce", "lsgan"), default=None,
+                   help="bce: cross-entropy on D's logits; lsgan: least squares on D's raw "
+                        "output, targets 0 (fake) and 1 (real) (Mao et al. 2017)")
+    p.add_argument("--conditional", action="store_true",
+                   help="mnist/fashion-mnist: condition G and D on the class label (Mirza "
+                        "and Osindero 2014); samples.png then shows one row per class")
+    p.add_argument("--checkpoint-every", type=_non_negative_int, default=None, metavar="N",
+                   help="save checkpoint.npz every N steps (default: every tenth of the run; "
+                        "0: only at the end); a run that diverges (NaN/inf losses) stops "
+                        "and keeps the last good one")
     p.add_argument("--data-dir", default=None,
                    help="where the MNIST files are (default: $MINIGAN_DATA_DIR or "
                         "~/.cache/minigan)")
@@ -1018,6 +1171,9 @@ def build_parser():
     p.add_argument("--stop-after", type=_positive_int, default=None, metavar="STEP",
                    help="stop after this step (the learning-rate schedule still spans "
                         "--steps) and save; continue later with --resume")
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="BLAS threads (default: 1 for the toy sets; for images the library's "
+                        "default, fewer when the machine is busy)")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=train)
 

@@ -33,6 +33,9 @@ label_smoothing    0.0               one-sided: real targets become 1 - this
 pack               1                 PacGAN: D judges this many samples at once
 n_classes          0                 conditional GAN: number of classes (0: off)
 ema_decay          0.0               moving average of G's weights, used to sample
+data_scale         1.0               G's output is multiplied by it and D's input
+                                     divided by it (a fixed ``Scale`` layer), so both
+                                     nets work on data of about unit size
 lr_decay_start     1.0               fraction of the steps after which both
                                      learning rates decay linearly ...
 lr_final           1.0               ... to this fraction of their value at the end
@@ -44,6 +47,7 @@ loop applies (the command line does); ``build_gan`` itself knows no steps.
 
 from __future__ import annotations
 
+import math
 import numbers
 
 from minigan.backend import get_backend, make_rng
@@ -51,6 +55,7 @@ from minigan.layers import (
     BatchNorm1d,
     Dense,
     Dropout,
+    Layer,
     LeakyReLU,
     ReLU,
     Sequential,
@@ -58,7 +63,7 @@ from minigan.layers import (
     Tanh,
 )
 
-__all__ = ["mlp", "build_gan", "build_generator", "build_discriminator",
+__all__ = ["mlp", "Scale", "build_gan", "build_generator", "build_discriminator",
            "CONFIG_DEFAULTS", "complete_config", "lr_factor"]
 
 ACTIVATIONS = ("leaky_relu", "relu", "tanh", "sigmoid")
@@ -83,6 +88,7 @@ CONFIG_DEFAULTS = {
     "pack": 1,
     "n_classes": 0,
     "ema_decay": 0.0,
+    "data_scale": 1.0,
     "lr_decay_start": 1.0,
     "lr_final": 1.0,
 }
@@ -154,24 +160,68 @@ def complete_config(config):
     full["d_hidden"] = [int(h) for h in full["d_hidden"]]
     full["betas"] = [float(b) for b in full["betas"]]
     full["n_classes"] = int(full["n_classes"] or 0)
+    full["data_scale"] = float(full["data_scale"])
+    if full["data_scale"] != 1.0 and full["n_classes"]:
+        # D's Scale would shrink the one-hot label columns too
+        raise ValueError("data_scale is for unconditional GANs (toy sets); use 1.0 with n_classes")
     return full
 
 
+class Scale(Layer):
+    """A fixed factor: ``out = factor * x``, ``dL/dx = factor * dout``; no parameters.
+
+    Why: a toy set such as grid25 spans [-4, 4]^2 while the modes are 0.05 wide.
+    D's first layer starts with zero biases, so its ReLU hinges all pass through
+    the origin, and Adam moves a bias by about lr per step: reaching hinges at
+    +-1 and +-3 takes thousands of steps. Dividing D's input by 4 (and
+    multiplying G's output by 4) is the same as training on data in [-1, 1]^2,
+    and the samples still come out in the data's units.
+    """
+
+    def __init__(self, factor):
+        super().__init__()
+        factor = float(factor)
+        if not (math.isfinite(factor) and factor > 0):
+            raise ValueError(f"Scale: factor must be a finite number > 0, got {factor}")
+        self.factor = factor
+
+    def forward(self, x):
+        self._check_input(x)
+        out = x * self.factor  # a Python float keeps float32 float32
+        self._save_cache(None, out)
+        return out
+
+    def backward(self, dout, param_grads=True, input_grad=True):
+        self._pop_cache(dout)
+        return dout * self.factor if input_grad else None
+
+    def short_repr(self):
+        return f"Scale({self.factor:g})"
+
+
 def build_generator(config, backend=None, rng=None):
-    """G: latent_dim -> g_hidden... -> data_dim, output activation config["g_out"]."""
+    """G: latent_dim -> g_hidden... -> data_dim, output activation config["g_out"],
+    then ``Scale(data_scale)`` when data_scale is not 1."""
     c = complete_config(config)
-    return mlp([c["latent_dim"] + c["n_classes"], *c["g_hidden"], c["data_dim"]], activation=c["activation"],
+    G = mlp([c["latent_dim"] + c["n_classes"], *c["g_hidden"], c["data_dim"]], activation=c["activation"],
                slope=c["slope"], out_activation=c["g_out"], batchnorm=c["g_batchnorm"],
                init=c["init"], dtype=c["dtype"], rng=rng, backend=backend)
+    if c["data_scale"] != 1.0:
+        G = Sequential(*G.layers, Scale(c["data_scale"]))
+    return G
 
 
 def build_discriminator(config, backend=None, rng=None):
-    """D: data_dim -> d_hidden... -> 1 logit (no sigmoid: losses work on logits)."""
+    """D: [Scale(1 / data_scale)] -> pack * (data_dim + n_classes) -> d_hidden... -> 1 logit
+    (no sigmoid: losses work on logits)."""
     c = complete_config(config)
-    return mlp([c["pack"] * (c["data_dim"] + c["n_classes"]), *c["d_hidden"], 1], activation=c["activation"],
+    D = mlp([c["pack"] * (c["data_dim"] + c["n_classes"]), *c["d_hidden"], 1], activation=c["activation"],
                slope=c["slope"], out_activation=None, batchnorm=c["d_batchnorm"],
                dropout=c["d_dropout"], init=c["init"], dtype=c["dtype"], rng=rng,
                backend=backend)
+    if c["data_scale"] != 1.0:
+        D = Sequential(Scale(1.0 / c["data_scale"]), *D.layers)
+    return D
 
 
 def build_gan(config, backend=None, seed=None):

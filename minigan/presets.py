@@ -41,39 +41,38 @@ _TOY_COMMON = {
     "label_smoothing": 0.0,
 }
 
+# The recipe that makes ring8 work (8/8 modes, ~92% high-quality samples in
+# about half a minute on a laptop CPU), found by measuring over seeds:
+# * small nets, many steps: G 2-128-128-128-2 and D 128-128 beat 256-wide
+#   nets given the same time;
+# * pack=2 (PacGAN, Lin et al. 2018): D judges pairs of samples. Without it
+#   some seeds collapse onto one point for good (G starts as a tiny blob and
+#   never spreads); with it, no seed did;
+# * lr 1e-3 for 30% of the steps, then linear decay to 1% of it: the small
+#   late steps tighten each mode to its std of 0.01;
+# * sampling from G's moving average (ema_decay 0.999) balances the modes.
+_RING = {
+    **_TOY_COMMON,
+    "latent_dim": 2,
+    "data_dim": 2,
+    "g_hidden": [128, 128, 128],
+    "d_hidden": [128, 128],
+    "pack": 2,
+    "lr_g": 1e-3,
+    "lr_d": 1e-3,
+    "lr_decay_start": 0.3,
+    "lr_final": 0.01,
+    "ema_decay": 0.999,
+    "steps": 10000,
+    "batch_size": 256,
+    "frames": 40,
+}
+
 PRESETS = {
-    "ring8": {
-        **_TOY_COMMON,
-        "dataset": "ring8",
-        "latent_dim": 2,
-        "data_dim": 2,
-        "g_hidden": [256, 256, 256],
-        "d_hidden": [256, 256, 256],
-        "lr_g": 1e-3,
-        "lr_d": 1e-3,
-        "lr_decay_start": 0.3,
-        "lr_final": 0.01,
-        "ema_decay": 0.99,
-        "steps": 2000,
-        "batch_size": 256,
-        "frames": 40,
-    },
-    "grid25": {
-        **_TOY_COMMON,
-        "dataset": "grid25",
-        "latent_dim": 2,
-        "data_dim": 2,
-        "g_hidden": [256, 256, 256],
-        "d_hidden": [256, 256, 256],
-        "lr_g": 1e-3,
-        "lr_d": 1e-3,
-        "lr_decay_start": 0.3,
-        "lr_final": 0.01,
-        "ema_decay": 0.99,
-        "steps": 2000,
-        "batch_size": 256,
-        "frames": 40,
-    },
+    "ring8": {**_RING, "dataset": "ring8"},
+    "grid25": {**_RING, "dataset": "grid25"},
+    "spiral": {**_RING, "dataset": "spiral", "steps": 6000},
+    "moons": {**_RING, "dataset": "moons", "steps": 6000},
     "gaussian1d": {
         **_TOY_COMMON,
         "dataset": "gaussian1d",
@@ -81,6 +80,7 @@ PRESETS = {
         "data_dim": 1,
         "g_hidden": [32, 32],
         "d_hidden": [32, 32],
+        "pack": 2,  # without it G's density comes out about half as wide as the data's
         "lr_g": 1e-3,
         "lr_d": 1e-3,
         "lr_decay_start": 0.5,
@@ -88,38 +88,6 @@ PRESETS = {
         "ema_decay": 0.0,
         "steps": 1500,
         "batch_size": 128,
-        "frames": 40,
-    },
-    "spiral": {
-        **_TOY_COMMON,
-        "dataset": "spiral",
-        "latent_dim": 2,
-        "data_dim": 2,
-        "g_hidden": [128, 128, 128],
-        "d_hidden": [128, 128, 128],
-        "lr_g": 1e-3,
-        "lr_d": 1e-3,
-        "lr_decay_start": 0.5,
-        "lr_final": 0.05,
-        "ema_decay": 0.99,
-        "steps": 2000,
-        "batch_size": 256,
-        "frames": 40,
-    },
-    "moons": {
-        **_TOY_COMMON,
-        "dataset": "moons",
-        "latent_dim": 2,
-        "data_dim": 2,
-        "g_hidden": [128, 128, 128],
-        "d_hidden": [128, 128, 128],
-        "lr_g": 1e-3,
-        "lr_d": 1e-3,
-        "lr_decay_start": 0.5,
-        "lr_final": 0.05,
-        "ema_decay": 0.99,
-        "steps": 2000,
-        "batch_size": 256,
         "frames": 40,
     },
     # The classic fully connected MNIST GAN: G 100-256-512-1024-784 with a tanh
@@ -145,7 +113,9 @@ PRESETS = {
         "ema_decay": 0.999,
         "lr_decay_start": 1.0,
         "lr_final": 1.0,
-        "steps": 20000,
+        # 12,000 steps = 12.8 epochs: recognisable digits of every class, about 10
+        # minutes on two idle CPU cores (20 on a busy machine), 2 on a GPU.
+        "steps": 12000,
         "batch_size": 64,
         "frames": 0,
     },

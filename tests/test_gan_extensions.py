@@ -326,3 +326,95 @@ def test_check_finite_raises_on_nan_losses_and_weights():
     gan.D.parameters()[0][0][0, 0] = np.nan
     with pytest.raises(DivergenceError, match="D's parameter '0.W'"):
         check_finite({"step": 5, "d_loss": 1.0, "g_loss": 1.0}, gan)
+
+
+def _train_with_injected_nan(monkeypatch, tmp_path, capsys, after_step, where):
+    """A short CLI run whose weights become NaN after ``after_step`` steps: in D before
+    a step (the next losses are NaN) or in G after a step (the losses look fine)."""
+    from minigan import cli
+    from minigan.gan import GAN as GANClass
+
+    original = GANClass.train_step
+
+    def poisoned(self, *args, **kwargs):
+        if where == "D" and self.step == after_step:
+            self.D.parameters()[0][0][...] = np.nan
+        record = original(self, *args, **kwargs)
+        if where == "G" and self.step == after_step:
+            self.G.parameters()[0][0][...] = np.nan
+        return record
+
+    monkeypatch.setattr(GANClass, "train_step", poisoned)
+    out = tmp_path / "run"
+    code = cli.main(["train", "--dataset", "ring8", "--steps", "40", "--batch-size", "16",
+                     "--checkpoint-every", "10", "--out", str(out), "--no-figures",
+                     "--no-metrics", "--quiet"])
+    return code, out, capsys.readouterr().err
+
+
+def _assert_kept_checkpoint(out, step):
+    from minigan.checkpoint import load_checkpoint
+
+    gan = load_checkpoint(out / "checkpoint.npz").gan
+    assert gan.step == step
+    check_finite({"step": step, "d_loss": 0.0, "g_loss": 0.0}, gan)  # finite weights
+    assert np.isfinite(to_numpy(gan.sample(10))).all()
+
+
+def test_cli_stops_on_nan_losses_and_keeps_the_last_good_checkpoint(monkeypatch, tmp_path,
+                                                                    capsys):
+    code, out, err = _train_with_injected_nan(monkeypatch, tmp_path, capsys, 25, "D")
+    assert code == 1
+    assert "diverged at step 26" in err and "NaN or inf" in err
+    assert "last good checkpoint, step 20" in err and str(out / "checkpoint.npz") in err
+    _assert_kept_checkpoint(out, 20)
+    assert not (out / "samples.npy").exists()          # no outputs from a broken G
+    with open(out / "history.csv") as f:
+        assert len(f.readlines()) == 1 + 26            # header + the steps that ran
+
+
+def test_cli_never_saves_nan_weights_behind_finite_losses(monkeypatch, tmp_path, capsys):
+    # The step-30 losses are finite (computed before its update), its weights are
+    # not: the checkpoint due at step 30 must not replace the one of step 20.
+    code, out, err = _train_with_injected_nan(monkeypatch, tmp_path, capsys, 30, "G")
+    assert code == 1
+    assert "diverged at step 30" in err and "G's parameter '0.W'" in err
+    _assert_kept_checkpoint(out, 20)
+
+
+def test_cli_pack_and_loss_options(tmp_path, capsys):
+    from minigan import cli
+    from minigan.checkpoint import load_checkpoint
+
+    out = tmp_path / "run"
+    code = cli.main(["train", "--dataset", "ring8", "--steps", "4", "--batch-size", "16",
+                     "--pack", "4", "--loss", "lsgan", "--out", str(out), "--no-figures",
+                     "--no-metrics", "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    gan, config, _ = load_checkpoint(out / "checkpoint.npz")
+    assert (gan.pack, gan.d_loss, gan.g_loss) == (4, "lsgan", "lsgan")
+    assert config["pack"] == 4 and config["loss"] == "lsgan"
+    assert cli.main(["train", "--dataset", "ring8", "--batch-size", "10", "--pack", "4",
+                     "--out", str(tmp_path / "b")]) == 2
+    assert "multiple of pack=4" in capsys.readouterr().err
+    assert cli.main(["train", "--dataset", "ring8", "--conditional",
+                     "--out", str(tmp_path / "c")]) == 2
+    assert "--conditional needs labelled data" in capsys.readouterr().err
+
+
+def test_cli_conditional_mnist(tmp_path, capsys):
+    from minigan import cli
+    from minigan.checkpoint import load_checkpoint
+
+    data_dir = __import__("os").environ.get("MINIGAN_DATA_DIR")
+    if not data_dir:
+        pytest.skip("MINIGAN_DATA_DIR is not set (CI sets it to ../shared/data)")
+    out = tmp_path / "run"
+    code = cli.main(["train", "--dataset", "mnist", "--conditional", "--steps", "3",
+                     "--batch-size", "8", "--out", str(out), "--no-metrics", "--quiet",
+                     "--data-dir", data_dir])
+    assert code == 0, capsys.readouterr().err
+    gan, config, _ = load_checkpoint(out / "checkpoint.npz")
+    assert gan.n_classes == 10 and config["n_classes"] == 10
+    assert gan.G.layers[0].in_features == 100 + 10 and gan.D.layers[0].in_features == 784 + 10
+    assert (out / "samples.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
