@@ -14,7 +14,8 @@ RSS where there is no /proc) every --every steps after a warm-up. With
 What counts as growth. ``GAN.history`` keeps one small record (a dict of
 floats) per step by design, so a run's RSS grows by that log: the report
 gives the log's size (``sys.getsizeof`` of the records and their values)
-and the growth of RSS beyond it. The verdict "flat" means that the RSS
+and the growth of RSS beyond it. ``--drop-history`` empties the log after
+every step, to look at the step alone. The verdict "flat" means that the RSS
 beyond the log, as a straight line fitted through the samples, grows by
 less than --tolerance-mib over the whole run (default 1 MiB: well below one
 step's temporaries, about 3 MiB at batch 64, so a leak of any one array per
@@ -46,6 +47,8 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=1, help="BLAS/optimiser threads (default 1)")
     p.add_argument("--tolerance-mib", type=float, default=1.0,
                    help="largest fitted growth beyond the history log called flat (default 1)")
+    p.add_argument("--drop-history", action="store_true",
+                   help="empty GAN.history after every step (isolates the step itself)")
     p.add_argument("--json", metavar="OUT", help="also write the samples to this JSON file")
     args = p.parse_args(argv)
     if args.steps < 1 or args.every < 1 or args.warmup < 0:
@@ -118,6 +121,8 @@ def main(argv=None):
     sample(0)
     for step in range(1, args.steps + 1):
         gan.train_step(real)
+        if args.drop_history:
+            gan.history.records.clear()
         if step % args.every == 0 or step == args.steps:
             sample(step)
     elapsed = time.perf_counter() - t0
@@ -153,8 +158,11 @@ def main(argv=None):
     print(f"resident memory: {report['rss_first_mib']:.1f} MiB after {args.warmup} warm-up steps, "
           f"{report['rss_last_mib']:.1f} MiB at the end (min {report['rss_min_mib']:.1f}, "
           f"max {report['rss_max_mib']:.1f})")
-    print(f"GAN.history log: {report['history_mib']:.2f} MiB "
-          f"({report['history_bytes_per_step']:.0f} bytes per step, kept by design)")
+    if args.drop_history:
+        print("GAN.history: emptied after every step (--drop-history)")
+    else:
+        print(f"GAN.history log: {report['history_mib']:.2f} MiB "
+              f"({report['history_bytes_per_step']:.0f} bytes per step, kept by design)")
     print(f"growth beyond the log: {report['growth_beyond_history_mib']:+.2f} MiB end to end, "
           f"{report['fitted_growth_beyond_history_mib']:+.2f} MiB fitted over the run")
     if pool is not None:
