@@ -210,10 +210,10 @@ def substitute_reference(copy_root: Path, ref_root: Path, keep: str, scanned: di
         ref_text = (ref_root / rel).read_text(encoding="utf-8")
         stu_text = target.read_text(encoding="utf-8")
         try:
-            stu_spans = markers.function_spans(ast.parse(stu_text))
+            stu_spans = markers.function_spans(markers.parse_python(stu_text))
         except SyntaxError:
             continue  # importing it will fail with the student's own SyntaxError
-        ref_spans = markers.function_spans(ast.parse(ref_text))
+        ref_spans = markers.function_spans(markers.parse_python(ref_text))
         ref_lines = ref_text.splitlines(keepends=True)
         stu_lines = stu_text.splitlines(keepends=True)
         todo = []

@@ -29,6 +29,7 @@ import ast
 import io
 import json
 import re
+import threading
 import tokenize
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -202,10 +203,24 @@ def parse_text(text: str, path: str, cell: int | None = None, python: bool = Tru
     return regions
 
 
+# CPython 3.11 keeps the AST constructor's recursion counter in per-interpreter
+# state: two threads parsing at once (the grader grades exercises in a thread
+# pool, and the GIL can switch threads mid-construction, e.g. during a garbage
+# collection) corrupt it and raise "SystemError: AST constructor recursion depth
+# mismatch" (gh-106905). One lock serialises every parse.
+_PARSE_LOCK = threading.Lock()
+
+
+def parse_python(text: str) -> ast.Module:
+    """``ast.parse``, safe to call from several threads at once."""
+    with _PARSE_LOCK:
+        return ast.parse(text)
+
+
 def _attach_functions(text: str, regions: list, where: str) -> None:
     """Set ``region.function`` to the qualname of the innermost def around it."""
     try:
-        tree = ast.parse(text)
+        tree = parse_python(text)
     except SyntaxError as err:
         raise MarkerError(f"{where}:{err.lineno}: the source is not valid Python ({err.msg})") from None
     spans = function_spans(tree)
@@ -337,7 +352,7 @@ def transform_text(text: str, regions: list, selected) -> tuple:
 def check_python(text: str, where: str) -> None:
     """ast.parse, with an error naming the file and line."""
     try:
-        ast.parse(text)
+        parse_python(text)
     except SyntaxError as err:
         raise MarkerError(
             f"{where}:{err.lineno}: the released code is not valid Python ({err.msg}); is a "
