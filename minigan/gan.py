@@ -121,6 +121,7 @@ class History(Mapping):
                 writer = csv.DictWriter(f, fieldnames=list(self))
                 writer.writeheader()
                 writer.writerows(self.records)
+            os.chmod(tmp, 0o644)  # mkstemp creates 0600; a run's files are for sharing
             os.replace(tmp, path)
         except BaseException:
             if os.path.exists(tmp):

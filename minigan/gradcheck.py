@@ -161,12 +161,15 @@ def compare(name, analytic, numeric, atol=DEFAULT_ATOL, rtol=DEFAULT_RTOL):
         result.problem = "not finite: the analytic gradient has NaN or inf entries"
         return result
     excess = diff - (atol + rtol * np.abs(n))
-    worst = np.unravel_index(int(np.argmax(excess)), a.shape) if a.size else ()
+    # The worst entry: the one furthest past its tolerance when any fails, else
+    # simply the largest difference.
+    ranking = excess if np.any(excess > 0) else diff
+    worst = np.unravel_index(int(np.argmax(ranking)), a.shape) if a.size else ()
     result.rel_error = rel_error(a, n)
     result.max_abs_error = float(diff.max()) if a.size else 0.0
     result.worst_index = tuple(int(i) for i in worst)
-    result.analytic = float(a[worst]) if a.size else 0.0
-    result.numeric = float(n[worst]) if a.size else 0.0
+    result.analytic = float(a[worst]) + 0.0 if a.size else 0.0  # + 0.0 prints -0 as 0
+    result.numeric = float(n[worst]) + 0.0 if a.size else 0.0
     result.ok = bool(np.all(excess <= 0))
     return result
 
