@@ -21,7 +21,7 @@ less than --tolerance-mib over the whole run (default 1 MiB: well below one
 step's temporaries, about 3 MiB at batch 64, so a leak of any one array per
 step, or even per 100 steps, fails it).
 
-Threads: default 1 (BLAS and minigan's optimiser), so that the run takes a few
+Threads: default 1 (BLAS), so that the run takes a few
 minutes even on a busy machine; memory does not depend on the thread count.
 """
 
@@ -44,7 +44,7 @@ def parse_args(argv=None):
     p.add_argument("--every", type=int, default=100, help="sample every N steps (default 100)")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--backend", choices=("numpy", "cupy"), default="numpy")
-    p.add_argument("--threads", type=int, default=1, help="BLAS/optimiser threads (default 1)")
+    p.add_argument("--threads", type=int, default=1, help="BLAS threads (default 1)")
     p.add_argument("--tolerance-mib", type=float, default=1.0,
                    help="largest fitted growth beyond the history log called flat (default 1)")
     p.add_argument("--drop-history", action="store_true",
@@ -89,7 +89,6 @@ def main(argv=None):
     from _threads import set_threads
 
     set_threads(args.threads)
-    os.environ["MINIGAN_NUM_THREADS"] = str(args.threads)
     import numpy as np
 
     import _common as C  # imports NumPy and minigan: after set_threads

@@ -5,24 +5,12 @@ reads the grads and changes the params in place, ``zero_grad()`` clears the
 grads. Hyper-parameters follow PyTorch's definitions so results can be compared
 number for number. All state (momentum buffers, Adam's moments) has the
 parameters' dtype and backend; updates are written in place through one scratch
-buffer per optimiser (and thread), so a step allocates nothing.
-
-Speed on the CPU (NumPy): large parameters are updated in cache-sized blocks
-(``Optimizer.block_size``), and the blocks are shared out between
-``opt.threads`` threads (NumPy releases the GIL inside its elementwise loops).
-The default thread count is the one BLAS is asked for: the first of the
-environment variables MINIGAN_NUM_THREADS, OPENBLAS_NUM_THREADS,
-OMP_NUM_THREADS, MKL_NUM_THREADS that is set, else the cores this process may
-use. ``opt.threads = 1`` updates in the calling thread only. Either way the
-results are the same numbers.
+buffer per optimiser, so a step allocates nothing.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -38,36 +26,6 @@ def _blockable(a):
 def _view(a, block):
     """``a`` itself, or the block (a slice) of its flattened entries, as a view."""
     return a if block is None else a.reshape(-1)[block]
-
-
-def _default_threads():
-    """Threads for optimiser updates: what BLAS is told to use, else the cores available."""
-    for var in ("MINIGAN_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
-                "MKL_NUM_THREADS"):
-        try:
-            return max(1, int(os.environ[var]))
-        except (KeyError, ValueError):
-            pass
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
-_pool_lock = threading.Lock()
-_pool = {"executor": None, "workers": 0, "pid": None}
-
-
-def _executor(workers):
-    """A process-wide pool with at least ``workers`` threads (a new one after a fork,
-    whose child has none of the parent's threads)."""
-    with _pool_lock:
-        if _pool["executor"] is None or _pool["workers"] < workers or _pool["pid"] != os.getpid():
-            if _pool["executor"] is not None and _pool["pid"] == os.getpid():
-                _pool["executor"].shutdown(wait=False)  # its idle threads exit
-            _pool.update(executor=ThreadPoolExecutor(workers, thread_name_prefix="minigan-optim"),
-                         workers=workers, pid=os.getpid())
-        return _pool["executor"]
 
 
 class Optimizer:
@@ -125,8 +83,6 @@ class Optimizer:
         largest = max(self._slots, key=lambda pg: pg[0].size)[0]
         xp = array_module(largest)
         self._scratch = xp.empty(largest.size, dtype=largest.dtype)
-        self._scratches = {threading.get_ident(): self._scratch}  # one per thread
-        self.threads = _default_threads()
 
     def _new_state(self, name):
         """Zero state shaped like every parameter, kept as ``name`` for state_dict;
@@ -136,12 +92,8 @@ class Optimizer:
         return [_view(full[k], b) for k, b in self._slot_of]
 
     def _scratch_for(self, p):
-        """A temporary with p's shape, a view of this thread's scratch buffer."""
-        buf = self._scratches.get(threading.get_ident())
-        if buf is None:  # first use in a worker thread
-            buf = self._scratches[threading.get_ident()] = array_module(self._scratch).empty_like(
-                self._scratch)
-        return buf[: p.size].reshape(p.shape)
+        """A temporary with p's shape, a view of the one shared scratch buffer."""
+        return self._scratch[: p.size].reshape(p.shape)
 
     def zero_grad(self):
         for _, g in self.params:
@@ -149,44 +101,8 @@ class Optimizer:
 
     def step(self):
         self.t += 1
-        groups = self._groups()
-        if len(groups) == 1:
-            self._update_slots(*groups[0])
-            return
-        # The other groups go to worker threads, the first one runs here.
-        pending = [_executor(len(groups) - 1).submit(self._update_slots, lo, hi)
-                   for lo, hi in groups[1:]]
-        try:
-            self._update_slots(*groups[0])
-        finally:
-            for job in pending:
-                job.result()  # waits, and re-raises a worker's exception
-
-    def _update_slots(self, lo, hi):
-        for i in range(lo, hi):
-            p, g = self._slots[i]
+        for i, (p, g) in enumerate(self._slots):
             self._update(i, p, g)
-
-    def _groups(self):
-        """Consecutive runs of slots, (lo, hi), one per thread, of about equal size.
-
-        One run when threads == 1, on CuPy, or when there are fewer than two
-        blocks' worth of entries: handing work to a thread costs ~0.1 ms.
-        """
-        n = len(self._slots)
-        sizes = [p.size for p, _ in self._slots]
-        total = sum(sizes)
-        threads = min(int(self.threads), total // self.block_size)
-        if threads <= 1 or not _blockable(self._scratch):
-            return [(0, n)]
-        groups, lo, acc = [], 0, 0
-        for i, size in enumerate(sizes):
-            acc += size
-            if acc >= total * (len(groups) + 1) / threads and len(groups) < threads - 1:
-                groups.append((lo, i + 1))
-                lo = i + 1
-        groups.append((lo, n))
-        return [g for g in groups if g[0] < g[1]]
 
     def _update(self, i, p, g):
         raise NotImplementedError
