@@ -29,12 +29,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 from collections import namedtuple
 
 import numpy as np
 
+from minigan._atomic import atomic_open
 from minigan.backend import to_numpy
 
 __all__ = ["save_checkpoint", "load_checkpoint", "read_metadata", "Checkpoint",
@@ -199,28 +199,9 @@ def save_checkpoint(path, gan, config, extra=None):
     meta_text = _to_json(meta, "config and extra")
     arrays[META_KEY] = np.frombuffer(meta_text.encode("utf-8"), dtype=np.uint8)
 
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".checkpoint-", suffix=".npz.tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        _usual_permissions(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_open(path) as f:
+        np.savez(f, **arrays)
     return path
-
-
-def _usual_permissions(path):
-    """mkstemp makes owner-only files; give the file the permissions open() would."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
 
 
 def _minigan_version():

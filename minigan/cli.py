@@ -21,11 +21,11 @@ import math
 import os
 import platform
 import sys
-import tempfile
 import time
 
 import numpy as np
 
+from minigan._atomic import atomic_open
 from minigan.data import DataError
 from minigan.presets import DATASETS, IMAGE_DATASETS, PRESETS, TOY_DATASETS, preset
 
@@ -88,40 +88,14 @@ def _unit_float(text):
     return value
 
 
-def _atomic_write_bytes(path, data):
-    from minigan.checkpoint import _usual_permissions
-
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        _usual_permissions(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def _atomic_json(path, obj):
-    _atomic_write_bytes(path, (json.dumps(obj, indent=2, allow_nan=True) + "\n").encode("utf-8"))
+    with atomic_open(path, "w", encoding="utf-8") as f:
+        f.write(json.dumps(obj, indent=2, allow_nan=True) + "\n")
 
 
 def _atomic_npy(path, array):
-    from minigan.checkpoint import _usual_permissions
-
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".npy")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array, allow_pickle=False)
-        _usual_permissions(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_open(path) as f:
+        np.save(f, array, allow_pickle=False)
 
 
 def _headless_matplotlib():

@@ -39,13 +39,12 @@ import copy
 import csv
 import math
 import numbers
-import os
-import tempfile
 from collections.abc import Mapping
 
 import numpy as np
 
 from minigan import functional as F
+from minigan._atomic import atomic_open
 from minigan.backend import array_module, backend_of, make_rng, to_device
 from minigan.layers import BatchNorm1d
 
@@ -113,20 +112,10 @@ class History(Mapping):
 
     def to_csv(self, path):
         """Write one row per step, atomically (a temporary file renamed into place)."""
-        path = os.fspath(path)
-        directory = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".history-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=list(self))
-                writer.writeheader()
-                writer.writerows(self.records)
-            os.chmod(tmp, 0o644)  # mkstemp creates 0600; a run's files are for sharing
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        with atomic_open(path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(self))
+            writer.writeheader()
+            writer.writerows(self.records)
 
     @classmethod
     def from_csv(cls, path):

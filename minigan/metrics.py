@@ -22,12 +22,12 @@ import math
 import os
 import sys
 import time
-import uuid
 import warnings
 from pathlib import Path
 
 import numpy as np
 
+from minigan._atomic import atomic_open
 from minigan.backend import to_numpy
 
 __all__ = [
@@ -510,17 +510,8 @@ class MnistClassifier:
             arrays["meta.test_accuracy"] = np.array(self.test_accuracy)
         if self.train_seconds is not None:
             arrays["meta.train_seconds"] = np.array(self.train_seconds)
-        # Temporary file in the same folder, then a rename: readers see the old
-        # file or the complete new one, never half of it.
-        tmp = path.parent / f".{path.stem}-{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
-        try:
-            with open(tmp, "xb") as f:
-                np.savez(f, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        with atomic_open(path) as f:
+            np.savez(f, **arrays)
         return path
 
     @classmethod

@@ -61,12 +61,12 @@ from __future__ import annotations
 import math
 import os
 import sys
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
+from minigan._atomic import atomic_path
 from minigan.backend import to_numpy
 
 __all__ = [
@@ -136,20 +136,9 @@ def _prepare_path(path, suffixes=None):
 
 
 def _atomic(path, write):
-    """Call ``write(tmp)`` on a temporary file beside ``path`` (same suffix), then rename.
-
-    Readers never see half a file, and a failed save leaves the old one. The
-    name is fresh but the file is not created here, so the writer creates it
-    with the usual permissions (mkstemp's would be owner-only).
-    """
-    tmp = str(path.parent / f".{path.stem}-{os.getpid()}-{uuid.uuid4().hex[:8]}{path.suffix}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Call ``write(tmp)`` with a temporary file name beside ``path``, then rename it into place."""
+    with atomic_path(path) as tmp:
+        write(str(tmp))
 
 
 def _save_figure(fig, path, dpi=100):

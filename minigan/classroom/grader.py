@@ -21,7 +21,6 @@ fixtures come from the file that the release shipped).
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 import re
