@@ -39,6 +39,8 @@ data_scale         1.0               G's output is multiplied by it and D's inpu
 lr_decay_start     1.0               fraction of the steps after which both
                                      learning rates decay linearly ...
 lr_final           1.0               ... to this fraction of their value at the end
+lr_warmup          0.0               fraction of the steps run at ...
+lr_warmup_factor   1.0               ... at most this fraction of the learning rates
 =================  ================  ==============================================
 
 ``lr_factor(step, steps, config)`` is the learning-rate schedule a training
@@ -268,11 +270,20 @@ def lr_factor(step, steps, config):
 
     1 until ``lr_decay_start * steps``, then linear down to ``lr_final`` at the
     last step (reached at step ``steps - 1``). With the defaults (1.0, 1.0): always 1.
+    During the first ``lr_warmup * steps`` steps the factor is at most
+    ``lr_warmup_factor`` (defaults 0.0 and 1.0: no such phase). Why: on grid25 a
+    generator that sharpens before its modes are balanced keeps the imbalance
+    (only samples between modes can move to another mode); a gentler start lets
+    D even out the masses first.
     """
     start_frac = float(config.get("lr_decay_start", 1.0))
     final = float(config.get("lr_final", 1.0))
     start = int(round(start_frac * steps))
     if step < start or steps - 1 <= start:
-        return 1.0
-    progress = min((step - start) / (steps - 1 - start), 1.0)
-    return 1.0 - (1.0 - final) * progress
+        factor = 1.0
+    else:
+        progress = min((step - start) / (steps - 1 - start), 1.0)
+        factor = 1.0 - (1.0 - final) * progress
+    if step < float(config.get("lr_warmup", 0.0)) * steps:
+        factor = min(factor, float(config.get("lr_warmup_factor", 1.0)))
+    return factor

@@ -418,3 +418,16 @@ def test_cli_conditional_mnist(tmp_path, capsys):
     assert gan.n_classes == 10 and config["n_classes"] == 10
     assert gan.G.layers[0].in_features == 100 + 10 and gan.D.layers[0].in_features == 784 + 10
     assert (out / "samples.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_lr_schedule_warm_phase_then_linear_decay():
+    from minigan.models import lr_factor
+
+    config = {"lr_decay_start": 0.5, "lr_final": 0.002, "lr_warmup": 0.3,
+              "lr_warmup_factor": 0.5}
+    got = [lr_factor(s, 100, config) for s in (0, 29, 30, 49, 50, 99)]
+    assert got[:5] == [0.5, 0.5, 1.0, 1.0, 1.0]
+    assert math.isclose(got[5], 0.002)
+    # halfway through the decay: 1 - (1 - 0.002) * (74 - 50) / 49
+    assert math.isclose(lr_factor(74, 100, config), 1 - 0.998 * 24 / 49)
+    assert [lr_factor(s, 100, {}) for s in (0, 50, 99)] == [1.0, 1.0, 1.0]
