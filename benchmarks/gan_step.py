@@ -61,6 +61,10 @@ def parse_args(argv=None):
                         "requires_grad off in the G step) and/or 'unfrozen' (the DCGAN example "
                         "as written, which also computes D's unused weight gradients)")
     p.add_argument("--no-torch", action="store_true", help="time minigan alone")
+    p.add_argument("--host-noise", action="store_true",
+                   help="with --backend cupy: draw z on the host and copy it over, as "
+                        "GAN's default does (default here: on the GPU, like torch.randn on "
+                        "CUDA in the PyTorch step)")
     p.add_argument("--gemm-size", type=int, default=None,
                    help="n of the n x n x n GEMM-rate probe (default 2048 CPU, 8192 GPU)")
     p.add_argument("--seed", type=int, default=0)
@@ -157,7 +161,8 @@ def main(argv=None):
     print(f"# {info['cpu']}, {info['cores']} cores, {threads} threads; NumPy {info['numpy']} "
           f"({info['numpy_blas']})" + (f"; PyTorch {info['torch']}" if torch else "; no PyTorch"))
     if info.get("gpu"):
-        print(f"# GPU: {info['gpu']}, CuPy {info['cupy']}")
+        noise = "host (copied over)" if args.host_noise else "drawn on the GPU"
+        print(f"# GPU: {info['gpu']}, CuPy {info['cupy']}; minigan's noise: {noise}")
     if info["blas_threads"]:
         print(f"# BLAS threads in use: {info['blas_threads']}")
 
@@ -175,7 +180,8 @@ def main(argv=None):
         + f"{'GFLOP/s':>8} {'% GEMM':>7}  load (1, 5, 15 min)")
     print(header)
     for batch in args.batch_sizes:
-        gan = C.minigan_gan(args.backend, seed=args.seed)
+        gan = C.minigan_gan(args.backend, seed=args.seed,
+                            device_noise=args.backend == "cupy" and not args.host_noise)
         rng = np.random.default_rng(args.seed + 7)
         real_np = rng.uniform(-1.0, 1.0, (batch, C.D_SIZES[0])).astype(np.float32)
         real = to_device(real_np)

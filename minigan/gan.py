@@ -43,9 +43,10 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from minigan import _fused
 from minigan import functional as F
 from minigan._atomic import atomic_open
-from minigan.backend import array_module, backend_of, make_rng, to_device
+from minigan.backend import array_module, backend_of, make_rng, to_device, to_numpy
 from minigan.layers import BatchNorm1d
 
 G_LOSSES = ("non-saturating", "minimax", "lsgan")
@@ -176,11 +177,24 @@ def _all_layers(model):
 
 def _sum_of_squares(pairs):
     """sum ||g||^2 over (param, grad) pairs, with one dot product each (no temporaries)."""
-    total = 0.0
-    for _, g in pairs:
-        flat = g.reshape(-1)
-        total += float(flat @ flat)
-    return total
+    squares = [g.reshape(-1) @ g.reshape(-1) for _, g in pairs]
+    if not squares:
+        return 0.0
+    return float(_to_floats(squares).sum())
+
+
+def _to_floats(scalars):
+    """0-d arrays (on one backend) -> a float64 NumPy vector, in ONE device-to-host
+    copy: on a GPU each float(x) would wait for the GPU to finish its queue."""
+    return to_numpy(array_module(*scalars).stack(scalars)).astype(np.float64)
+
+
+def _bce_with_logits(logits, target):
+    """functional.bce_with_logits against the same target (a number) for every entry;
+    on a GPU in two fused kernels, without an array of targets."""
+    if _fused.applies(logits):
+        return _fused.bce_with_logits(logits, float(target))
+    return F.bce_with_logits(logits, array_module(logits).full_like(logits, target))
 
 
 class GAN:
@@ -197,6 +211,11 @@ class GAN:
         label_smoothing: one-sided: real targets become 1 - label_smoothing.
         rng: seed or NumPy Generator for the noise (host-side, so NumPy and
             CuPy runs draw the same numbers).
+        device_noise: draw the training noise on the GPU with CuPy's generator
+            (seeded from ``rng``) instead of on the host and copying it over:
+            faster at large batches, but not the host generator's numbers, and
+            a checkpoint does not carry its state. Needs the models on CuPy.
+            ``sample`` always uses the host generator.
         track_grad_norms: report the gradient norms of D and G in ``train_step``.
         pack: PacGAN's packing degree m: D sees m samples side by side, so its
             input width is m * data_dim and every batch size must be a multiple of m.
@@ -216,7 +235,7 @@ class GAN:
     def __init__(self, generator, discriminator, latent_dim, g_optimizer, d_optimizer,
                  g_loss="non-saturating", d_steps=1, label_smoothing=0.0, rng=None,
                  track_grad_norms=True, pack=1, n_classes=None, d_loss="bce", loss=None,
-                 ema_decay=0.0):
+                 ema_decay=0.0, device_noise=False):
         if loss is not None:
             if loss not in LOSSES:
                 raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
@@ -265,6 +284,11 @@ class GAN:
             generator.clear_cache()
             self.G_ema = copy.deepcopy(generator)
         self.rng = make_rng(rng)
+        self.device_noise = bool(device_noise)
+        self._device_rng = None
+        if self.device_noise and generator.backend != "cupy":
+            raise ValueError(f"device_noise=True draws the noise with CuPy on the GPU, but G is "
+                             f"on {generator.backend}; move the models with .to('cupy')")
         self.track_grad_norms = track_grad_norms
         self.step = 0
         self.history = History()
@@ -355,8 +379,15 @@ class GAN:
 
     def sample_noise(self, n):
         """z ~ N(0, I) of shape (n, latent_dim), in G's dtype, on G's backend."""
-        z = self.rng.standard_normal((n, self.latent_dim), dtype=np.float32)
-        z = to_device(z.astype(self.dtype, copy=False), self.G.backend)
+        if self.device_noise:
+            if self._device_rng is None:
+                import cupy
+
+                self._device_rng = cupy.random.RandomState(int(self.rng.integers(2 ** 63)))
+            z = self._device_rng.standard_normal((n, self.latent_dim), dtype=self.dtype)
+        else:
+            z = self.rng.standard_normal((n, self.latent_dim), dtype=np.float32)
+            z = to_device(z.astype(self.dtype, copy=False), self.G.backend)
         self._emit("noise", z=z)
         return z
 
@@ -374,15 +405,16 @@ class GAN:
 
     def _d_loss(self, out, target):
         """(mean loss, dL/dout) of D's output against a constant target."""
-        xp = array_module(out)
-        targets = xp.full_like(out, target)
         if self.d_loss == "lsgan":
-            return F.least_squares(out, targets)
-        return F.bce_with_logits(out, targets)
+            return F.least_squares(out, array_module(out).full_like(out, target))
+        return _bce_with_logits(out, target)
 
     def _d_mean(self, out):
-        """Mean of D's opinion: a probability for BCE, the raw score for least squares."""
-        return float(out.mean()) if self.d_loss == "lsgan" else float(F.sigmoid(out).mean())
+        """Mean of D's opinion (a 0-d array): a probability for BCE, the raw score for
+        least squares."""
+        if self.d_loss == "lsgan":
+            return out.mean()
+        return _fused.sigmoid_mean(out) if _fused.applies(out) else F.sigmoid(out).mean()
 
     def discriminator_step(self, real, fake, real_labels=None, fake_labels=None):
         """One update of D on a real and a fake batch: minimise BCE(D(real), 1) + BCE(D(fake), 0)
@@ -416,12 +448,10 @@ class GAN:
             self.D.backward(dfake, input_grad=False)
         grad_norm = math.sqrt(_sum_of_squares(self.D.parameters())) if self.track_grad_norms else float("nan")
         self.d_optimizer.step()
-        stats = {
-            "d_loss": float(loss_real + loss_fake),
-            "d_real": self._d_mean(logits_real),
-            "d_fake": self._d_mean(logits_fake),
-            "d_grad_norm": grad_norm,
-        }
+        d_loss, d_real, d_fake = _to_floats(
+            [loss_real + loss_fake, self._d_mean(logits_real), self._d_mean(logits_fake)])
+        stats = {"d_loss": float(d_loss), "d_real": float(d_real), "d_fake": float(d_fake),
+                 "d_grad_norm": grad_norm}
         self._emit("discriminator", real=real, fake=fake, logits_real=logits_real,
                    logits_fake=logits_fake, dlogits_real=dreal, dlogits_fake=dfake)
         return stats
@@ -440,8 +470,8 @@ class GAN:
         if self.g_loss == "lsgan":
             return F.least_squares(logits, xp.ones_like(logits))
         if self.g_loss == "non-saturating":
-            return F.bce_with_logits(logits, xp.ones_like(logits))
-        loss, dlogits = F.bce_with_logits(logits, xp.zeros_like(logits))
+            return _bce_with_logits(logits, 1.0)
+        loss, dlogits = _bce_with_logits(logits, 0.0)
         dlogits *= -1.0
         return -loss, dlogits
 
@@ -538,6 +568,9 @@ class GAN:
         t = self.ema_updates
         beta = min(self.ema_decay, (1.0 + t) / (10.0 + t))
         for (e, _), (p, _) in zip(self.G_ema.parameters(), self.G.parameters()):
+            if _fused.applies(p):
+                _fused.ema_update(e, p, beta)
+                continue
             # beta (e - p) + p = beta e + (1 - beta) p, written in place without a temporary
             e -= p
             e *= beta

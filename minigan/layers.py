@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from minigan import _fused
 from minigan import functional as F
 from minigan.backend import (
     array_module,
@@ -225,6 +226,11 @@ class Dense(Layer):
 
     def backward(self, dout, param_grads=True, input_grad=True):
         cache = self._pop_cache(dout)
+        if param_grads and _fused.applies(dout):
+            # GPU: cuBLAS adds x.T @ dout and sum_n dout into the gradients directly
+            x, W = cache
+            _fused.add_dense_param_grads(x, dout, self.grads["W"], self.grads["b"])
+            return dout @ W.T if input_grad else None
         dx, dW, db = F.dense_backward(dout, cache, need_dx=input_grad,
                                       need_param_grads=param_grads)
         if param_grads:
@@ -237,38 +243,55 @@ class Dense(Layer):
 
 
 class _Activation(Layer):
-    """A parameter-free elementwise layer built from a functional forward/backward pair."""
+    """A parameter-free elementwise layer built from a functional forward/backward pair.
+
+    On CuPy arrays, the one-kernel versions named by ``_fused_forward`` and
+    ``_fused_backward`` (functions of ``minigan._fused``) do the same math.
+    """
 
     _forward = None
     _backward = None
+    _fused_forward = None   # name of a function x -> out in minigan._fused; the cache is out
+    _fused_backward = None  # name of a function (dout, cache) -> dx in minigan._fused
 
     def forward(self, x):
         self._check_input(x)
-        out, cache = type(self)._forward(x)
+        if self._fused_forward and _fused.applies(x):
+            out = getattr(_fused, self._fused_forward)(x)
+            cache = out
+        else:
+            out, cache = type(self)._forward(x)
         self._save_cache(cache, out)
         return out
 
     def backward(self, dout, param_grads=True, input_grad=True):
         cache = self._pop_cache(dout)
-        return type(self)._backward(dout, cache) if input_grad else None
+        if not input_grad:
+            return None
+        if self._fused_backward and _fused.applies(dout):
+            return getattr(_fused, self._fused_backward)(dout, cache)
+        return type(self)._backward(dout, cache)
 
 
 class ReLU(_Activation):
     """max(x, 0)."""
     _forward = staticmethod(F.relu_forward)
     _backward = staticmethod(F.relu_backward)
+    _fused_backward = "relu_backward"
 
 
 class Sigmoid(_Activation):
     """1 / (1 + exp(-x))."""
     _forward = staticmethod(F.sigmoid_forward)
     _backward = staticmethod(F.sigmoid_backward)
+    _fused_forward, _fused_backward = "sigmoid", "sigmoid_backward"
 
 
 class Tanh(_Activation):
     """tanh(x): the usual output layer of a generator for data scaled to [-1, 1]."""
     _forward = staticmethod(F.tanh_forward)
     _backward = staticmethod(F.tanh_backward)
+    _fused_backward = "tanh_backward"
 
 
 class LeakyReLU(Layer):
@@ -280,13 +303,20 @@ class LeakyReLU(Layer):
 
     def forward(self, x):
         self._check_input(x)
-        out, cache = F.leaky_relu_forward(x, self.negative_slope)
+        if _fused.applies(x):
+            out, cache = _fused.leaky_relu(x, self.negative_slope), (x, self.negative_slope)
+        else:
+            out, cache = F.leaky_relu_forward(x, self.negative_slope)
         self._save_cache(cache, out)
         return out
 
     def backward(self, dout, param_grads=True, input_grad=True):
         cache = self._pop_cache(dout)
-        return F.leaky_relu_backward(dout, cache) if input_grad else None
+        if not input_grad:
+            return None
+        if _fused.applies(dout):
+            return _fused.leaky_relu_backward(dout, *cache)
+        return F.leaky_relu_backward(dout, cache)
 
     def short_repr(self):
         return f"LeakyReLU({self.negative_slope:g})"

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 import minigan.backend as mb
-from minigan import functional as F
 from minigan.gradcheck import compare, numerical_gradient
 from minigan.models import build_gan, lr_factor, mlp
 
@@ -379,3 +378,13 @@ def test_lr_factor_schedule():
     assert factors[-1] == pytest.approx(0.1)
     np.testing.assert_allclose(factors[6:], np.linspace(1.0, 0.1, 5))
     assert [lr_factor(s, 11, {}) for s in range(11)] == [1.0] * 11
+
+
+def test_device_noise_needs_the_models_on_cupy():
+    G = mlp([2, 8, 2])
+    D = mlp([2, 8, 1])
+    from minigan import Adam
+    from minigan.gan import GAN
+
+    with pytest.raises(ValueError, match=r"device_noise=True .* G is on numpy.*\.to\('cupy'\)"):
+        GAN(G, D, 2, Adam(G.parameters()), Adam(D.parameters()), device_noise=True)
