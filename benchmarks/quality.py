@@ -181,7 +181,8 @@ def mnist_scores(run_dir):
         elif k in keys:
             found[k] = v
     return {"run_dir": run_dir, "dataset": m.get("dataset"), "steps": m.get("steps"),
-            "conditional": bool(m.get("conditional", False)),
+            "conditional": "conditional_accuracy" in m,
+            "conditional_accuracy": m.get("conditional_accuracy"),
             "train_s": m.get("train_seconds"), **found, "headline": m.get("headline")}
 
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from minigan._atomic import atomic_open
 from minigan.data import DataError
-from minigan.presets import DATASETS, IMAGE_DATASETS, PRESETS, TOY_DATASETS, preset
+from minigan.presets import CONDITIONAL, DATASETS, IMAGE_DATASETS, PRESETS, TOY_DATASETS, preset
 
 __all__ = ["main", "build_parser", "train", "CLIError"]
 
@@ -533,6 +533,8 @@ def _prepare_out_dir(out, overwrite, resume_path=None):
 
 def _config_from_args(args):
     config = preset(args.dataset)
+    if args.conditional and args.dataset in IMAGE_DATASETS:
+        config.update(CONDITIONAL)  # then the options given override these too
     overrides = {
         "steps": args.steps, "batch_size": args.batch_size, "lr_g": args.lr_g,
         "lr_d": args.lr_d, "g_loss": args.g_loss, "d_steps": args.d_steps,
@@ -677,10 +679,18 @@ def train(args):
     n_params = gan.G.n_params + gan.D.n_params
     if not args.quiet:
         where = f" (resuming {args.resume} at step {start_step})" if resume is not None else ""
+        c = int(config.get("n_classes") or 0)
+        m = int(config.get("pack", 1))
+        g_in = f"{config['latent_dim']}+{c}" if c else f"{config['latent_dim']}"
+        d_in = f"{config['data_dim']}+{c}" if c else f"{config['data_dim']}"
+        d_in = f"{m}x({d_in})" if m > 1 and c else (f"{m}x{d_in}" if m > 1 else d_in)
+        options = "".join([f", conditional on {c} classes" if c else "",
+                           f", pack {m}" if m > 1 else "",
+                           ", least-squares loss" if config.get("loss") == "lsgan" else ""])
         print(f"Training a GAN on {dataset_name}{where}: {steps} steps, batch "
-              f"{config['batch_size']}, G {config['latent_dim']}-"
+              f"{config['batch_size']}, G {g_in}-"
               f"{'-'.join(map(str, config['g_hidden']))}-{config['data_dim']}, D "
-              f"{config['data_dim']}-{'-'.join(map(str, config['d_hidden']))}-1 "
+              f"{d_in}-{'-'.join(map(str, config['d_hidden']))}-1{options} "
               f"({n_params:,} parameters), {backend}, seed {seed}; writing to {out}",
               flush=True)
 
