@@ -24,6 +24,7 @@ and float64.
 from __future__ import annotations
 
 import functools
+import math
 
 from minigan.backend import _is_cupy
 
@@ -134,8 +135,6 @@ def bce_with_logits(logits, targets):
 def adam_step(pairs, ms, vs, *, lr, betas, eps, weight_decay, t):
     """optim.Adam's update of every (param, grad) pair and its m and v, in place:
     one kernel per parameter, the step's scalars converted once."""
-    import math
-
     b1, b2 = betas
     dtype = pairs[0][0].dtype.type
     scalars = [dtype(x) for x in (weight_decay, 1.0 - b1, b2, 1.0 - b2,
