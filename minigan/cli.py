@@ -822,6 +822,9 @@ def sample(args):
     if not (args.out.endswith(".npy") or args.out.endswith(".png")):
         raise CLIError(f"--out must end in .npy (the samples) or .png (a figure), "
                        f"got {args.out!r}")
+    if os.path.exists(args.out) and not args.overwrite:
+        raise CLIError(f"--out {args.out!r} exists; pass --overwrite to replace it, or "
+                       "choose another file")
     try:
         gan, config, extra = load_checkpoint(args.checkpoint)
     except FileNotFoundError as err:
@@ -1160,6 +1163,7 @@ def build_parser():
     p.add_argument("--checkpoint", required=True, help="a checkpoint.npz from 'train'")
     p.add_argument("--n", type=_positive_int, default=64, help="how many samples")
     p.add_argument("--out", required=True, help="FILE.npy (the array) or FILE.png (a figure)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--seed", type=_non_negative_int, default=0, help="seeds the noise")
     p.add_argument("--no-ema", action="store_true",
                    help="sample from G itself, not its moving average")
@@ -1194,6 +1198,11 @@ def main(argv=None):
         args.dataset_given = any(a == "--dataset" or a.startswith("--dataset=") for a in argv)
     try:
         return args.func(args)
+    except BrokenPipeError:
+        # The reader of our output went away (`minigan gradcheck | head`): not our
+        # error. Point stdout at /dev/null so that Python's final flush is quiet too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except CLIError as err:
         print(f"minigan {args.command}: error: {err}", file=sys.stderr)
         return 2

@@ -205,8 +205,13 @@ def test_sample_to_npy_and_png(ring8_run, tmp_path, capsys):
     again = tmp_path / "again.npy"
     assert cli.main(["sample", "--checkpoint", str(ckpt), "--n", "10", "--out", str(again)]) == 0
     np.testing.assert_array_equal(x, np.load(again))           # seeded: the same samples
+    # an existing file is kept unless --overwrite says otherwise
     assert cli.main(["sample", "--checkpoint", str(ckpt), "--n", "10", "--seed", "1",
-                     "--out", str(again)]) == 0
+                     "--out", str(again)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    np.testing.assert_array_equal(x, np.load(again))
+    assert cli.main(["sample", "--checkpoint", str(ckpt), "--n", "10", "--seed", "1",
+                     "--out", str(again), "--overwrite"]) == 0
     assert not np.array_equal(x, np.load(again))
     assert cli.main(["sample", "--checkpoint", str(ckpt), "--n", "300",
                      "--out", str(tmp_path / "s.png")]) == 0
@@ -327,3 +332,12 @@ def test_mnist_batch_larger_than_the_data(tmp_path, capsys):
                      "--out", str(tmp_path / "r")])
     assert code == 2
     assert "larger than the data set (60000 images)" in capsys.readouterr().err
+
+
+def test_a_closed_pipe_is_not_a_traceback(tmp_path):
+    """`python -m minigan gradcheck | head -n 2`: the reader leaves early; no traceback."""
+    proc = subprocess.run(
+        f'"{sys.executable}" -m minigan gradcheck | head -n 2', shell=True,
+        capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert len(proc.stdout.splitlines()) == 2
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
