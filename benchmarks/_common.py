@@ -174,21 +174,27 @@ def step_flops(n, g_sizes=G_SIZES, d_sizes=D_SIZES):
 # ------------------------------------------------------------------ GEMM probe
 
 
-def gemm_rate(xp, n, reps=5, sync=lambda: None):
-    """Median float32 GFLOP/s of an n x n x n matrix product (2 n^3 FLOPs) on module xp."""
-    rng = np.random.default_rng(0)
-    a = xp.asarray(rng.standard_normal((n, n), dtype=np.float32))
-    b = xp.asarray(rng.standard_normal((n, n), dtype=np.float32))
-    out = xp.empty((n, n), dtype=np.float32)
-    xp.matmul(a, b, out=out)  # warm-up: threads started, pages touched
+def _median_gflops(product, sync, n, reps):
+    """GFLOP/s of ``product()`` (an n x n x n matrix product, 2 n^3 FLOPs): the median of
+    ``reps`` timed calls, after one untimed call (threads started, pages touched)."""
+    product()
     sync()
     times = []
     for _ in range(reps):
         t = time.perf_counter()
-        xp.matmul(a, b, out=out)
+        product()
         sync()
         times.append(time.perf_counter() - t)
     return 2.0 * n ** 3 / sorted(times)[len(times) // 2] / 1e9
+
+
+def gemm_rate(xp, n, reps=5, sync=lambda: None):
+    """Median float32 GFLOP/s of an n x n x n matrix product on module xp."""
+    rng = np.random.default_rng(0)
+    a = xp.asarray(rng.standard_normal((n, n), dtype=np.float32))
+    b = xp.asarray(rng.standard_normal((n, n), dtype=np.float32))
+    out = xp.empty((n, n), dtype=np.float32)
+    return _median_gflops(lambda: xp.matmul(a, b, out=out), sync, n, reps)
 
 
 def torch_gemm_rate(torch, n, reps=5, device="cpu"):
@@ -196,20 +202,8 @@ def torch_gemm_rate(torch, n, reps=5, device="cpu"):
     a = torch.randn(n, n, device=device)
     b = torch.randn(n, n, device=device)
     out = torch.empty(n, n, device=device)
-
-    def sync():
-        if device != "cpu":
-            torch.cuda.synchronize()
-
-    torch.mm(a, b, out=out)
-    sync()
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        torch.mm(a, b, out=out)
-        sync()
-        times.append(time.perf_counter() - t)
-    return 2.0 * n ** 3 / sorted(times)[len(times) // 2] / 1e9
+    sync = torch.cuda.synchronize if device != "cpu" else (lambda: None)
+    return _median_gflops(lambda: torch.mm(a, b, out=out), sync, n, reps)
 
 
 # ----------------------------------------------------------------- the machine

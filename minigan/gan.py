@@ -47,7 +47,7 @@ from minigan import _fused
 from minigan import functional as F
 from minigan._atomic import atomic_open
 from minigan.backend import array_module, backend_of, make_rng, to_device, to_numpy
-from minigan.layers import BatchNorm1d
+from minigan.layers import BatchNorm1d, forward_in_eval_mode
 
 G_LOSSES = ("non-saturating", "minimax", "lsgan")
 D_LOSSES = ("bce", "lsgan")
@@ -602,14 +602,7 @@ class GAN:
         elif labels is not None:
             self._need_labels(labels, "sample")
         G = self.G_ema if (ema and self.G_ema is not None) else self.G
-        was_training = G.training
-        G.eval()
-        try:
-            out = G.forward(z)
-        finally:
-            G.clear_cache()  # so a later generator_step cannot use this eval pass
-            G.train(was_training)
-        return out
+        return forward_in_eval_mode(G, z)
 
     def discriminate(self, x, labels=None, packed=False):
         """D's opinion of each row of x, in evaluation mode: (n, 1).
@@ -625,12 +618,5 @@ class GAN:
             if labels is not None:
                 labels = np.repeat(to_device(labels, "numpy") if hasattr(labels, "shape")
                                    else np.asarray(labels), self.pack)
-        d_in = self.discriminator_input(x, labels)
-        was_training = self.D.training
-        self.D.eval()
-        try:
-            out = self.D.forward(d_in)
-            return out if self.d_loss == "lsgan" else F.sigmoid(out)
-        finally:
-            self.D.clear_cache()
-            self.D.train(was_training)
+        out = forward_in_eval_mode(self.D, self.discriminator_input(x, labels))
+        return out if self.d_loss == "lsgan" else F.sigmoid(out)

@@ -179,6 +179,19 @@ class Layer:
         return self.short_repr()
 
 
+def forward_in_eval_mode(model, x):
+    """``model.forward(x)`` in evaluation mode (batch norm's running statistics, no
+    dropout), for sampling and plotting: the mode is restored afterwards and the pass
+    leaves no cache, so a later training backward cannot use it by mistake."""
+    was_training = model.training
+    model.eval()
+    try:
+        return model.forward(x)
+    finally:
+        model.clear_cache()
+        model.train(was_training)
+
+
 def _check_keys(own, state, prefix, who):
     expected = {prefix + k for k in own}
     got = {k for k in state if k.startswith(prefix)}

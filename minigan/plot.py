@@ -170,7 +170,7 @@ def _sigmoid(z):
 
 def _d_probabilities(discriminator, points, logits=None):
     """D's probability of "real" at ``points`` (K, dim) float64 -> (K,) float64 in [0, 1]."""
-    from minigan.layers import Layer
+    from minigan.layers import Layer, forward_in_eval_mode
 
     k = points.shape[0]
     if hasattr(discriminator, "discriminate") and hasattr(discriminator, "D"):
@@ -184,15 +184,7 @@ def _d_probabilities(discriminator, points, logits=None):
             return np.clip(out.reshape(k), 0.0, 1.0)
         is_logits = bool(logits)
     elif isinstance(discriminator, Layer):
-        model = discriminator
-        x = _to_model(points, model)
-        was_training = model.training
-        model.eval()
-        try:
-            out = model.forward(x)
-        finally:
-            model.clear_cache()  # a later training backward must not reuse this pass
-            model.train(was_training)
+        out = forward_in_eval_mode(discriminator, _to_model(points, discriminator))
         is_logits = True if logits is None else bool(logits)
     elif callable(discriminator):
         out = discriminator(points.astype(np.float32))

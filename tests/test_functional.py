@@ -14,9 +14,8 @@ from minigan import functional as F
 from minigan.backend import to_numpy
 from minigan.gradcheck import check_backward
 
-seeds = st.integers(0, 2**32 - 1)
-batch = st.integers(1, 5)
-width = st.integers(1, 6)
+from gradcheck_strategies import assert_gradcheck, batch, seeds, width
+
 slopes = st.floats(-1.0, 3.0, allow_nan=False)
 
 
@@ -24,11 +23,6 @@ def off_kinks(rng, shape, low=1e-3):
     """Random values with |x| >= low (kinks of relu/leaky relu at 0 stay out of reach)."""
     magnitude = 10.0 ** rng.uniform(np.log10(low), 0.5, size=shape)
     return magnitude * rng.choice([-1.0, 1.0], size=shape)
-
-
-def assert_gradcheck(result):
-    assert result.ok, str(result)
-    assert result.max_rel_error < 1e-6, str(result)
 
 
 # ------------------------------------------------------------- gradient checks

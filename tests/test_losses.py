@@ -15,14 +15,7 @@ from minigan.backend import to_numpy
 from minigan.gradcheck import check_loss
 from minigan.losses import LeastSquares
 
-seeds = st.integers(0, 2**32 - 1)
-batch = st.integers(1, 5)
-width = st.integers(1, 6)
-
-
-def assert_gradcheck(result):
-    assert result.ok, str(result)
-    assert result.max_rel_error < 1e-6, str(result)
+from gradcheck_strategies import assert_gradcheck, batch, seeds, width
 
 
 # ------------------------------------------------------------- gradient checks
