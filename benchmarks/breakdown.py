@@ -4,21 +4,23 @@
     python benchmarks/breakdown.py                  # batch 64, 128, 256; 2 threads
     python benchmarks/breakdown.py --no-torch --batch-sizes 64
 
-The same classic MLP GAN step as ``gan_step.py``, taken apart on the CPU:
+The same classic MLP GAN step as ``gan_step.py``, on the CPU, timed step by
+step, with the time spent in the optimiser's ``step()`` (both Adam updates)
+and in ``zero_grad`` measured inside each step:
 
-1. minigan's whole step (``GAN.train_step``);
-2. its optimiser updates (both Adam steps) and ``zero_grad`` calls, timed inside
-   the whole step;
-3. the step with those switched off: forward and backward passes only (the
-   matrix products, activations, losses). The weights then stay fixed, which
-   does not change the work of a pass;
-4. with PyTorch installed: PyTorch's whole step and its two Adam steps alone
-   (2 threads: every elementwise operation is split over the cores).
+- minigan: the whole step (``GAN.train_step``), Adam, zero_grad, and the
+  rest (whole - Adam - zero_grad: noise, forward and backward passes, losses);
+- PyTorch (where installed): the whole step, Adam (timed inside the step with
+  optimiser hooks; 2 threads split every large elementwise operation over the
+  cores), and the rest; its ``zero_grad(set_to_none=True)`` costs nothing.
 
-``budget`` = PyTorch's whole step minus (3): the time minigan's two Adam steps
-and its gradient clearing may take for the two libraries to tie. The
-measurements run one after the other, not interleaved: for the ratio itself,
-under load, use ``gan_step.py``.
+Each column is the median over the timed steps of that quantity.
+``budget`` = PyTorch's whole step minus minigan's rest: what minigan's two Adam
+updates and its gradient clearing may take for the two libraries to tie.
+
+The two libraries are timed one after the other, not interleaved, and there
+is no identical-step check: for the ratio itself, and under load, use
+``gan_step.py``.
 """
 
 from __future__ import annotations
@@ -47,78 +49,79 @@ def parse_args(argv=None):
     return args
 
 
-def median_ms(fn, steps, warmup):
-    """Median wall time of ``fn()`` in milliseconds, after ``warmup`` untimed calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(steps):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return 1e3 * statistics.median(times)
-
-
 class PhaseTimer:
-    """Adds up the time spent in chosen bound methods, per label, per call of ``run``."""
+    """Times chosen parts of a step, separately for every step.
 
-    def __init__(self):
-        self.total = {}
+    ``wrap(obj, "method", label)`` times each call of ``obj.method`` (an instance
+    attribute is set: the class is not changed); ``start(label)``/``stop(label)``
+    time anything else (PyTorch's optimiser hooks use them).
+    """
+
+    def __init__(self, labels):
+        self.labels = list(labels)
+        self.current = dict.fromkeys(self.labels, 0.0)
+        self._started = {}
+
+    def start(self, label):
+        self._started[label] = time.perf_counter()
+
+    def stop(self, label):
+        self.current[label] += time.perf_counter() - self._started.pop(label)
 
     def wrap(self, obj, method, label):
         inner = getattr(obj, method)
 
         def timed(*args, **kwargs):
-            t = time.perf_counter()
+            self.start(label)
             try:
                 return inner(*args, **kwargs)
             finally:
-                self.total[label] = self.total.get(label, 0.0) + time.perf_counter() - t
-        setattr(obj, method, timed)  # an instance attribute: the class stays as it was
+                self.stop(label)
+        setattr(obj, method, timed)
 
-    def per_call_ms(self, fn, steps, warmup):
-        """Median of fn() and the mean per call of each wrapped label (ms)."""
+    def measure(self, step, steps, warmup):
+        """{"whole", each label, "rest"}: medians over ``steps`` timed calls of
+        step(), in ms; rest = whole - the labelled parts, per step."""
         for _ in range(warmup):
-            fn()
-        self.total.clear()
-        whole = median_ms(fn, steps, 0)
-        return whole, {k: 1e3 * v / steps for k, v in self.total.items()}
+            step()
+        rows = []
+        for _ in range(steps):
+            self.current = dict.fromkeys(self.labels, 0.0)
+            t = time.perf_counter()
+            step()
+            whole = time.perf_counter() - t
+            rows.append({"whole": whole, **self.current,
+                         "rest": whole - sum(self.current.values())})
+        return {k: 1e3 * statistics.median(r[k] for r in rows) for k in rows[0]}
 
 
-def minigan_breakdown(C, batch, args):
-    import numpy as np
-
-    real = np.random.default_rng(args.seed + 7).uniform(-1, 1, (batch, C.D_SIZES[0]))
-    real = real.astype(np.float32)
-    gan = C.minigan_gan("numpy", seed=args.seed)
-    timer = PhaseTimer()
+def minigan_breakdown(gan, real, args):
+    """PhaseTimer.measure of ``gan.train_step(real)``, its optimisers' steps and
+    its networks' zero_grad timed inside."""
+    timer = PhaseTimer(["adam", "zero_grad"])
     for opt in (gan.d_optimizer, gan.g_optimizer):
         timer.wrap(opt, "step", "adam")
     for net in (gan.D, gan.G):
         timer.wrap(net, "zero_grad", "zero_grad")
-    whole, phases = timer.per_call_ms(lambda: gan.train_step(real), args.steps, args.warmup)
-
-    for opt in (gan.d_optimizer, gan.g_optimizer):
-        opt.step = lambda: None
-    for net in (gan.D, gan.G):
-        net.zero_grad = lambda: None
-    passes = median_ms(lambda: gan.train_step(real), args.steps, args.warmup)
-    return gan, real, {"whole": whole, "adam": phases.get("adam", 0.0),
-                       "zero_grad": phases.get("zero_grad", 0.0), "passes_only": passes}
+    return timer.measure(lambda: gan.train_step(real), args.steps, args.warmup)
 
 
 def torch_breakdown(C, torch, gan, real, args):
+    """The PyTorch step on a copy of ``gan``'s weights; Adam timed by global optimiser
+    hooks, removed again before returning."""
     G, D = C.torch_models(torch, gan)
     step = C.torch_step_fn(torch, G, D, len(real), torch.from_numpy(real))
-    whole = median_ms(step, args.steps, args.warmup)
-    # Adam alone on gradients of the right shapes: what PyTorch's step spends updating
-    params = list(G.parameters()) + list(D.parameters())
-    for p in params:
-        p.grad = torch.randn_like(p)
-    opt_g = torch.optim.Adam(G.parameters(), lr=C.LR, betas=C.BETAS)
-    opt_d = torch.optim.Adam(D.parameters(), lr=C.LR, betas=C.BETAS)
-    adam = median_ms(lambda: (opt_d.step(), opt_g.step()), args.steps, args.warmup)
-    return {"whole": whole, "adam": adam}
+    from torch.optim.optimizer import (register_optimizer_step_post_hook,
+                                       register_optimizer_step_pre_hook)
+
+    timer = PhaseTimer(["adam"])
+    hooks = [register_optimizer_step_pre_hook(lambda *_: timer.start("adam")),
+             register_optimizer_step_post_hook(lambda *_: timer.stop("adam"))]
+    try:
+        return timer.measure(step, args.steps, args.warmup)
+    finally:
+        for hook in hooks:
+            hook.remove()
 
 
 def main(argv=None):
@@ -129,6 +132,7 @@ def main(argv=None):
     threads = args.threads or default_threads()
     set_threads(threads)
     import _common as C  # imports NumPy: after set_threads
+    import numpy as np
 
     torch = None if args.no_torch else C.import_torch()
     if torch is not None:
@@ -137,18 +141,23 @@ def main(argv=None):
     print(f"# {info['cpu']}, {info['cores']} cores, {threads} threads; NumPy {info['numpy']}"
           + (f"; PyTorch {info['torch']}" if torch else "; no PyTorch")
           + f"; load average {C.loadavg()}")
-    print("# median ms per step; 'passes' = the step without Adam and zero_grad")
-    head = f"{'batch':>5} {'minigan':>8} {'Adam':>6} {'zero_grad':>9} {'passes':>7}"
+    print("# median ms per step; rest = whole - Adam - zero_grad; "
+          "budget = PyTorch whole - minigan rest")
+    head = f"{'batch':>5} {'minigan':>8} {'Adam':>6} {'zero_grad':>9} {'rest':>6}"
     if torch is not None:
-        head += f" {'PyTorch':>8} {'PT Adam':>8} {'budget':>7}"
+        head += f" {'PyTorch':>8} {'PT Adam':>8} {'PT rest':>8} {'budget':>7}"
     print(head)
     for batch in args.batch_sizes:
-        gan, real, m = minigan_breakdown(C, batch, args)
+        real = np.random.default_rng(args.seed + 7).uniform(-1, 1, (batch, C.D_SIZES[0]))
+        real = real.astype(np.float32)
+        m = minigan_breakdown(C.minigan_gan("numpy", seed=args.seed), real, args)
         line = (f"{batch:>5} {m['whole']:>8.1f} {m['adam']:>6.1f} {m['zero_grad']:>9.1f} "
-                f"{m['passes_only']:>7.1f}")
+                f"{m['rest']:>6.1f}")
         if torch is not None:
-            t = torch_breakdown(C, torch, gan, real, args)
-            line += f" {t['whole']:>8.1f} {t['adam']:>8.1f} {t['whole'] - m['passes_only']:>7.1f}"
+            # a fresh GAN for the weights: the same start as minigan's
+            t = torch_breakdown(C, torch, C.minigan_gan("numpy", seed=args.seed), real, args)
+            line += (f" {t['whole']:>8.1f} {t['adam']:>8.1f} {t['rest']:>8.1f} "
+                     f"{t['whole'] - m['rest']:>7.1f}")
         print(line, flush=True)
     print(f"# load average {C.loadavg()}")
 

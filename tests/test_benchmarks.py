@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
@@ -31,15 +33,36 @@ def test_gan_step_writes_a_row_per_batch_size(tmp_path):
     assert "minigan ms" in text
 
 
-def test_breakdown_splits_the_step():
-    text = run_script("breakdown.py", "--no-torch", "--batch-sizes", "8", "--steps", "2",
-                      "--warmup", "1")
+def breakdown_row(*args):
+    """The numbers of breakdown.py's row for batch 8."""
+    text = run_script("breakdown.py", "--batch-sizes", "8", *args)
     row = next(line.split() for line in text.splitlines() if line.split()[:1] == ["8"])
-    whole, adam, zero_grad, passes = map(float, row[1:5])
-    assert whole > 0 and adam > 0 and zero_grad > 0 and passes > 0
-    # the parts timed inside the whole step cannot add up to more than it (medians vs means:
-    # allow for one slow step)
-    assert adam + zero_grad < 2 * whole
+    return [float(x) for x in row[1:]]
+
+
+def test_breakdown_splits_the_step():
+    # one timed step: every column is that step's own number, so the parts add up
+    whole, adam, zero_grad, rest = breakdown_row("--no-torch", "--steps", "1", "--warmup", "1")
+    assert adam > 0 and zero_grad > 0 and rest > 0
+    assert abs(adam + zero_grad + rest - whole) <= 0.16  # three numbers rounded to 0.1
+
+
+def test_breakdown_against_pytorch():
+    pytest.importorskip("torch")
+    whole, adam, zero_grad, rest, pt_whole, pt_adam, pt_rest, budget = breakdown_row(
+        "--steps", "1", "--warmup", "1")
+    assert pt_adam > 0 and pt_rest > 0
+    assert abs(pt_adam + pt_rest - pt_whole) <= 0.16
+    assert abs(budget - (pt_whole - rest)) <= 0.16
+
+
+def test_gan_step_matches_pytorch_on_the_same_step(tmp_path):
+    pytest.importorskip("torch")
+    out = tmp_path / "step.json"
+    run_script("gan_step.py", "--batch-sizes", "8", "--steps", "1", "--warmup", "0",
+               "--block", "1", "--gemm-size", "64", "--json", str(out))
+    check = json.loads(out.read_text())["results"][0]["identical_step_check"]
+    assert check["d_loss_rel_diff"] < 1e-5 and check["g_loss_rel_diff"] < 1e-5
 
 
 def test_memory_reports_a_verdict():
