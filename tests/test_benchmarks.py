@@ -1,5 +1,6 @@
-"""The benchmark scripts run end to end (tiny settings: this checks that they work,
-not how fast anything is; no timing is asserted)."""
+"""The benchmark scripts run end to end, and their numbers are consistent: the parts
+of a step add up, PyTorch's step computes what minigan's does. Tiny settings; how
+fast anything is never asserted."""
 
 import json
 import os
@@ -44,7 +45,7 @@ def test_breakdown_splits_the_step():
     # one timed step: every column is that step's own number, so the parts add up
     whole, adam, zero_grad, rest = breakdown_row("--no-torch", "--steps", "1", "--warmup", "1")
     assert adam > 0 and zero_grad > 0 and rest > 0
-    assert abs(adam + zero_grad + rest - whole) <= 0.16  # three numbers rounded to 0.1
+    assert abs(adam + zero_grad + rest - whole) <= 0.21  # four numbers rounded to 0.1
 
 
 def test_breakdown_against_pytorch():
