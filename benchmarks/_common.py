@@ -62,6 +62,13 @@ def minigan_gan(backend="numpy", seed=0, track_grad_norms=False, device_noise=Fa
                rng=seed + 1, track_grad_norms=track_grad_norms, device_noise=device_noise)
 
 
+def real_batch(batch, seed):
+    """A stand-in real batch (batch, 784), float32, uniform in [-1, 1] (NumPy): a step's
+    time does not depend on the pixel values."""
+    rng = np.random.default_rng(seed)
+    return rng.uniform(-1.0, 1.0, (batch, D_SIZES[0])).astype(np.float32)
+
+
 def torch_models(torch, gan, device="cpu"):
     """nn.Sequential copies of the GAN's G and D, holding the same weights."""
     nn = torch.nn

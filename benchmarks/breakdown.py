@@ -132,7 +132,6 @@ def main(argv=None):
     threads = args.threads or default_threads()
     set_threads(threads)
     import _common as C  # imports NumPy: after set_threads
-    import numpy as np
 
     torch = None if args.no_torch else C.import_torch()
     if torch is not None:
@@ -148,8 +147,7 @@ def main(argv=None):
         head += f" {'PyTorch':>8} {'PT Adam':>8} {'PT rest':>8} {'budget':>7}"
     print(head)
     for batch in args.batch_sizes:
-        real = np.random.default_rng(args.seed + 7).uniform(-1, 1, (batch, C.D_SIZES[0]))
-        real = real.astype(np.float32)
+        real = C.real_batch(batch, seed=args.seed + 7)
         m = minigan_breakdown(C.minigan_gan("numpy", seed=args.seed), real, args)
         line = (f"{batch:>5} {m['whole']:>8.1f} {m['adam']:>6.1f} {m['zero_grad']:>9.1f} "
                 f"{m['rest']:>6.1f}")

@@ -182,8 +182,7 @@ def main(argv=None):
     for batch in args.batch_sizes:
         gan = C.minigan_gan(args.backend, seed=args.seed,
                             device_noise=args.backend == "cupy" and not args.host_noise)
-        rng = np.random.default_rng(args.seed + 7)
-        real_np = rng.uniform(-1.0, 1.0, (batch, C.D_SIZES[0])).astype(np.float32)
+        real_np = C.real_batch(batch, seed=args.seed + 7)
         real = to_device(real_np)
 
         def mg_step(gan=gan, real=real):

@@ -102,8 +102,7 @@ def main(argv=None):
         to_device = np.asarray
 
     gan = C.minigan_gan(args.backend, seed=0)
-    real = to_device(np.random.default_rng(1).uniform(
-        -1.0, 1.0, (args.batch, C.D_SIZES[0])).astype(np.float32))
+    real = to_device(C.real_batch(args.batch, seed=1))
     for _ in range(args.warmup):
         gan.train_step(real)
 
