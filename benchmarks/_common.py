@@ -33,14 +33,14 @@ LR, BETAS = 2e-4, (0.5, 0.999)  # Radford et al. 2016
 # ------------------------------------------------------------------------ models
 
 
-def minigan_gan(backend="numpy", seed=0, track_grad_norms=False, device_noise=False):
+def minigan_gan(backend="numpy", seed=0, device_noise=False):
     """The classic MLP GAN in minigan, with nn.Linear's default initialisation scale.
 
     ``init="pytorch"`` draws weights and biases from U(+-1/sqrt(fan_in)), PyTorch's
     nn.Linear default, so both libraries start from the same scale (the PyTorch
     copy then takes these very numbers, see ``torch_models``).
-    Gradient-norm tracking is off: PyTorch's step does not compute them either.
-    ``device_noise`` draws z on the GPU (CuPy), as torch.randn(..., device="cuda") does.
+    ``device_noise`` draws z on the GPU (a CuPy generator as the GAN's ``rng``), as
+    torch.randn(..., device="cuda") does.
     """
     rng = np.random.default_rng(seed)
 
@@ -59,7 +59,13 @@ def minigan_gan(backend="numpy", seed=0, track_grad_norms=False, device_noise=Fa
     return GAN(G, D, LATENT,
                mg.Adam(G.parameters(), lr=LR, betas=BETAS),
                mg.Adam(D.parameters(), lr=LR, betas=BETAS),
-               rng=seed + 1, track_grad_norms=track_grad_norms, device_noise=device_noise)
+               rng=_device_rng(seed + 1) if device_noise else seed + 1)
+
+
+def _device_rng(seed):
+    import cupy
+
+    return cupy.random.default_rng(seed)
 
 
 def real_batch(batch, seed):

@@ -4,7 +4,7 @@ Only NumPy is imported here; matplotlib, CuPy and tqdm are imported by the
 functions that need them.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from minigan.backend import (
     array_module,
@@ -21,6 +21,7 @@ from minigan.layers import (
     Dropout,
     Layer,
     LeakyReLU,
+    Pack,
     ReLU,
     Sequential,
     Sigmoid,
@@ -33,7 +34,7 @@ __all__ = [
     "__version__",
     "array_module", "get_backend", "rng", "seed", "to_device", "to_numpy", "use",
     "Layer", "Dense", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Dropout",
-    "BatchNorm1d", "Sequential",
+    "BatchNorm1d", "Pack", "Sequential",
     "BCE", "BCEWithLogits", "MSE", "SoftmaxCrossEntropy",
     "SGD", "Adam",
 ]

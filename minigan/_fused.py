@@ -10,28 +10,20 @@ docstring), in one ``cupy.ElementwiseKernel`` (plus CuPy's own mean for a loss);
 dense layer's weight gradient is added into its gradient buffer by
 cuBLAS itself (``beta = 1``), without a temporary.
 
-The layers, the optimisers and the GAN loop call these only for CuPy arrays
-(``applies(x)``); NumPy arrays never come here. Kernels are compiled on first
-use and CuPy is imported then, never by ``import minigan``. They are compiled
-with ``--fmad=false``: the GPU compiler would otherwise fuse a multiply and an
-add into one rounding step, so each +, -, *, / and sqrt rounds exactly as
-NumPy's does, and a kernel without exp or log gives NumPy's reference numbers
-bit for bit (Adam's update included). CUDA's exp and log1p differ from NumPy's
-by an ulp or two. tests/test_backend_parity.py checks every kernel, in float32
-and float64.
+The library reaches these only through ``minigan.kernels``, the one place that
+picks a fast path per op, and only for CuPy arrays (NumPy arrays never come
+here). Kernels are compiled on first use and CuPy is imported then, never by
+``import minigan``. They are compiled with ``--fmad=false``: the GPU compiler
+would otherwise fuse a multiply and an add into one rounding step, so each +,
+-, *, / and sqrt rounds exactly as NumPy's does, and a kernel without exp or log
+gives NumPy's reference numbers bit for bit (Adam's update included). CUDA's
+exp and log1p differ from NumPy's by an ulp or two. tests/test_backend_parity.py
+checks every kernel, in float32 and float64.
 """
 
 from __future__ import annotations
 
 import functools
-import math
-
-from minigan.backend import _is_cupy
-
-
-def applies(*arrays) -> bool:
-    """True when every array given is a CuPy array (the fused path is for the GPU only)."""
-    return all(_is_cupy(a) for a in arrays)
 
 
 def _scalar(x, value):
@@ -65,17 +57,18 @@ def _kernels():
             "T x, T y, T inv_n", "T loss, T dx",
             sigmoid + " loss = ((x > 0 ? x : (T)0) - x * y) + log1p(e_); dx = (s_ - y) * inv_n;",
             "bce_with_logits"),
-        # optim.Adam._update, term for term (weight decay 0 adds 0 * p)
+        # optim.Adam._update, operation for operation (weight decay 0 adds 0 * p)
         "adam": elementwise(
-            "T g, T weight_decay, T one_minus_b1, T b2, T one_minus_b2, T sqrt_bc2, T eps, T step",
+            "T g, T weight_decay, T one_minus_b1, T one_minus_b2, T bc2, T eps, T step_size",
             "T p, T m, T v",
             """
             T grad = g + weight_decay * p;
             m = m + (grad - m) * one_minus_b1;
-            v = v * b2 + (grad * grad) * one_minus_b2;
-            p = p - (m / (sqrt(v) / sqrt_bc2 + eps)) * step;
+            v = v + (grad * grad - v) * one_minus_b2;
+            T v_hat = v / bc2;
+            p = p - (step_size * m) / (sqrt(v_hat) + eps);
             """, "adam"),
-        # GAN.update_ema: ema <- beta (ema - p) + p
+        # kernels.ema_update: ema <- beta (ema - p) + p
         "ema": elementwise("T p, T beta", "T e", "e = (e - p) * beta + p", "ema"),
     }
 
@@ -133,19 +126,20 @@ def bce_with_logits(logits, targets):
 
 
 def adam_step(pairs, ms, vs, *, lr, betas, eps, weight_decay, t):
-    """optim.Adam's update of every (param, grad) pair and its m and v, in place:
-    one kernel per parameter, the step's scalars converted once."""
+    """optim.Adam._update of every (param, grad) pair and its m and v, in place:
+    one kernel per parameter, the step's scalars computed as the plain update
+    computes them (in Python floats) and converted to the parameters' dtype once."""
     b1, b2 = betas
     dtype = pairs[0][0].dtype.type
-    scalars = [dtype(x) for x in (weight_decay, 1.0 - b1, b2, 1.0 - b2,
-                                  math.sqrt(1.0 - b2 ** t), eps, lr / (1.0 - b1 ** t))]
+    scalars = [dtype(x) for x in (weight_decay, 1 - b1, 1 - b2, 1 - b2 ** t, eps,
+                                  lr / (1 - b1 ** t))]
     kernel = _kernels()["adam"]
     for (p, g), m, v in zip(pairs, ms, vs):
         kernel(g, *scalars, p, m, v)
 
 
 def ema_update(ema, p, beta):
-    """ema <- beta ema + (1 - beta) p, in place, as GAN.update_ema writes it."""
+    """ema <- beta ema + (1 - beta) p, in place, as kernels.ema_update writes it on NumPy."""
     _kernels()["ema"](p, _scalar(p, beta), ema)
 
 

@@ -6,7 +6,7 @@
 One file holds everything a run needs to continue exactly where it stopped:
 
 * G and D (parameters and buffers such as batch norm's running statistics),
-  and G's moving average ``G_ema`` when the GAN keeps one;
+  and the moving average of G (``gan.ema.G``, stored as ``G_ema``) when there is one;
 * both optimisers (Adam's moments, step count t and learning rate);
 * the step, the noise generator's state (the NumPy ``bit_generator.state``,
   stored as JSON), the states of dropout layers' generators, the history;
@@ -42,7 +42,10 @@ __all__ = ["save_checkpoint", "load_checkpoint", "read_metadata", "Checkpoint",
            "FORMAT", "FORMAT_VERSION"]
 
 FORMAT = "minigan-checkpoint"
-FORMAT_VERSION = 1
+#: 2: the GAN of minigan 0.2 (loss objects, Pack and EMA as objects; a packing
+#: D's layers are numbered from its Pack layer). Version 1 files are refused
+#: with a message that names both versions.
+FORMAT_VERSION = 2
 META_KEY = "__meta__"
 
 
@@ -65,30 +68,18 @@ Checkpoint = namedtuple("Checkpoint", ["gan", "config", "extra"])
 # ----------------------------------------------------------------------- helpers
 
 
-def _layers(model):
-    """Every layer, depth first, with a stable path name ("", "3", ...)."""
-    out, stack = [], [("", model)]
-    while stack:
-        name, layer = stack.pop()
-        out.append((name, layer))
-        children = getattr(layer, "layers", [])
-        for i in range(len(children) - 1, -1, -1):
-            stack.append((f"{name}.{i}" if name else str(i), children[i]))
-    return out
-
-
 def _dropout_states(model):
     """{layer path: bit_generator state} for dropout layers with their own generator."""
     from minigan.layers import Dropout
 
-    return {name: layer.rng.bit_generator.state for name, layer in _layers(model)
+    return {name: layer.rng.bit_generator.state for name, layer in model.named_modules()
             if isinstance(layer, Dropout) and layer.rng is not None}
 
 
 def _set_dropout_states(model, states, who):
     from minigan.layers import Dropout
 
-    layers = dict(_layers(model))
+    layers = dict(model.named_modules())
     for name, state in states.items():
         layer = layers.get(name)
         if not isinstance(layer, Dropout) or layer.rng is None:
@@ -96,6 +87,13 @@ def _set_dropout_states(model, states, who):
                 f"the checkpoint has a dropout generator for {who} layer {name!r}, but that "
                 "layer is not a seeded Dropout in this model (another architecture?)")
         layer.rng.bit_generator.state = state
+
+
+def _rng_state(rng):
+    """A NumPy generator's state (JSON-able); None for a CuPy generator, whose state
+    a checkpoint cannot carry (the resumed run then draws other noise)."""
+    bit_generator = getattr(rng, "bit_generator", None)
+    return bit_generator.state if isinstance(bit_generator, np.random.BitGenerator) else None
 
 
 def _json_default(obj):
@@ -158,9 +156,8 @@ def save_checkpoint(path, gan, config, extra=None):
     for who, model in (("G", gan.G), ("D", gan.D)):
         for k, v in model.state_dict().items():
             arrays[f"{who}/{k}"] = to_numpy(v)
-    g_ema = getattr(gan, "G_ema", None)
-    if g_ema is not None:
-        for k, v in g_ema.state_dict().items():
+    if gan.ema is not None:
+        for k, v in gan.ema.G.state_dict().items():
             arrays[f"G_ema/{k}"] = to_numpy(v)
 
     extra_json = {}
@@ -184,9 +181,9 @@ def save_checkpoint(path, gan, config, extra=None):
         "latent_dim": int(gan.latent_dim),
         "dtype": str(gan.dtype),
         "backend": gan.G.backend,
-        "noise_rng": gan.rng.bit_generator.state,
+        "noise_rng": _rng_state(gan.rng),
         "dropout_rng": {"G": _dropout_states(gan.G), "D": _dropout_states(gan.D)},
-        "ema_updates": int(getattr(gan, "ema_updates", 0)),
+        "ema_updates": gan.ema.updates if gan.ema is not None else 0,
         "optimizers": {
             "g": _optimizer_state(gan.g_optimizer, "opt_g", arrays),
             "d": _optimizer_state(gan.d_optimizer, "opt_d", arrays),
@@ -311,6 +308,20 @@ def _load_optimizer(opt, saved, arrays, who, path):
             from None
 
 
+def _load_ema(gan, ema_state, meta, path):
+    if ema_state and gan.ema is None:
+        raise ArchitectureMismatchError(
+            f"{path!r} holds a moving average of G (G_ema) but this GAN keeps none "
+            "(build it with ema=EMA(G, decay))")
+    if gan.ema is not None:
+        if not ema_state:
+            raise ArchitectureMismatchError(
+                f"{path!r} holds no moving average of G but this GAN keeps one ({gan.ema!r}); "
+                "it was saved from a GAN without an EMA")
+        _load_model(gan.ema.G, ema_state, "G_ema", path)
+        gan.ema.updates = int(meta.get("ema_updates", 0))
+
+
 def load_checkpoint(path, backend=None, gan=None):
     """Read a checkpoint: ``(gan, config, extra)`` as a ``Checkpoint`` named tuple.
 
@@ -338,25 +349,14 @@ def load_checkpoint(path, backend=None, gan=None):
 
     _load_model(gan.G, _prefixed(arrays, "G"), "G", path)
     _load_model(gan.D, _prefixed(arrays, "D"), "D", path)
-    ema_state = _prefixed(arrays, "G_ema")
-    g_ema = getattr(gan, "G_ema", None)
-    if ema_state and g_ema is None:
-        raise ArchitectureMismatchError(
-            f"{path!r} holds a moving average of G (G_ema) but this GAN keeps none "
-            "(build it with ema_decay > 0)")
-    if g_ema is not None:
-        if not ema_state:
-            raise ArchitectureMismatchError(
-                f"{path!r} holds no moving average of G but this GAN keeps one (ema_decay="
-                f"{gan.ema_decay}); it was saved from a GAN without ema_decay")
-        _load_model(g_ema, ema_state, "G_ema", path)
-        gan.ema_updates = int(meta.get("ema_updates", 0))
+    _load_ema(gan, _prefixed(arrays, "G_ema"), meta, path)
     opts = meta["optimizers"]
     _load_optimizer(gan.g_optimizer, opts["g"], _prefixed(arrays, "opt_g"), "generator", path)
     _load_optimizer(gan.d_optimizer, opts["d"], _prefixed(arrays, "opt_d"), "discriminator", path)
 
     gan.step = int(meta["step"])
-    gan.rng.bit_generator.state = meta["noise_rng"]
+    if meta["noise_rng"] is not None and _rng_state(gan.rng) is not None:
+        gan.rng.bit_generator.state = meta["noise_rng"]
     _set_dropout_states(gan.G, meta["dropout_rng"]["G"], "G")
     _set_dropout_states(gan.D, meta["dropout_rng"]["D"], "D")
     from minigan.gan import History

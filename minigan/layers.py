@@ -9,14 +9,21 @@ a stale cache.
 
 The cache holds references to the forward's input, not copies: do not modify an
 input array in place between a layer's forward and its backward.
+
+Layers form a tree: a container (``Sequential``) names its children in
+``named_children()``, and ``Layer`` walks that tree in one place
+(``named_modules()``) for everything that concerns a whole model: parameters,
+gradients, modes, state dicts, ``to`` and ``astype``. The math of each layer is
+``minigan.functional``'s, reached through ``minigan.kernels`` (which picks a fused
+kernel for the same numbers on a GPU).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from minigan import _fused
 from minigan import functional as F
+from minigan import kernels
 from minigan.backend import (
     array_module,
     backend_of,
@@ -31,7 +38,8 @@ from minigan.init import get_initialiser, lecun_uniform
 class Layer:
     """Base class: parameters, gradients, buffers, the cache and mode switches.
 
-    Subclasses implement ``forward(x)`` and ``backward(dout, param_grads, input_grad)``.
+    Subclasses implement ``forward(x)`` and ``backward(dout, param_grads, input_grad)``;
+    a layer that holds other layers also names them in ``named_children()``.
     ``buffers`` hold state that is saved but not trained (batch norm's running
     statistics).
     """
@@ -56,8 +64,8 @@ class Layer:
     # -- helpers for subclasses ------------------------------------------------
     def _check_input(self, x):
         check_array(x, f"{self.short_repr()} input")
-        dtype = self.dtype
         if self.params:
+            dtype = next(iter(self.params.values())).dtype
             # Raises a clear error if x and the parameters live on different backends.
             array_module(x, *self.params.values())
             if x.dtype != dtype:
@@ -90,86 +98,136 @@ class Layer:
         xp = array_module(value)
         self.grads[name] = xp.zeros_like(value)
 
-    # -- bookkeeping -----------------------------------------------------------
+    # -- the tree of layers ----------------------------------------------------
+    def named_children(self):
+        """(name, layer) for each layer directly inside this one; none by default.
+
+        Containers override this, and everything below (parameters, state dicts,
+        modes, moving between backends) follows from it. A child named "" adds
+        nothing to the names: a wrapper with one such child has its child's names.
+        """
+        return []
+
+    def children(self):
+        return [child for _, child in self.named_children()]
+
+    def named_modules(self, prefix=""):
+        """(name, layer) for this layer and every layer inside it: depth first, this
+        layer first, in a stable order. Names are dotted paths ("", "0", "3.1", ...)."""
+        found = [(prefix, self)]
+        for name, child in self.named_children():
+            found += child.named_modules(_join(prefix, name))
+        return found
+
+    def modules(self):
+        """This layer and every layer inside it, in the order of ``named_modules``."""
+        return [module for _, module in self.named_modules()]
+
+    def _named_arrays(self, *kinds):
+        """(key, owning layer, array) for each array of the given kinds ("params",
+        "grads", "buffers") of every layer in the tree; keys as in ``state_dict``."""
+        return [(_join(path, k), module, array)
+                for path, module in self.named_modules()
+                for kind in kinds for k, array in getattr(module, kind).items()]
+
+    # -- bookkeeping over the tree -------------------------------------------
     @property
     def dtype(self):
-        """The parameters' dtype, or None for a layer without parameters."""
-        for p in self.params.values():
-            return p.dtype
+        """The parameters' dtype, or None for a model without parameters."""
+        for module in self.modules():
+            for p in module.params.values():
+                return p.dtype
         return None
 
     @property
     def backend(self):
         """'numpy' or 'cupy', where the parameters live (None without parameters)."""
-        for p in self.params.values():
-            return backend_of(p)
+        for module in self.modules():
+            for p in module.params.values():
+                return backend_of(p)
         return None
 
     @property
     def n_params(self):
-        return int(sum(p.size for p in self.params.values()))
+        return int(sum(p.size for _, _, p in self._named_arrays("params")))
 
     def parameters(self):
         """(param, grad) pairs in a stable order, for an optimiser."""
-        return [(self.params[k], self.grads[k]) for k in self.params]
+        return [(p, g) for _, p, g in self.named_parameters()]
 
     def named_parameters(self, prefix=""):
-        return [(prefix + k, self.params[k], self.grads[k]) for k in self.params]
+        """(name, param, grad) triples: "W" for a layer's own, "0.W", "2.gamma", ... inside
+        a container; ``prefix`` is put in front of every name."""
+        return [(prefix + _join(path, k), p, module.grads[k])
+                for path, module in self.named_modules()
+                for k, p in module.params.items()]
 
     def zero_grad(self):
-        for g in self.grads.values():
+        for _, _, g in self._named_arrays("grads"):
             g.fill(0)
 
     def clear_cache(self):
         """Forget the last forward pass: a backward now raises instead of using it."""
-        self._cache = None
+        for module in self.modules():
+            module._cache = None
 
     def train(self, mode=True):
-        self.training = bool(mode)
+        """Training mode (batch norm uses batch statistics, dropout drops) for every layer."""
+        for module in self.modules():
+            module.training = bool(mode)
         return self
 
     def eval(self):
         return self.train(False)
 
     def state_dict(self, prefix=""):
-        """Copies of parameters and buffers, keyed by name, on the layer's backend."""
-        state = {prefix + k: v.copy() for k, v in self.params.items()}
-        state.update({prefix + k: v.copy() for k, v in self.buffers.items()})
-        return state
+        """Copies of parameters and buffers, keyed by name ("0.W", "1.running_mean", ...),
+        on the model's backend; ``prefix`` is put in front of every key."""
+        return {prefix + key: a.copy() for key, _, a in self._named_arrays("params", "buffers")}
 
     def load_state_dict(self, state, prefix="", strict=True):
         """Copy values into the existing arrays (in place, so optimisers keep their references).
 
-        Values may be NumPy or CuPy arrays; they are cast to the layer's dtype.
-        A missing or unexpected key or a wrong shape raises a ValueError.
+        Values may be NumPy or CuPy arrays; they are cast to the model's dtype.
+        With ``strict`` (the default) a missing or unexpected key raises a
+        ValueError; without it, keys the model does not have are ignored and
+        arrays the state does not have are left alone. A wrong shape always raises.
         """
-        own = {**self.params, **self.buffers}
+        own = self._named_arrays("params", "buffers")
         if strict:
-            _check_keys(own, state, prefix, self.short_repr())
-        for k, target in own.items():
-            value = state[prefix + k]
+            _check_keys([key for key, _, _ in own], state, prefix, self.short_repr())
+        for key, module, target in own:
+            if prefix + key not in state:
+                continue  # only without strict: checked above
+            value = state[prefix + key]
             if tuple(value.shape) != tuple(target.shape):
                 raise ValueError(
-                    f"{self.short_repr()}: '{prefix + k}' has shape {tuple(value.shape)} in the "
-                    f"state dict but {tuple(target.shape)} in the layer (another architecture?).")
+                    f"{module.short_repr()}: '{prefix + key}' has shape {tuple(value.shape)} in "
+                    f"the state dict but {tuple(target.shape)} in the layer (another architecture?).")
             target[...] = to_device(value, backend_of(target))  # casts to target.dtype
         return self
 
     def to(self, backend):
-        """Move parameters, gradients and buffers to 'numpy' or 'cupy'; returns self.
+        """Move parameters, gradients and buffers of every layer to 'numpy' or 'cupy'; returns self.
 
-        Arrays are replaced, so create optimisers after moving the model.
+        The arrays are replaced, not moved in place: an optimiser created before
+        holds the old arrays and would update those. Create optimisers after moving
+        the model.
         """
-        for d in (self.params, self.grads, self.buffers):
-            for k in d:
-                d[k] = to_device(d[k], backend)
-        return self
+        return self._replace_arrays(lambda a: to_device(a, backend))
 
     def astype(self, dtype):
-        """Cast parameters, gradients and buffers to ``dtype``; returns self."""
-        for d in (self.params, self.grads, self.buffers):
-            for k in d:
-                d[k] = d[k].astype(dtype)
+        """Cast parameters, gradients and buffers of every layer to ``dtype``; returns self.
+
+        As with ``to``, the arrays are replaced: create optimisers afterwards.
+        """
+        return self._replace_arrays(lambda a: a.astype(dtype))
+
+    def _replace_arrays(self, convert):
+        for module in self.modules():
+            for d in (module.params, module.grads, module.buffers):
+                for k in d:
+                    d[k] = convert(d[k])
         return self
 
     def short_repr(self):
@@ -177,6 +235,11 @@ class Layer:
 
     def __repr__(self):
         return self.short_repr()
+
+
+def _join(path, name):
+    """Dotted path of ``name`` under ``path``; an empty part adds nothing."""
+    return f"{path}.{name}" if path and name else path or name
 
 
 def forward_in_eval_mode(model, x):
@@ -193,6 +256,7 @@ def forward_in_eval_mode(model, x):
 
 
 def _check_keys(own, state, prefix, who):
+    """A ValueError naming every missing and unexpected key (own: keys without prefix)."""
     expected = {prefix + k for k in own}
     got = {k for k in state if k.startswith(prefix)}
     missing, unexpected = sorted(expected - got), sorted(got - expected)
@@ -239,72 +303,47 @@ class Dense(Layer):
 
     def backward(self, dout, param_grads=True, input_grad=True):
         cache = self._pop_cache(dout)
-        if param_grads and _fused.applies(dout):
-            # GPU: cuBLAS adds x.T @ dout and sum_n dout into the gradients directly
-            x, W = cache
-            _fused.add_dense_param_grads(x, dout, self.grads["W"], self.grads["b"])
-            return dout @ W.T if input_grad else None
-        dx, dW, db = F.dense_backward(dout, cache, need_dx=input_grad,
-                                      need_param_grads=param_grads)
-        if param_grads:
-            self.grads["W"] += dW
-            self.grads["b"] += db
-        return dx
+        return kernels.dense_backward(dout, cache, self.grads["W"], self.grads["b"],
+                                      need_dx=input_grad, need_param_grads=param_grads)
 
     def short_repr(self):
         return f"Dense({self.in_features} -> {self.out_features})"
 
 
 class _Activation(Layer):
-    """A parameter-free elementwise layer built from a functional forward/backward pair.
+    """A parameter-free elementwise layer built from a forward/backward pair of
+    ``minigan.kernels`` (the functional math, or its fused kernel on a GPU)."""
 
-    On CuPy arrays, the one-kernel versions named by ``_fused_forward`` and
-    ``_fused_backward`` (functions of ``minigan._fused``) do the same math.
-    """
-
-    _forward = None
-    _backward = None
-    _fused_forward = None   # name of a function x -> out in minigan._fused; the cache is out
-    _fused_backward = None  # name of a function (dout, cache) -> dx in minigan._fused
+    _forward = None   # x -> (out, cache)
+    _backward = None  # (dout, cache) -> dx
 
     def forward(self, x):
         self._check_input(x)
-        if self._fused_forward and _fused.applies(x):
-            out = getattr(_fused, self._fused_forward)(x)
-            cache = out
-        else:
-            out, cache = type(self)._forward(x)
+        out, cache = type(self)._forward(x)
         self._save_cache(cache, out)
         return out
 
     def backward(self, dout, param_grads=True, input_grad=True):
         cache = self._pop_cache(dout)
-        if not input_grad:
-            return None
-        if self._fused_backward and _fused.applies(dout):
-            return getattr(_fused, self._fused_backward)(dout, cache)
-        return type(self)._backward(dout, cache)
+        return type(self)._backward(dout, cache) if input_grad else None
 
 
 class ReLU(_Activation):
     """max(x, 0)."""
-    _forward = staticmethod(F.relu_forward)
-    _backward = staticmethod(F.relu_backward)
-    _fused_backward = "relu_backward"
+    _forward = staticmethod(kernels.relu_forward)
+    _backward = staticmethod(kernels.relu_backward)
 
 
 class Sigmoid(_Activation):
     """1 / (1 + exp(-x))."""
-    _forward = staticmethod(F.sigmoid_forward)
-    _backward = staticmethod(F.sigmoid_backward)
-    _fused_forward, _fused_backward = "sigmoid", "sigmoid_backward"
+    _forward = staticmethod(kernels.sigmoid_forward)
+    _backward = staticmethod(kernels.sigmoid_backward)
 
 
 class Tanh(_Activation):
     """tanh(x): the usual output layer of a generator for data scaled to [-1, 1]."""
-    _forward = staticmethod(F.tanh_forward)
-    _backward = staticmethod(F.tanh_backward)
-    _fused_backward = "tanh_backward"
+    _forward = staticmethod(kernels.tanh_forward)
+    _backward = staticmethod(kernels.tanh_backward)
 
 
 class LeakyReLU(Layer):
@@ -316,20 +355,13 @@ class LeakyReLU(Layer):
 
     def forward(self, x):
         self._check_input(x)
-        if _fused.applies(x):
-            out, cache = _fused.leaky_relu(x, self.negative_slope), (x, self.negative_slope)
-        else:
-            out, cache = F.leaky_relu_forward(x, self.negative_slope)
+        out, cache = kernels.leaky_relu_forward(x, self.negative_slope)
         self._save_cache(cache, out)
         return out
 
     def backward(self, dout, param_grads=True, input_grad=True):
         cache = self._pop_cache(dout)
-        if not input_grad:
-            return None
-        if _fused.applies(dout):
-            return _fused.leaky_relu_backward(dout, *cache)
-        return F.leaky_relu_backward(dout, cache)
+        return kernels.leaky_relu_backward(dout, cache) if input_grad else None
 
     def short_repr(self):
         return f"LeakyReLU({self.negative_slope:g})"
@@ -419,11 +451,52 @@ class BatchNorm1d(Layer):
         return f"BatchNorm1d({self.num_features})"
 
 
+class Pack(Layer):
+    """PacGAN's packing (Lin et al. 2018): m consecutive samples side by side, as one.
+
+    Forward (n, d, ...) -> (n/m, m*d, ...): row k of the output is samples
+    k*m, ..., k*m + m - 1, concatenated along the feature axis (for images,
+    NCHW, along the channels). It is a row-major reshape, so no number moves;
+    backward is the inverse reshape. At the start of D it makes D judge m samples
+    at once, which lets it see a lack of variety (mode collapse) that a single
+    sample cannot show. No parameters.
+    """
+
+    def __init__(self, m):
+        super().__init__()
+        if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 1:
+            raise ValueError(f"Pack: m (samples per pack) must be a positive int, got {m!r}")
+        self.m = int(m)
+
+    def forward(self, x):
+        self._check_input(x)
+        if x.ndim < 2:
+            raise ValueError(f"{self.short_repr()} expected input of shape (n, d, ...), "
+                             f"got {tuple(x.shape)}.")
+        n = x.shape[0]
+        if n % self.m:
+            raise ValueError(
+                f"{self.short_repr()}: a batch of n={n} samples cannot be cut into packs of "
+                f"m={self.m}; use a batch size divisible by {self.m}.")
+        out = x.reshape(n // self.m, self.m * x.shape[1], *x.shape[2:])
+        self._save_cache(x.shape, out)
+        return out
+
+    def backward(self, dout, param_grads=True, input_grad=True):
+        in_shape = self._pop_cache(dout)
+        return dout.reshape(in_shape) if input_grad else None
+
+    def short_repr(self):
+        return f"Pack({self.m})"
+
+
 class Sequential(Layer):
     """Layers applied in order; backward runs them in reverse.
 
-    Parameters are named "<index>.<name>" ("0.W", "2.gamma", ...), the order of
-    ``parameters()`` and ``state_dict()`` is the layers' order.
+    Its children are named by position, so parameters are named "<index>.<name>"
+    ("0.W", "2.gamma", ...) and ``parameters()`` and ``state_dict()`` follow the
+    layers' order. Everything else (modes, state dicts, ``to``, ``astype``) is
+    ``Layer``'s, over ``named_children``.
     """
 
     def __init__(self, *layers):
@@ -444,6 +517,9 @@ class Sequential(Layer):
     def __iter__(self):
         return iter(self.layers)
 
+    def named_children(self):
+        return [(str(i), layer) for i, layer in enumerate(self.layers)]
+
     def forward(self, x):
         for layer in self.layers:
             x = layer.forward(x)
@@ -456,69 +532,6 @@ class Sequential(Layer):
             dout = self.layers[i].backward(dout, param_grads=param_grads,
                                            input_grad=input_grad or i > 0)
         return dout
-
-    @property
-    def dtype(self):
-        for layer in self.layers:
-            if layer.dtype is not None:
-                return layer.dtype
-        return None
-
-    @property
-    def backend(self):
-        for layer in self.layers:
-            if layer.backend is not None:
-                return layer.backend
-        return None
-
-    @property
-    def n_params(self):
-        return sum(layer.n_params for layer in self.layers)
-
-    def parameters(self):
-        return [pair for layer in self.layers for pair in layer.parameters()]
-
-    def named_parameters(self, prefix=""):
-        return [item for i, layer in enumerate(self.layers)
-                for item in layer.named_parameters(f"{prefix}{i}.")]
-
-    def zero_grad(self):
-        for layer in self.layers:
-            layer.zero_grad()
-
-    def clear_cache(self):
-        for layer in self.layers:
-            layer.clear_cache()
-
-    def train(self, mode=True):
-        self.training = bool(mode)
-        for layer in self.layers:
-            layer.train(mode)
-        return self
-
-    def state_dict(self, prefix=""):
-        state = {}
-        for i, layer in enumerate(self.layers):
-            state.update(layer.state_dict(f"{prefix}{i}."))
-        return state
-
-    def load_state_dict(self, state, prefix="", strict=True):
-        if strict:
-            own = {k: None for k in self.state_dict(prefix)}
-            _check_keys({k[len(prefix):]: v for k, v in own.items()}, state, prefix, "Sequential")
-        for i, layer in enumerate(self.layers):
-            layer.load_state_dict(state, f"{prefix}{i}.", strict=False)
-        return self
-
-    def to(self, backend):
-        for layer in self.layers:
-            layer.to(backend)
-        return self
-
-    def astype(self, dtype):
-        for layer in self.layers:
-            layer.astype(dtype)
-        return self
 
     def short_repr(self):
         return f"Sequential({len(self.layers)} layers)"

@@ -59,16 +59,19 @@ from minigan.layers import (
     Dropout,
     Layer,
     LeakyReLU,
+    Pack,
     ReLU,
     Sequential,
     Sigmoid,
     Tanh,
 )
 
-__all__ = ["mlp", "Scale", "build_gan", "build_generator", "build_discriminator",
+__all__ = ["mlp", "Scale", "build_gan", "build_loss", "build_generator", "build_discriminator",
            "CONFIG_DEFAULTS", "complete_config", "lr_factor"]
 
 ACTIVATIONS = ("leaky_relu", "relu", "tanh", "sigmoid")
+LOSSES = ("bce", "lsgan")
+G_LOSSES = ("non-saturating", "minimax")
 OUT_ACTIVATIONS = (None, "tanh", "sigmoid")
 
 CONFIG_DEFAULTS = {
@@ -214,26 +217,52 @@ def build_generator(config, backend=None, rng=None):
 
 
 def build_discriminator(config, backend=None, rng=None):
-    """D: [Scale(1 / data_scale)] -> pack * (data_dim + n_classes) -> d_hidden... -> 1 logit
-    (no sigmoid: losses work on logits)."""
+    """D: [Scale(1 / data_scale)] -> [Pack(pack)] -> pack * (data_dim + n_classes)
+    -> d_hidden... -> 1 logit (no sigmoid: losses work on logits)."""
     c = complete_config(config)
     D = mlp([c["pack"] * (c["data_dim"] + c["n_classes"]), *c["d_hidden"], 1], activation=c["activation"],
                slope=c["slope"], out_activation=None, batchnorm=c["d_batchnorm"],
                dropout=c["d_dropout"], init=c["init"], dtype=c["dtype"], rng=rng,
                backend=backend)
+    front = []
     if c["data_scale"] != 1.0:
-        D = Sequential(Scale(1.0 / c["data_scale"]), *D.layers)
-    return D
+        front.append(Scale(1.0 / c["data_scale"]))
+    if c["pack"] != 1:
+        front.append(Pack(c["pack"]))  # PacGAN: D judges `pack` samples side by side
+    return Sequential(*front, *D.layers) if front else D
+
+
+def build_loss(config):
+    """The loss object a config names: ``loss`` "lsgan" gives ``LeastSquares()``;
+    with the default "bce", ``g_loss`` picks ``NonSaturating`` or ``Minimax``
+    (both with the config's one-sided ``label_smoothing``)."""
+    from minigan.gan_losses import LeastSquares, Minimax, NonSaturating
+
+    c = complete_config(config)
+    if c["loss"] not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {c['loss']!r}")
+    if c["loss"] == "lsgan":
+        if c["g_loss"] not in ("non-saturating", "lsgan") or c["label_smoothing"]:
+            raise ValueError(f"loss 'lsgan' sets both players' losses to least squares; it "
+                             f"cannot be combined with g_loss={c['g_loss']!r} or label_smoothing")
+        return LeastSquares()
+    if c["g_loss"] not in G_LOSSES:
+        raise ValueError(f"g_loss must be one of {G_LOSSES} with loss 'bce', got {c['g_loss']!r}")
+    kind = Minimax if c["g_loss"] == "minimax" else NonSaturating
+    return kind(label_smoothing=c["label_smoothing"])
 
 
 def build_gan(config, backend=None, seed=None):
-    """A ``GAN`` with G, D and two Adam optimisers built from a config dict.
+    """A ``GAN`` (a ``ConditionalGAN`` when n_classes > 0) with G, D and two Adam
+    optimisers built from a config dict, its loss and, with ema_decay > 0, an ``EMA``.
 
     ``seed`` (an int, None for minigan's default generator) seeds G's weights,
     D's weights and the noise generator with three independent streams, so the
     same seed gives the same run.
     """
-    from minigan.gan import GAN
+    import numpy as np
+
+    from minigan.gan import EMA, GAN, ConditionalGAN
     from minigan.optim import Adam
 
     c = complete_config(config)
@@ -243,26 +272,17 @@ def build_gan(config, backend=None, seed=None):
         g_rng, d_rng, noise_rng = (int(base.integers(2**63)) for _ in range(3))
     else:
         g_rng, d_rng, noise_rng = ((int(seed), k) for k in range(3))
-    import numpy as np
     G = build_generator(c, backend=backend, rng=np.random.default_rng(g_rng))
     D = build_discriminator(c, backend=backend, rng=np.random.default_rng(d_rng))
     betas = tuple(c["betas"])
     g_opt = Adam(G.parameters(), lr=c["lr_g"], betas=betas)
     d_opt = Adam(D.parameters(), lr=c["lr_d"], betas=betas)
-    options = {}
-    # Only pass the newer options when they are used, so a config stays valid
-    # for the plain GAN of the tutorials.
-    if c["loss"] != "bce":
-        options["loss"] = c["loss"]
-    if c["pack"] != 1:
-        options["pack"] = int(c["pack"])
+    options = {"loss": build_loss(c), "d_steps": int(c["d_steps"]),
+               "rng": np.random.default_rng(noise_rng),
+               "ema": EMA(G, c["ema_decay"]) if c["ema_decay"] else None}
     if c["n_classes"]:
-        options["n_classes"] = int(c["n_classes"])
-    if c["ema_decay"]:
-        options["ema_decay"] = float(c["ema_decay"])
-    return GAN(G, D, c["latent_dim"], g_opt, d_opt, g_loss=c["g_loss"],
-               d_steps=int(c["d_steps"]), label_smoothing=float(c["label_smoothing"]),
-               rng=np.random.default_rng(noise_rng), **options)
+        return ConditionalGAN(G, D, c["latent_dim"], c["n_classes"], g_opt, d_opt, **options)
+    return GAN(G, D, c["latent_dim"], g_opt, d_opt, **options)
 
 
 def lr_factor(step, steps, config):

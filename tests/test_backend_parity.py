@@ -2,11 +2,15 @@
 
 Every test here needs both kinds of array, so it runs only in the CuPy
 parametrisation (skipped, with the reason, where there is no CuPy or no GPU).
+The kernels are reached as the library reaches them, through ``minigan.kernels``
+(which picks the fused CuPy kernel of ``minigan._fused`` for CuPy arrays), and
+compared with the plain reference on NumPy: ``minigan.functional``, Adam's
+``_update``.
 
 Tolerances, and why:
-* a fused kernel (minigan._fused) without exp or log against its NumPy
-  reference: none, bit for bit (they are compiled without multiply-add fusion,
-  so every operation rounds as NumPy's does), Adam's update over 5 steps too;
+* a fused kernel without exp or log against its NumPy reference: none, bit for
+  bit (they are compiled without multiply-add fusion, so every operation
+  rounds as NumPy's does), Adam's update over 5 steps and the EMA update too;
 * a kernel with exp or log1p (sigmoid, BCE): 8 ulp, as CUDA's exp and log1p
   round differently from NumPy's by an ulp or two each; where the result is a
   difference of such values (sigmoid(z) - y) an absolute 8 ulp of 1;
@@ -24,10 +28,11 @@ import numpy as np
 import pytest
 
 import minigan as mg
-from minigan import _fused
+from minigan import _fused, kernels
 from minigan import functional as F
 from minigan.backend import to_device, to_numpy
-from minigan.gan import GAN
+from minigan.gan import EMA, GAN
+from minigan.layers import Pack
 
 pytestmark = pytest.mark.backends("cupy")
 
@@ -67,41 +72,40 @@ def _data(shape, dtype, seed=0, scale=3.0):
     return x.astype(dtype)
 
 
-# ------------------------------------------------------ fused kernels, one by one
+# ---------------------------------------------------- the kernels, one by one
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("slope", [0.2, 0.0, 1.5])
-def test_fused_leaky_relu_matches_functional(backend, dtype, slope):
+def test_leaky_relu_kernels_match_functional(backend, dtype, slope):
     x, dout = _data((33, 17), dtype, 1), _data((33, 17), dtype, 2)
-    ref_out, cache = F.leaky_relu_forward(x, slope)
-    _same(_fused.leaky_relu(to_device(x, backend), slope), ref_out, dtype, "forward")
-    ref_dx = F.leaky_relu_backward(dout, cache)
-    got = _fused.leaky_relu_backward(to_device(dout, backend), to_device(x, backend), slope)
-    _same(got, ref_dx, dtype, "backward")
+    ref_out, ref_cache = F.leaky_relu_forward(x, slope)
+    out, cache = kernels.leaky_relu_forward(to_device(x, backend), slope)
+    _same(out, ref_out, dtype, "forward")
+    _same(kernels.leaky_relu_backward(to_device(dout, backend), cache),
+          F.leaky_relu_backward(dout, ref_cache), dtype, "backward")
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-def test_fused_activation_backwards_match_functional(backend, dtype):
+def test_activation_kernels_match_functional(backend, dtype):
     x, dout = _data((40, 9), dtype, 3), _data((40, 9), dtype, 4)
     dev = lambda a: to_device(a, backend)  # noqa: E731
-    relu_out, relu_cache = F.relu_forward(x)
-    _same(_fused.relu_backward(dev(dout), dev(relu_out)),
-          F.relu_backward(dout, relu_cache), dtype, "relu backward")
-    t, t_cache = F.tanh_forward(x)
-    _same(_fused.tanh_backward(dev(dout), dev(t)), F.tanh_backward(dout, t_cache),
-          dtype, "tanh backward")
-    s, s_cache = F.sigmoid_forward(x)
-    _same(_fused.sigmoid_backward(dev(dout), dev(s)), F.sigmoid_backward(dout, s_cache),
-          dtype, "sigmoid backward")
+    for name in ("relu", "tanh", "sigmoid"):
+        ref_out, ref_cache = getattr(F, f"{name}_forward")(x)
+        out, cache = getattr(kernels, f"{name}_forward")(dev(x))
+        check = _same if name == "relu" else _close_ulp  # tanh, exp: CUDA's last bits
+        check(out, ref_out, dtype, f"{name} forward")
+        # the backward on the reference's own cache: the kernel's arithmetic alone
+        _same(getattr(kernels, f"{name}_backward")(dev(dout), dev(ref_cache)),
+              getattr(F, f"{name}_backward")(dout, ref_cache), dtype, f"{name} backward")
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-def test_fused_sigmoid_is_stable_and_matches(backend, dtype):
+def test_sigmoid_kernel_is_stable_and_matches(backend, dtype):
     # far tails included: exp(-|x|) never overflows, and sigmoid(-40) keeps its tiny value
     x = np.concatenate([_data(200, dtype, 5, scale=8.0),
                         np.array([-100, -40, -17, 17, 40, 100], dtype=dtype)])
-    got = _fused.sigmoid(to_device(x, backend))
+    got = kernels.sigmoid(to_device(x, backend))
     _close_ulp(got, F.sigmoid(x), dtype, "sigmoid")
     assert to_numpy(got)[-5] > 0, "sigmoid(-40) rounded to 0"
     _close_ulp(_fused.sigmoid_mean(to_device(x.reshape(-1, 1), backend)),
@@ -109,34 +113,48 @@ def test_fused_sigmoid_is_stable_and_matches(backend, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-def test_fused_bce_with_logits_matches_functional(backend, dtype):
+def test_bce_with_logits_kernel_matches_functional(backend, dtype):
     logits = np.concatenate([_data(61, dtype, 6), np.array([-60, 60, -1e-4, 1e-4], dtype=dtype)])
     logits = logits.reshape(-1, 1)
     targets = np.random.default_rng(7).uniform(0, 1, logits.shape).astype(dtype)
     ref_loss, ref_grad = F.bce_with_logits(logits, targets)
-    loss, grad = _fused.bce_with_logits(to_device(logits, backend), to_device(targets, backend))
+    loss, grad = kernels.bce_with_logits(to_device(logits, backend), to_device(targets, backend))
     assert loss.shape == ()
     # the loss is a sum over the batch, added up in another order: float32 precision
     np.testing.assert_allclose(float(loss), float(ref_loss), rtol=ULP_RTOL[dtype] * logits.size)
     # dlogits = (sigmoid(z) - y) / n: sigmoid's last bits, not the difference's
     _close_ulp(grad, ref_grad, dtype, "dlogits", atol=ULP_RTOL[dtype] / logits.size)
     with pytest.raises(ValueError, match="shape"):
-        _fused.bce_with_logits(to_device(logits, backend), to_device(targets[:-1], backend))
-    # one number for every target (what the GAN passes) is the same as an array of it
+        kernels.bce_with_logits(to_device(logits, backend), to_device(targets[:-1], backend))
+    # one number for every target (what the GAN losses pass) is the same as an array of it
     for target in (0.0, 0.9, 1.0):
-        by_number = _fused.bce_with_logits(to_device(logits, backend), target)
-        by_array = _fused.bce_with_logits(to_device(logits, backend),
-                                          to_device(np.full_like(logits, target), backend))
+        by_number = kernels.bce_with_logits(to_device(logits, backend), target)
+        by_array = kernels.bce_with_logits(to_device(logits, backend),
+                                           to_device(np.full_like(logits, target), backend))
         for a, b in zip(by_number, by_array):
             _same(a, b, dtype, f"target {target}")
+        ref_loss, ref_grad = kernels.bce_with_logits(logits, target)  # the NumPy path
+        np.testing.assert_allclose(float(by_number[0]), float(ref_loss),
+                                   rtol=ULP_RTOL[dtype] * logits.size)
+        _close_ulp(by_number[1], ref_grad, dtype, f"dlogits, target {target}",
+                   atol=ULP_RTOL[dtype] / logits.size)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_ema_update_kernel_matches_numpy(backend, dtype):
+    ema, p = _data((50, 7), dtype, 15), _data((50, 7), dtype, 16)
+    on_gpu = to_device(ema, backend)
+    for beta in (0.5, 0.9, 0.999):
+        kernels.ema_update(on_gpu, to_device(p, backend), beta)
+        kernels.ema_update(ema, p, beta)  # NumPy: ema -= p; ema *= beta; ema += p
+        _same(on_gpu, ema, dtype, f"ema, beta {beta}")
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("weight_decay", [0.0, 0.01])
-def test_fused_adam_matches_the_numpy_update(backend, dtype, weight_decay, monkeypatch):
-    """Adam.step on CuPy (one kernel per parameter) against Adam.step on NumPy (the
-    reference update, in blocks), for 5 steps with fresh gradients each step."""
-    monkeypatch.setattr(mg.Adam, "block_size", 1000)  # the NumPy side cuts (300, 70) in blocks
+def test_fused_adam_matches_the_plain_update(backend, dtype, weight_decay):
+    """Adam.step on CuPy (one fused kernel per parameter) against Adam._update on
+    NumPy, the plain reference, for 5 steps with fresh gradients each step."""
     rng = np.random.default_rng(8)
     shapes = [(300, 70), (70,), (1, 1)]
     params = [rng.standard_normal(s).astype(dtype) for s in shapes]
@@ -144,7 +162,7 @@ def test_fused_adam_matches_the_numpy_update(backend, dtype, weight_decay, monke
     gpu = [(to_device(p, backend), to_device(np.zeros_like(p), backend)) for p in params]
     kwargs = dict(lr=1e-2, betas=(0.5, 0.999), eps=1e-8, weight_decay=weight_decay)
     opt_host, opt_gpu = mg.Adam(host, **kwargs), mg.Adam(gpu, **kwargs)
-    assert len(opt_host._slots) > len(shapes)  # blocked on NumPy, whole arrays on CuPy
+    opt_host._use_kernel = False  # the plain _update
     for step in range(5):
         for (_, g_h), (_, g_d) in zip(host, gpu):
             g = rng.standard_normal(g_h.shape).astype(dtype) * 10.0 ** rng.integers(-4, 1)
@@ -152,22 +170,29 @@ def test_fused_adam_matches_the_numpy_update(backend, dtype, weight_decay, monke
             g_d[...] = to_device(g, backend)
         opt_host.step()
         opt_gpu.step()
+    assert opt_gpu._use_kernel is True, "the fused Adam kernel did not match _update on the probe"
     for i, ((p_h, _), (p_d, _)) in enumerate(zip(host, gpu)):
         _same(p_d, p_h, dtype, f"param {i} after 5 steps")
-        _same(opt_gpu._state["m"][i], opt_host._state["m"][i], dtype, f"m {i}")
-        _same(opt_gpu._state["v"][i], opt_host._state["v"][i], dtype, f"v {i}")
+        _same(opt_gpu.m[i], opt_host.m[i], dtype, f"m {i}")
+        _same(opt_gpu.v[i], opt_host.v[i], dtype, f"v {i}")
     assert opt_gpu.t == opt_host.t == 5
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-def test_fused_dense_param_grads_accumulate(backend, dtype):
-    x, dout = _data((37, 11), dtype, 9), _data((37, 5), dtype, 10)
+def test_dense_backward_kernel_accumulates(backend, dtype):
+    x, dout, W = _data((37, 11), dtype, 9), _data((37, 5), dtype, 10), _data((11, 5), dtype, 17)
     old_W, old_b = _data((11, 5), dtype, 11), _data((5,), dtype, 12)
-    gW, gb = to_device(old_W, backend), to_device(old_b, backend)
-    _fused.add_dense_param_grads(to_device(x, backend), to_device(dout, backend), gW, gb)
+    gW, gb = to_device(old_W.copy(), backend), to_device(old_b.copy(), backend)
+    dev = lambda a: to_device(a, backend)  # noqa: E731
+    dx = kernels.dense_backward(dev(dout), (dev(x), dev(W)), gW, gb)
+    _close_f32(dx, dout @ W.T, "dx = dout @ W.T")
     _close_f32(gW, old_W + x.T @ dout, "grad W += x.T @ dout")
     _close_f32(gb, old_b + dout.sum(axis=0), "grad b += sum dout")
     assert gW.dtype == dtype and gb.dtype == dtype
+    assert kernels.dense_backward(dev(dout), (dev(x), dev(W)), gW, gb, need_dx=False) is None
+    before = to_numpy(gW).copy()
+    kernels.dense_backward(dev(dout), (dev(x), dev(W)), gW, gb, need_param_grads=False)
+    np.testing.assert_array_equal(to_numpy(gW), before)
 
 
 # --------------------------------------------------------- layers and models
@@ -179,7 +204,7 @@ def _twin_layers(backend):
     # backend="numpy" explicitly: the backend fixture made CuPy the default for new layers
     for make in (lambda: mg.Dense(13, 7, rng=1, backend="numpy"), lambda: mg.LeakyReLU(0.2),
                  mg.ReLU, mg.Tanh, mg.Sigmoid, lambda: mg.BatchNorm1d(13, backend="numpy"),
-                 lambda: mg.Dropout(0.3, rng=4)):
+                 lambda: mg.Dropout(0.3, rng=4), lambda: Pack(4)):
         host, gpu = make(), make()
         gpu.to(backend)
         if isinstance(host, mg.BatchNorm1d):
@@ -224,22 +249,25 @@ def test_sgd_steps_agree(backend):
 # ------------------------------------------------------------ whole training runs
 
 
-def _small_gan(backend, dtype, **kwargs):
-    rng = np.random.default_rng(0)
+def _small_gan(backend, dtype, pack=1, ema_decay=None, rng=1):
+    """A small GAN: G 2 -> 64 -> 64 -> 2, D [Pack(pack)] -> 2 pack -> 64 -> 64 -> 1."""
+    init = np.random.default_rng(0)
 
     def mlp(sizes):
         layers = []
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-            layers.append(mg.Dense(a, b, rng=rng, backend=backend))
+            layers.append(mg.Dense(a, b, rng=init, backend=backend))
             if i < len(sizes) - 2:
                 layers.append(mg.LeakyReLU(0.2))
         return mg.Sequential(*layers).astype(dtype)
 
-    pack = kwargs.get("pack", 1)
     G, D = mlp([2, 64, 64, 2]), mlp([2 * pack, 64, 64, 1])
+    if pack > 1:
+        D = mg.Sequential(Pack(pack), *D.layers)
     adam = dict(lr=1e-3, betas=(0.5, 0.999))
+    ema = EMA(G, ema_decay) if ema_decay else None
     return GAN(G, D, 2, mg.Adam(G.parameters(), **adam), mg.Adam(D.parameters(), **adam),
-               rng=1, **kwargs)
+               rng=rng, ema=ema)
 
 
 def _run(gan, data, backend):
@@ -249,7 +277,7 @@ def _run(gan, data, backend):
     for batch in data:
         stats = gan.train_step(to_device(batch.astype(gan.dtype), backend))
         losses.append([stats[k] for k in keys])
-    models = [gan.G, gan.D] + ([gan.G_ema] if gan.G_ema is not None else [])
+    models = [gan.G, gan.D] + ([gan.ema.G] if gan.ema is not None else [])
     params = [to_numpy(p) for m in models for p, _ in m.parameters()]
     assert all(p.dtype == gan.dtype for p in params), "a parameter changed its dtype"
     params = [p.astype(np.float64) for p in params]
@@ -288,13 +316,15 @@ def test_training_trajectories_agree_for_300_steps(backend, options):
     assert _distance((ref64[0][:0], ref64[1]), start)[1] > 1e-2
 
 
-def test_device_noise_is_drawn_on_the_gpu(backend):
-    gan = _small_gan(backend, np.float32, device_noise=True)
+def test_a_cupy_generator_draws_the_noise_on_the_gpu(backend):
+    import cupy
+
+    gan = _small_gan(backend, np.float32, rng=cupy.random.default_rng(1))
     z = gan.sample_noise(4096)
     assert type(z).__module__.startswith("cupy") and z.dtype == np.float32 and z.shape == (4096, 2)
     z = to_numpy(z)
     assert abs(z.mean()) < 0.05 and abs(z.std() - 1.0) < 0.05
-    again = _small_gan(backend, np.float32, device_noise=True).sample_noise(4096)
-    np.testing.assert_array_equal(to_numpy(again), z)  # seeded from rng: repeatable
+    again = _small_gan(backend, np.float32, rng=cupy.random.default_rng(1)).sample_noise(4096)
+    np.testing.assert_array_equal(to_numpy(again), z)  # a seeded generator: repeatable
     stats = gan.train_step(to_device(np.zeros((64, 2), np.float32), backend))
     assert np.isfinite(stats["d_loss"]) and np.isfinite(stats["g_loss"])

@@ -35,7 +35,7 @@ def _batches(n, size=16, seed=0):
 def _everything(gan):
     """All state of a GAN as {name: host array or value}, for exact comparisons."""
     out = {}
-    for who, model in (("G", gan.G), ("D", gan.D), ("G_ema", gan.G_ema)):
+    for who, model in (("G", gan.G), ("D", gan.D), ("G_ema", gan.ema and gan.ema.G)):
         if model is not None:
             for k, v in model.state_dict().items():
                 out[f"{who}/{k}"] = mb.to_numpy(v)
@@ -43,7 +43,7 @@ def _everything(gan):
         for k, v in opt.state_dict().items():
             out[f"{who}/{k}"] = mb.to_numpy(v) if hasattr(v, "shape") else v
     out["step"] = gan.step
-    out["ema_updates"] = gan.ema_updates
+    out["ema_updates"] = gan.ema.updates if gan.ema is not None else 0
     out["rng"] = gan.rng.bit_generator.state
     out["history"] = [dict(r) for r in gan.history.records]
     return out
@@ -208,8 +208,20 @@ def _rewrite_meta(path, change):
 def test_format_version_mismatch(trained):
     _, path = trained
     _rewrite_meta(path, lambda m: m.update(version=99, minigan_version="9.9"))
-    with pytest.raises(CheckpointVersionError, match="version 99.*reads version 1"):
+    with pytest.raises(CheckpointVersionError, match="version 99.*reads version 2"):
         load_checkpoint(path)
+
+
+def test_a_checkpoint_of_minigan_0_1_is_refused_naming_both_versions(trained):
+    """Format 1 (minigan 0.1) numbered a packing D's layers without its Pack layer and
+    kept EMA and losses as GAN options: it is refused, with both versions named."""
+    _, path = trained
+    _rewrite_meta(path, lambda m: m.update(version=1, minigan_version="0.1.0"))
+    with pytest.raises(CheckpointVersionError) as err:
+        load_checkpoint(path)
+    message = str(err.value)
+    assert "format version 1 (written by minigan 0.1.0)" in message
+    assert "reads version 2" in message and "minigan version that wrote it" in message
 
 
 def test_missing_array_is_reported(trained):

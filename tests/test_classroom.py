@@ -96,11 +96,10 @@ p -= self.lr * m_hat / (array_module(p).sqrt(v_hat) + self.eps)
 """,
     "4.1": """
 logits = self.D.forward(fake)
-g_loss, dlogits = self.generator_loss(logits)
+g_loss, dlogits = self.loss.generator(logits)
 dfake = self.D.backward(dlogits, param_grads=False)
 self.G.zero_grad()
 self.G.backward(dfake)
-grad_norm = float("nan")
 self.g_optimizer.step()
 """,
 }

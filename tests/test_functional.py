@@ -1,4 +1,5 @@
-"""minigan.functional: gradient checks, closed-form forwards, purity and dtypes.
+"""minigan.functional: gradient checks, closed-form forwards, purity and dtypes;
+and minigan.kernels, the dispatch in front of it, under the same contracts.
 
 Every test body runs on each backend (the ``backend`` fixture, see conftest.py).
 Reference values are written here independently in NumPy (float64), never by
@@ -11,6 +12,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from minigan import functional as F
+from minigan import kernels
 from minigan.backend import to_numpy
 from minigan.gradcheck import check_backward
 
@@ -268,6 +270,12 @@ def _ops(dev, dtype):
         ("batchnorm-eval", lambda: F.batchnorm_forward(
             x, gamma, beta, train=False, running_mean=rm, running_var=rv),
          F.batchnorm_backward, (x, gamma, beta, rm, rv)),
+        # the dispatch keeps the same contracts (fused kernels on CuPy)
+        ("kernels.relu", lambda: kernels.relu_forward(x), kernels.relu_backward, (x,)),
+        ("kernels.leaky_relu", lambda: kernels.leaky_relu_forward(x, 0.2),
+         kernels.leaky_relu_backward, (x,)),
+        ("kernels.sigmoid", lambda: kernels.sigmoid_forward(x), kernels.sigmoid_backward, (x,)),
+        ("kernels.tanh", lambda: kernels.tanh_forward(x), kernels.tanh_backward, (x,)),
     ]
 
 
@@ -328,3 +336,63 @@ def test_float32_stays_float32_through_every_op(dev):
     assert F.softplus(x).dtype == np.float32
     assert F.log_softmax(x).dtype == np.float32
     assert F.dropout_mask((3,), 0.5, rng=0).dtype == np.float32
+
+
+# ------------------------------------------- minigan.kernels: the same math
+
+
+def test_kernels_compute_the_functional_numbers(dev, backend):
+    """On NumPy the dispatch IS the functional code; on CuPy a fused kernel computes
+    the same numbers (to the last bits of exp; tests/test_backend_parity.py is exact)."""
+    rng = np.random.default_rng(3)
+    x = off_kinks(rng, (6, 5)).astype(np.float32)
+    dout = rng.standard_normal((6, 5)).astype(np.float32)
+    same = np.testing.assert_array_equal if backend == "numpy" else \
+        (lambda a, b, err_msg: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7, err_msg=err_msg))
+    for name, args in (("relu", ()), ("leaky_relu", (0.2,)), ("sigmoid", ()), ("tanh", ())):
+        out, cache = getattr(kernels, f"{name}_forward")(dev(x), *args)
+        ref_out, ref_cache = getattr(F, f"{name}_forward")(x, *args)
+        same(to_numpy(out), ref_out, err_msg=f"{name} forward")
+        dx = getattr(kernels, f"{name}_backward")(dev(dout), cache)
+        same(to_numpy(dx), getattr(F, f"{name}_backward")(dout, ref_cache), err_msg=f"{name} backward")
+    same(to_numpy(kernels.sigmoid(dev(x))), F.sigmoid(x), err_msg="sigmoid")
+
+
+@pytest.mark.parametrize("target", [0.0, 0.9, 1.0])
+def test_kernel_bce_with_one_target_for_every_entry(dev, target):
+    z = np.array([[-60.0], [-2.0], [-1e-4], [0.0], [0.3], [5.0], [60.0]])
+    loss, dz = kernels.bce_with_logits(dev(z, "float32"), target)
+    assert to_numpy(dz).dtype == np.float32 and to_numpy(loss).dtype == np.float32
+    expected = np.mean(np.maximum(z, 0) - z * target + np.log1p(np.exp(-np.abs(z))))
+    np.testing.assert_allclose(float(loss), expected, rtol=1e-6)
+    np.testing.assert_allclose(to_numpy(dz), (np_sigmoid(z) - target) / z.size, rtol=1e-5, atol=1e-9)
+
+
+def test_kernel_ema_update_is_in_place(dev, backend):
+    rng = np.random.default_rng(4)
+    e0, p0 = rng.standard_normal(50), rng.standard_normal(50)
+    ema, p = dev(e0, "float32"), dev(p0, "float32")
+    kernels.ema_update(ema, p, 0.9)  # in place: no value to return
+    np.testing.assert_allclose(to_numpy(ema), 0.9 * e0 + 0.1 * p0, rtol=1e-5, atol=1e-6)
+    if backend == "numpy":  # the reference numbers: ema -= p; ema *= beta; ema += p
+        ref = e0.astype(np.float32)
+        ref -= p0.astype(np.float32)
+        ref *= 0.9
+        ref += p0.astype(np.float32)
+        ema[...] = e0.astype(np.float32)
+        kernels.ema_update(ema, p, 0.9)
+        np.testing.assert_array_equal(ema, ref)
+
+
+def test_kernel_dense_backward_adds_into_the_gradients(dev):
+    rng = np.random.default_rng(5)
+    x, W, dout = rng.standard_normal((7, 3)), rng.standard_normal((3, 2)), rng.standard_normal((7, 2))
+    gW, gb = dev(np.ones((3, 2))), dev(np.ones(2))
+    dx = kernels.dense_backward(dev(dout), (dev(x), dev(W)), gW, gb)
+    np.testing.assert_allclose(to_numpy(dx), dout @ W.T, rtol=1e-12)
+    np.testing.assert_allclose(to_numpy(gW), 1 + np.einsum("ni,no->io", x, dout), rtol=1e-12)
+    np.testing.assert_allclose(to_numpy(gb), 1 + dout.sum(axis=0), rtol=1e-12)
+    assert kernels.dense_backward(dev(dout), (dev(x), dev(W)), gW, gb, need_dx=False) is None
+    np.testing.assert_allclose(to_numpy(gb), 1 + 2 * dout.sum(axis=0), rtol=1e-12)
+    kernels.dense_backward(dev(dout), (dev(x), dev(W)), gW, gb, need_param_grads=False)
+    np.testing.assert_allclose(to_numpy(gb), 1 + 2 * dout.sum(axis=0), rtol=1e-12)

@@ -94,7 +94,7 @@ def test_generator_gradient_through_d_matches_finite_differences(g_loss, g_batch
 
     def loss():
         fake = gan.G.forward(z)
-        value = gan.generator_loss(gan.D.forward(gan.discriminator_input(fake)))[0]
+        value = gan.loss.generator(gan.D.forward(fake))[0]
         gan.G.clear_cache()
         gan.D.clear_cache()
         return float(value)
@@ -116,7 +116,7 @@ def test_generator_gradient_check_catches_a_wrong_gradient():
     name, p, _ = gan.G.named_parameters()[0]
 
     def loss():
-        value = gan.generator_loss(gan.D.forward(gan.G.forward(z)))[0]
+        value = gan.loss.generator(gan.D.forward(gan.G.forward(z)))[0]
         gan.G.clear_cache()
         gan.D.clear_cache()
         return float(value)
@@ -127,49 +127,43 @@ def test_generator_gradient_check_catches_a_wrong_gradient():
     assert not compare(name, 2 * analytic[name], numeric).ok
 
 
-# ------------------------------------------------------------------ the two G losses
-
-
-def _softplus(x):
-    return np.logaddexp(0.0, x)
+# ------------------------------------------------------------------ what the steps hand on
 
 
 def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_generator_loss_formulas(dtype):
-    logits = np.random.default_rng(5).normal(0, 4, (9, 1)).astype(dtype)
-    logits[0, 0], logits[1, 0] = -30.0, 30.0   # D sure of "fake" / sure of "real"
-    l64, n = logits.astype(np.float64), logits.size
-    tol = dict(rtol=1e-5, atol=1e-7) if dtype == "float32" else dict(rtol=1e-12, atol=1e-15)
+def _softplus(x):
+    return np.logaddexp(0.0, x)
 
-    gan = build_gan({**TINY, "dtype": dtype, "g_loss": "non-saturating"}, backend="numpy")
-    loss, dl = gan.generator_loss(logits)
-    assert dl.dtype == np.dtype(dtype)
-    np.testing.assert_allclose(float(loss), _softplus(-l64).mean(), **tol)
-    np.testing.assert_allclose(dl, (_sigmoid(l64) - 1.0) / n, **tol)
-    assert dl[0, 0] == pytest.approx(-1.0 / n, rel=1e-6)   # does not saturate
 
-    gan = build_gan({**TINY, "dtype": dtype, "g_loss": "minimax"}, backend="numpy")
-    loss, dl = gan.generator_loss(logits)
-    assert dl.dtype == np.dtype(dtype)
-    np.testing.assert_allclose(float(loss), np.mean(np.log1p(-_sigmoid(l64[2:]))) * (n - 2) / n
-                               - _softplus(l64[:2]).sum() / n, **tol)
-    np.testing.assert_allclose(dl, -_sigmoid(l64) / n, **tol)
-    assert abs(dl[0, 0]) < 1e-12                              # saturates: no gradient
+def _spy(obj, name, log):
+    """Record every call of ``obj.name`` (its arguments and result) in ``log``."""
+    original = getattr(obj, name)
+
+    def spy(*args, **kwargs):
+        result = original(*args, **kwargs)
+        log.append((name, args, result))
+        return result
+
+    setattr(obj, name, spy)  # an instance attribute: only this object is spied on
 
 
 @pytest.mark.parametrize("g_loss", ["non-saturating", "minimax"])
 def test_generator_step_feeds_the_formula_gradient_into_d(g_loss):
     gan = build_gan({**TINY, "g_loss": g_loss}, backend="numpy", seed=6)
-    seen = {}
-    gan.add_hook(lambda stage, arrays: seen.update(arrays) if stage == "generator" else None)
-    gan.generator_step(gan.generate(gan.sample_noise(10)))
-    l = seen["logits"].astype(np.float64)
+    fake = gan.generate(gan.sample_noise(10))
+    calls = []
+    _spy(gan.D, "forward", calls)
+    _spy(gan.D, "backward", calls)
+    gan.generator_step(fake)
+    (_, (d_in,), logits), (_, (dlogits,), dfake) = calls
+    assert d_in is fake
+    l = logits.astype(np.float64)
     expected = (_sigmoid(l) - 1.0) / l.size if g_loss == "non-saturating" else -_sigmoid(l) / l.size
-    np.testing.assert_allclose(seen["dlogits"], expected, rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(dlogits, expected, rtol=1e-5, atol=1e-8)
+    assert dfake.shape == fake.shape
 
 
 # ------------------------------------------------------------------ D steps, smoothing
@@ -178,16 +172,17 @@ def test_generator_step_feeds_the_formula_gradient_into_d(g_loss):
 @pytest.mark.parametrize("k", [1, 3])
 def test_d_steps_does_k_discriminator_updates(backend, k):
     gan = build_gan({**TINY, "d_steps": k}, backend=backend, seed=7)
-    stages = []
-    gan.add_hook(lambda stage, arrays: stages.append(stage))
+    calls = []
+    for step in ("sample_noise", "generate", "discriminator_step", "generator_step"):
+        _spy(gan, step, calls)
     d_before = _snapshot(gan.D)
     gan.train_step(_real(8, backend))
     assert gan.d_optimizer.t == k
     assert gan.g_optimizer.t == 1
-    assert stages.count("discriminator") == k
-    assert stages.count("noise") == k
-    assert stages.count("generator") == 1
-    assert stages[-1] == "generator"
+    stages = [name for name, _, _ in calls]
+    assert stages == ["sample_noise", "generate", "discriminator_step"] * k + ["generator_step"]
+    # the generator step works on the fake batch of the last generate
+    assert calls[-1][1][0] is calls[-2][1][1]
     assert not np.array_equal(_snapshot(gan.D)["param 0.W"], d_before["param 0.W"])
     batches = [_real(8, backend, seed=s) for s in range(k)]
     gan.train_step(batches)  # one real batch per D update
@@ -199,54 +194,24 @@ def test_d_steps_does_k_discriminator_updates(backend, k):
 @pytest.mark.parametrize("smoothing", [0.0, 0.1, 0.25])
 def test_label_smoothing_changes_only_the_real_target(smoothing):
     gan = build_gan({**TINY, "label_smoothing": smoothing}, backend="numpy", seed=8)
-    seen = {}
-    gan.add_hook(lambda stage, arrays: seen.update(arrays) if stage == "discriminator" else None)
+    calls = []
+    _spy(gan.D, "forward", calls)
+    _spy(gan.D, "backward", calls)
     real = _real(12, "numpy")
     stats = gan.train_step(real)
-    lr, lf = seen["logits_real"].astype(np.float64), seen["logits_fake"].astype(np.float64)
-    np.testing.assert_allclose(seen["dlogits_real"], (_sigmoid(lr) - (1 - smoothing)) / 12,
+    # the discriminator step: one joint pass over [real; fake], then its backward
+    (_, (d_in,), out), (_, (dout,), _) = calls[:2]
+    np.testing.assert_array_equal(d_in[:12], real)
+    lr, lf = out[:12].astype(np.float64), out[12:].astype(np.float64)
+    np.testing.assert_allclose(dout[:12], (_sigmoid(lr) - (1 - smoothing)) / 12,
                                rtol=1e-5, atol=1e-8)
-    np.testing.assert_allclose(seen["dlogits_fake"], _sigmoid(lf) / 12, rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(dout[12:], _sigmoid(lf) / 12, rtol=1e-5, atol=1e-8)
     y = 1 - smoothing
     expected = (np.mean(_softplus(lr) - lr * y) + np.mean(_softplus(lf)))
     assert stats["d_loss"] == pytest.approx(expected, rel=1e-5)
 
 
-# ------------------------------------------------------------------ hooks and history
-
-
-def test_hooks_see_every_stage_in_order():
-    gan = build_gan({**TINY, "d_steps": 2}, backend="numpy", seed=9)
-    calls = []
-    hook = gan.add_hook(lambda stage, arrays: calls.append((stage, sorted(arrays))))
-    gan.train_step(_real(6, "numpy"))
-    stages = [s for s, _ in calls]
-    assert stages == ["noise", "generate", "discriminator"] * 2 + ["generator"]
-    keys = dict(calls)
-    assert keys["noise"] == ["z"]
-    assert {"z", "fake"} <= set(keys["generate"])
-    assert {"real", "fake", "logits_real", "logits_fake", "dlogits_real",
-            "dlogits_fake"} <= set(keys["discriminator"])
-    assert {"fake", "logits", "dlogits", "dfake"} <= set(keys["generator"])
-    gan.remove_hook(hook)
-    calls.clear()
-    gan.train_step(_real(6, "numpy"))
-    assert calls == []
-
-
-def test_hook_arrays_are_the_real_intermediates():
-    gan = build_gan(TINY, backend="numpy", seed=10)
-    seen = {}
-    gan.add_hook(lambda stage, arrays: seen.setdefault(stage, dict(arrays)))
-    real = _real(6, "numpy")
-    gan.train_step(real)
-    z, fake = seen["noise"]["z"], seen["generate"]["fake"]
-    assert z.shape == (6, 3) and z.dtype == np.float32
-    assert seen["generate"]["z"] is z
-    assert seen["discriminator"]["real"] is real
-    assert seen["generator"]["fake"] is fake
-    # dfake is what G's backward received: D's input gradient of the generator loss
-    assert seen["generator"]["dfake"].shape == fake.shape
+# ------------------------------------------------------------------ history
 
 
 def test_history_records_every_step():
@@ -255,7 +220,8 @@ def test_history_records_every_step():
     h = gan.history
     assert len(h.records) == 4 and gan.step == 4
     assert list(h["step"]) == [1, 2, 3, 4]
-    for key in ("d_loss", "g_loss", "d_real", "d_fake", "d_grad_norm", "g_grad_norm"):
+    assert set(h) == {"step", "d_loss", "g_loss", "d_real", "d_fake"}
+    for key in ("d_loss", "g_loss", "d_real", "d_fake"):
         assert key in h
         np.testing.assert_array_equal(h[key], [r[key] for r in returned])
         assert all(isinstance(r[key], float) for r in returned)
@@ -380,11 +346,20 @@ def test_lr_factor_schedule():
     assert [lr_factor(s, 11, {}) for s in range(11)] == [1.0] * 11
 
 
-def test_device_noise_needs_the_models_on_cupy():
-    G = mlp([2, 8, 2])
-    D = mlp([2, 8, 1])
+def test_noise_comes_from_the_generator_given_as_rng():
+    """Any object with NumPy's standard_normal draws the noise (a CuPy generator draws
+    it on the GPU); a seed becomes a NumPy Generator."""
+
+    class Constant:
+        def standard_normal(self, shape, dtype):
+            return np.full(shape, 0.5, dtype=dtype)
+
+    G, D = mlp([3, 8, 2], rng=0), mlp([2, 8, 1], rng=1)
     from minigan import Adam
     from minigan.gan import GAN
 
-    with pytest.raises(ValueError, match=r"device_noise=True .* G is on numpy.*\.to\('cupy'\)"):
-        GAN(G, D, 2, Adam(G.parameters()), Adam(D.parameters()), device_noise=True)
+    gan = GAN(G, D, 3, Adam(G.parameters()), Adam(D.parameters()), rng=Constant())
+    np.testing.assert_array_equal(gan.sample_noise(4), np.full((4, 3), 0.5, np.float32))
+    seeded = GAN(G, D, 3, Adam(G.parameters()), Adam(D.parameters()), rng=7)
+    np.testing.assert_array_equal(seeded.sample_noise(4),
+                                  np.random.default_rng(7).standard_normal((4, 3), np.float32))

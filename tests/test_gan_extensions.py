@@ -1,5 +1,5 @@
 """Packing (PacGAN), conditional GANs, the least-squares loss, G's moving average,
-and the divergence guard.
+a regulariser hook, D with batch norm, and the divergence guard.
 
 Gradients are checked in float64 on tiny networks against central differences
 of a loss written out independently here (packing by explicit concatenation,
@@ -16,12 +16,15 @@ import pytest
 
 from minigan import functional as F
 from minigan.backend import to_numpy
-from minigan.gan import GAN, DivergenceError, check_finite
-from minigan.gradcheck import check_loss, numerical_gradient, rel_error
-from minigan.layers import Dense, LeakyReLU, Sequential, Tanh
+from minigan.gan import EMA, GAN, ConditionalGAN, LabelledGenerator
+from minigan.gan_losses import LeastSquares, NonSaturating
+from minigan.gradcheck import check_layer, check_loss, compare, numerical_gradient, rel_error
+from minigan.layers import BatchNorm1d, Dense, LeakyReLU, Pack, Sequential, Tanh
 from minigan.optim import SGD, Adam
+from minigan.train import DivergenceError, check_finite
 
 TOL = 1e-6  # rel_error of analytic vs central-difference gradients in float64
+LOSSES = {"bce": NonSaturating, "lsgan": LeastSquares}
 
 
 class RecordingOptimizer:
@@ -41,20 +44,29 @@ class RecordingOptimizer:
             g.fill(0)
 
 
-def nets(latent, data_dim, pack=1, n_classes=0, hidden=5, dtype="float64", seed=0):
+def nets(latent, data_dim, pack=1, n_classes=0, hidden=5, dtype="float64", seed=0,
+         d_batchnorm=False):
     rng = np.random.default_rng(seed)
     G = Sequential(Dense(latent + n_classes, hidden, dtype=dtype, rng=rng), Tanh(),
                    Dense(hidden, data_dim, dtype=dtype, rng=rng))
-    D = Sequential(Dense(pack * (data_dim + n_classes), hidden, dtype=dtype, rng=rng),
-                   LeakyReLU(0.2), Dense(hidden, 1, dtype=dtype, rng=rng))
+    d_layers = [Dense(pack * (data_dim + n_classes), hidden, dtype=dtype, rng=rng)]
+    if d_batchnorm:
+        d_layers.append(BatchNorm1d(hidden, dtype=dtype))
+    d_layers += [LeakyReLU(0.2), Dense(hidden, 1, dtype=dtype, rng=rng)]
+    D = Sequential(*([Pack(pack)] if pack > 1 else []), *d_layers)
     return G, D
 
 
-def recording_gan(latent=3, data_dim=2, **options):
-    G, D = nets(latent, data_dim, pack=options.get("pack", 1),
-                n_classes=options.get("n_classes") or 0)
+def recording_gan(latent=3, data_dim=2, pack=1, n_classes=0, loss="bce", **options):
+    G, D = nets(latent, data_dim, pack=pack, n_classes=n_classes,
+                d_batchnorm=options.pop("d_batchnorm", False))
     g_opt, d_opt = RecordingOptimizer(G.parameters()), RecordingOptimizer(D.parameters())
-    return GAN(G, D, latent, g_opt, d_opt, rng=0, **options), g_opt, d_opt
+    if n_classes:
+        gan = ConditionalGAN(G, D, latent, n_classes, g_opt, d_opt, rng=0,
+                             loss=LOSSES[loss](), **options)
+    else:
+        gan = GAN(G, D, latent, g_opt, d_opt, rng=0, loss=LOSSES[loss](), **options)
+    return gan, g_opt, d_opt
 
 
 def pack_by_hand(x, m):
@@ -67,12 +79,19 @@ def one_hot_by_hand(labels, c):
 
 
 def d_objective(D, real_in, fake_in, loss):
-    """D's loss on already packed/conditioned inputs, from the formulas."""
+    """D's loss on D's inputs (packing is D's first layer), from the formulas."""
     lr, lf = D.forward(real_in), D.forward(fake_in)
     D.clear_cache()
     if loss == "lsgan":
         return 0.5 * np.mean((lr - 1.0) ** 2) + 0.5 * np.mean(lf ** 2)
     return np.mean(F.softplus(-lr)) + np.mean(F.softplus(lf))  # BCE(l, 1) + BCE(l, 0)
+
+
+def packed_d_objective(net, real_in, fake_in, loss):
+    """The same loss, with the packing done by hand in front of D's other layers."""
+    m = net[0].m
+    rest = Sequential(*net.layers[1:])
+    return d_objective(rest, pack_by_hand(real_in, m), pack_by_hand(fake_in, m), loss)
 
 
 def g_objective(G, D, g_in, d_in_of, loss):
@@ -94,15 +113,15 @@ def assert_grads_match(model, analytic, objective):
 # ---------------------------------------------------------------------- packing
 
 
-def test_packing_puts_consecutive_samples_side_by_side():
-    gan, _, _ = recording_gan(pack=3)
+def test_pack_puts_consecutive_samples_side_by_side():
     x = np.arange(12.0).reshape(6, 2)
-    packed = gan.discriminator_input(x)
+    pack = Pack(3)
+    packed = pack.forward(x)
     assert packed.shape == (2, 6)
     np.testing.assert_array_equal(packed, pack_by_hand(x, 3))
     np.testing.assert_array_equal(packed[0], [0, 1, 2, 3, 4, 5])
-    # sample_gradient is the exact inverse of the packing
-    np.testing.assert_array_equal(gan.sample_gradient(packed), x)
+    # its backward is the exact inverse of the packing
+    np.testing.assert_array_equal(pack.backward(packed), x)
 
 
 @pytest.mark.parametrize("loss", ["bce", "lsgan"])
@@ -114,10 +133,12 @@ def test_packed_discriminator_gradient_matches_finite_differences(pack, loss):
     fake = rng.standard_normal((6, 2))
     stats = gan.discriminator_step(real, fake)
     assert len(d_opt.seen) == 1
-    real_in, fake_in = pack_by_hand(real, pack), pack_by_hand(fake, pack)
-    assert math.isclose(stats["d_loss"], float(d_objective(gan.D, real_in, fake_in, loss)),
-                        rel_tol=1e-12)
-    assert_grads_match(gan.D, d_opt.seen[0], lambda: d_objective(gan.D, real_in, fake_in, loss))
+
+    def objective():
+        return packed_d_objective(gan.D, real, fake, loss)
+
+    assert math.isclose(stats["d_loss"], float(objective()), rel_tol=1e-12)
+    assert_grads_match(gan.D, d_opt.seen[0], objective)
 
 
 @pytest.mark.parametrize("loss", ["bce", "lsgan"])
@@ -131,36 +152,34 @@ def test_generator_gradient_through_packed_discriminator(loss):
     for (p, g), before in zip(gan.D.parameters(), d_before):
         np.testing.assert_array_equal(p, before)
         assert not g.any(), "the generator step must not accumulate D's gradients"
+    rest = Sequential(*gan.D.layers[1:])
 
     def objective():
-        return g_objective(gan.G, gan.D, z, lambda x: pack_by_hand(x, pack), loss)
+        return g_objective(gan.G, rest, z, lambda x: pack_by_hand(x, pack), loss)
 
     assert math.isclose(stats["g_loss"], float(objective()), rel_tol=1e-12)
     assert_grads_match(gan.G, g_opt.seen[0], objective)
 
 
-def test_packing_rejects_indivisible_batch_and_wrong_width():
+def test_packing_rejects_an_indivisible_batch_and_a_d_of_the_wrong_width():
     gan, _, _ = recording_gan(pack=4)
-    real = np.zeros((6, 2))
-    with pytest.raises(ValueError, match="divisible by pack=4"):
-        gan.train_step(real)
-    G, D = nets(3, 2, pack=1)
-    with pytest.raises(ValueError, match=r"pack=2 it sees 2 x data_dim 2 = 4"):
-        GAN(G, D, 3, SGD(G.parameters()), SGD(D.parameters()), pack=2)
-    for bad in (0, -1, 1.5, True):
-        G, D = nets(3, 2)
-        with pytest.raises(ValueError, match="pack must be a positive int"):
-            GAN(G, D, 3, SGD(G.parameters()), SGD(D.parameters()), pack=bad)
+    with pytest.raises(ValueError, match=r"(?s)6.*4"):
+        gan.train_step(np.zeros((6, 2)))
+    G, _ = nets(3, 2)
+    _, D = nets(3, 2, pack=1)
+    D = Sequential(Pack(2), *D.layers)  # a Dense(2, ...) cannot take packs of width 4
+    gan = GAN(G, D, 3, SGD(G.parameters()), SGD(D.parameters()))
+    with pytest.raises(ValueError, match=r"expected input of shape \(N, 2\), got \(8, 4\)"):
+        gan.train_step(np.zeros((8, 2)))
 
 
 def test_packed_training_keeps_float32(backend, dev):
     G, D = nets(3, 2, pack=2, dtype="float32")
     G.to(backend), D.to(backend)
-    gan = GAN(G, D, 3, Adam(G.parameters()), Adam(D.parameters()), pack=2, rng=0,
-              ema_decay=0.9)
+    gan = GAN(G, D, 3, Adam(G.parameters()), Adam(D.parameters()), rng=0, ema=EMA(G, 0.9))
     record = gan.train_step(dev(np.ones((8, 2)), dtype=np.float32))
     assert all(isinstance(v, (int, float)) for v in record.values())
-    for p, g in G.parameters() + D.parameters() + gan.G_ema.parameters():
+    for p, g in G.parameters() + D.parameters() + gan.ema.G.parameters():
         assert p.dtype == np.float32 and g.dtype == np.float32
     assert gan.sample(5).dtype == np.float32
     # D's opinion of single points: each judged as a pack of copies of itself
@@ -171,28 +190,40 @@ def test_packed_training_keeps_float32(backend, dev):
 # ------------------------------------------------------------------ conditional
 
 
-def test_conditional_shapes_and_width_checks():
+def cond(x, y, c):
+    return np.concatenate([x, one_hot_by_hand(y, c)], axis=1)
+
+
+def test_conditional_shapes_and_argument_checks():
     gan, _, _ = recording_gan(n_classes=4, pack=2)
     x = np.random.default_rng(0).standard_normal((6, 2))
     labels = np.array([0, 3, 1, 1, 2, 0])
-    d_in = gan.discriminator_input(x, labels)
-    assert d_in.shape == (3, 2 * (2 + 4))
-    by_hand = pack_by_hand(np.concatenate([x, one_hot_by_hand(labels, 4)], axis=1), 2)
-    np.testing.assert_array_equal(d_in, by_hand)
+    np.testing.assert_array_equal(gan.with_labels(x, labels), cond(x, labels, 4))
+    assert gan.sample_noise(5).shape == (5, 3 + 4)
+    assert gan.generate(gan.sample_noise(5)).shape == (5, 2 + 4)  # samples carry their labels
     assert gan.sample(7).shape == (7, 2)
-    G, D = nets(3, 2, n_classes=0)
-    with pytest.raises(ValueError, match=r"latent_dim 3 \+ n_classes 4 = 7"):
-        GAN(G, D, 3, SGD(G.parameters()), SGD(D.parameters()), n_classes=4)
+    G, D = nets(3, 2, n_classes=4)
+    for bad in (1, 0, 2.5, True):
+        with pytest.raises(ValueError, match="n_classes must be an int >= 2"):
+            ConditionalGAN(G, D, 3, bad, SGD(G.parameters()), SGD(D.parameters()))
+
+
+def test_labelled_generator_gradient():
+    G, _ = nets(3, 2, n_classes=4)
+    x = cond(np.random.default_rng(8).standard_normal((5, 3)), np.array([0, 1, 2, 3, 0]), 4)
+    result = check_layer(LabelledGenerator(G, 4), x)
+    assert result.ok, str(result)
+    assert [name for name, _, _ in LabelledGenerator(G, 4).named_parameters()] == \
+        [name for name, _, _ in G.named_parameters()]
 
 
 def test_labels_reach_the_generator():
     gan, _, _ = recording_gan(n_classes=4)
-    z = np.random.default_rng(5).standard_normal((6, 3)).astype(np.float32).astype(np.float64)
     labels = np.array([2, 0, 3, 1, 2, 2])
     out = gan.sample(6, rng=7, labels=labels)
     z = np.random.default_rng(7).standard_normal((6, 3), dtype=np.float32).astype(np.float64)
-    expected = gan.G.forward(np.concatenate([z, one_hot_by_hand(labels, 4)], axis=1))
-    gan.G.clear_cache()
+    expected = gan.G.net.forward(cond(z, labels, 4))
+    gan.G.net.clear_cache()
     np.testing.assert_allclose(out, expected, rtol=1e-12)
     # one class for all samples, and the same noise gives different samples per class
     a, b = gan.sample(6, rng=7, labels=0), gan.sample(6, rng=7, labels=1)
@@ -208,24 +239,22 @@ def test_labels_reach_the_discriminator_and_its_gradient(loss):
     rng = np.random.default_rng(3)
     real, fake = rng.standard_normal((4, 2)), rng.standard_normal((4, 2))
     y_real, y_fake = np.array([0, 2, 1, 1]), np.array([2, 2, 0, 1])
-    gan.discriminator_step(real, fake, y_real, y_fake)
+    gan.discriminator_step(gan.with_labels(real, y_real), gan.with_labels(fake, y_fake))
 
-    def cond(x, y):
-        return pack_by_hand(np.concatenate([x, one_hot_by_hand(y, c)], axis=1), 2)
+    def objective(y=y_real):
+        return packed_d_objective(gan.D, cond(real, y, c), cond(fake, y_fake, c), loss)
 
-    assert_grads_match(gan.D, d_opt.seen[0],
-                       lambda: d_objective(gan.D, cond(real, y_real), cond(fake, y_fake), loss))
+    assert_grads_match(gan.D, d_opt.seen[0], objective)
     # other labels give D another loss: the labels are really used
-    other = gan.discriminator_step(real, fake, (y_real + 1) % c, y_fake)
-    first = d_objective(gan.D, cond(real, y_real), cond(fake, y_fake), loss)
-    assert not math.isclose(other["d_loss"], float(first))
+    assert not math.isclose(float(objective((y_real + 1) % c)), float(objective()))
 
     # and G's gradient through the conditioned, packed D
     z = rng.standard_normal((4, 3))
-    gan.generator_step(gan.generate(z, y_fake), y_fake)
-    g_in = np.concatenate([z, one_hot_by_hand(y_fake, c)], axis=1)
-    assert_grads_match(gan.G, g_opt.seen[0],
-                       lambda: g_objective(gan.G, gan.D, g_in, lambda x: cond(x, y_fake), loss))
+    gan.generator_step(gan.generate(gan.with_labels(z, y_fake)))
+    rest = Sequential(*gan.D.layers[1:])
+    assert_grads_match(gan.G, g_opt.seen[0], lambda: g_objective(
+        gan.G.net, rest, cond(z, y_fake, c), lambda x: pack_by_hand(cond(x, y_fake, c), 2),
+        loss))
 
 
 def test_conditional_train_step_call_forms():
@@ -234,8 +263,7 @@ def test_conditional_train_step_call_forms():
     records = []
     for call in (lambda g: g.train_step(x, y), lambda g: g.train_step((x, y))):
         G, D = nets(3, 2, n_classes=3, pack=2)
-        gan = GAN(G, D, 3, Adam(G.parameters()), Adam(D.parameters()), n_classes=3, pack=2,
-                  rng=0)
+        gan = ConditionalGAN(G, D, 3, 3, Adam(G.parameters()), Adam(D.parameters()), rng=0)
         records.append(call(gan))
     assert records[0] == records[1]
     with pytest.raises(ValueError, match="conditional"):
@@ -244,9 +272,21 @@ def test_conditional_train_step_call_forms():
         gan.train_step(x, y + 1)
     with pytest.raises(TypeError, match="1-D array of ints"):
         gan.train_step(x, y.astype(np.float64))
-    plain, _, _ = recording_gan()
-    with pytest.raises(ValueError, match="unconditional"):
-        plain.train_step(x, y)
+    with pytest.raises(ValueError, match="5 labels for 6 samples"):
+        gan.train_step(x, y[:5])
+
+
+def test_conditional_ema_samples_from_the_average():
+    G, D = nets(3, 2, n_classes=3)
+    gan = ConditionalGAN(G, D, 3, 3, SGD(G.parameters(), lr=0.1), SGD(D.parameters(), lr=0.1),
+                         rng=0, ema=EMA(G, 0.5))
+    x, y = np.random.default_rng(0).standard_normal((6, 2)), np.arange(6) % 3
+    for _ in range(3):
+        gan.train_step((x, y))
+    assert gan.ema.updates == 3
+    assert not np.allclose(gan.sample(6, rng=1), gan.sample(6, rng=1, ema=False))
+    z = np.random.default_rng(1).standard_normal((6, 3), dtype=np.float32).astype(np.float64)
+    np.testing.assert_allclose(gan.sample(6, rng=1), gan.ema.G.net.forward(cond(z, y, 3)))
 
 
 # ------------------------------------------------------------------ least squares
@@ -268,29 +308,19 @@ def test_least_squares_loss_formula_and_gradcheck():
     assert F.least_squares(p32, target.astype(np.float32))[1].dtype == np.float32
 
 
-def test_lsgan_generator_loss_matches_its_formula():
-    gan, _, _ = recording_gan(loss="lsgan")
-    logits = np.random.default_rng(6).standard_normal((5, 1))
-    loss, dlogits = gan.generator_loss(logits)
-    # c = 1: G wants D to score its samples as real
-    np.testing.assert_allclose(loss, 0.5 * np.mean((logits - 1) ** 2), rtol=1e-14)
-    np.testing.assert_allclose(dlogits, (logits - 1) / 5, rtol=1e-14)
-    result = check_loss(lambda l, t: gan.generator_loss(l), logits, None)
-    assert result.ok, str(result)
+def test_the_config_names_a_loss_object():
+    from minigan.gan_losses import Minimax
+    from minigan.models import build_loss
 
-
-def test_loss_options_are_checked():
-    G, D = nets(3, 2)
-    opts = (SGD(G.parameters()), SGD(D.parameters()))
-    gan = GAN(G, D, 3, *opts, loss="lsgan")
-    assert (gan.g_loss, gan.d_loss) == ("lsgan", "lsgan")
-    assert GAN(G, D, 3, *opts, g_loss="lsgan", d_loss="lsgan").d_loss == "lsgan"
-    with pytest.raises(ValueError, match="do not match"):
-        GAN(G, D, 3, *opts, d_loss="lsgan")
+    base = {"latent_dim": 2, "data_dim": 2, "g_hidden": [4], "d_hidden": [4]}
+    assert type(build_loss(base)) is NonSaturating
+    assert type(build_loss({**base, "g_loss": "minimax"})) is Minimax
+    assert build_loss({**base, "label_smoothing": 0.1}).label_smoothing == 0.1
+    assert type(build_loss({**base, "loss": "lsgan"})) is LeastSquares
     with pytest.raises(ValueError, match="cannot be combined"):
-        GAN(G, D, 3, *opts, loss="lsgan", g_loss="minimax")
+        build_loss({**base, "loss": "lsgan", "g_loss": "minimax"})
     with pytest.raises(ValueError, match="loss must be one of"):
-        GAN(G, D, 3, *opts, loss="wasserstein")
+        build_loss({**base, "loss": "wasserstein"})
 
 
 # -------------------------------------------------------- moving average of G
@@ -299,18 +329,64 @@ def test_loss_options_are_checked():
 def test_ema_follows_its_formula_and_is_used_for_sampling():
     G, D = nets(3, 2)
     gan = GAN(G, D, 3, SGD(G.parameters(), lr=0.1), SGD(D.parameters(), lr=0.1), rng=0,
-              ema_decay=0.9)
+              ema=EMA(G, 0.9))
     x = np.random.default_rng(0).standard_normal((4, 2))
     expected = [p.copy() for p, _ in G.parameters()]
     for t in (1, 2, 3):
         gan.train_step(x)
         beta = min(0.9, (1 + t) / (10 + t))
         expected = [beta * e + (1 - beta) * p for e, (p, _) in zip(expected, G.parameters())]
-        for e, (p, _) in zip(expected, gan.G_ema.parameters()):
+        for e, (p, _) in zip(expected, gan.ema.G.parameters()):
             np.testing.assert_allclose(p, e, rtol=1e-12)
     assert not np.allclose(gan.sample(4, rng=1), gan.sample(4, rng=1, ema=False))
     z = np.random.default_rng(1).standard_normal((4, 3), dtype=np.float32).astype(np.float64)
-    np.testing.assert_allclose(gan.sample(4, rng=1), gan.G_ema.forward(z), rtol=1e-12)
+    np.testing.assert_allclose(gan.sample(4, rng=1), gan.ema.G.forward(z), rtol=1e-12)
+    with pytest.raises(ValueError, match=r"decay must be in \(0, 1\)"):
+        EMA(G, 1.0)
+
+
+# ------------------------------------------------------- regulariser, batch norm
+
+
+class WeightPenalty:
+    """A stand-in regulariser: 0.5 * c * ||W_0||^2 on D's first weight, gradient c W_0."""
+
+    def __init__(self, c):
+        self.c = c
+
+    def __call__(self, D, real, fake):
+        W, dW = D.parameters()[0]
+        dW += self.c * W
+        return 0.5 * self.c * float((W * W).sum())
+
+
+def test_a_regularizer_adds_its_gradient_and_is_reported():
+    plain, _, d_plain = recording_gan()
+    reg, _, d_reg = recording_gan(regularizer=WeightPenalty(0.3))
+    rng = np.random.default_rng(5)
+    real, fake = rng.standard_normal((4, 2)), rng.standard_normal((4, 2))
+    stats = reg.discriminator_step(real, fake)
+    assert "d_penalty" not in plain.discriminator_step(real, fake)
+    W = reg.D.parameters()[0][0]
+    assert stats["d_penalty"] == pytest.approx(0.15 * (W * W).sum())
+    np.testing.assert_allclose(d_reg.seen[0][0], d_plain.seen[0][0] + 0.3 * W, rtol=1e-12)
+
+
+def test_a_batchnorm_discriminator_sees_real_and_fake_apart():
+    gan, _, d_opt = recording_gan(d_batchnorm=True)
+    rng = np.random.default_rng(6)
+    real, fake = rng.standard_normal((6, 2)) + 3.0, rng.standard_normal((6, 2))
+    stats = gan.discriminator_step(real, fake)
+
+    def objective():
+        return d_objective(gan.D, real, fake, "bce")  # two passes: each batch's own statistics
+
+    assert math.isclose(stats["d_loss"], float(objective()), rel_tol=1e-12)
+    for (name, p, _), got in zip(gan.D.named_parameters(), d_opt.seen[0]):
+        # compare's atol: the bias right before batch norm has a gradient of exactly 0
+        result = compare(name, got, numerical_gradient(objective, p))
+        assert result.ok, result.line()
+    assert np.abs(d_opt.seen[0][0]).max() > 1e-3  # D's first weight: not trivially zero
 
 
 # ------------------------------------------------------------ divergence guard
@@ -392,7 +468,8 @@ def test_cli_pack_and_loss_options(tmp_path, capsys):
                      "--no-metrics", "--quiet"])
     assert code == 0, capsys.readouterr().err
     gan, config, _ = load_checkpoint(out / "checkpoint.npz")
-    assert (gan.pack, gan.d_loss, gan.g_loss) == (4, "lsgan", "lsgan")
+    assert isinstance(gan.loss, LeastSquares)
+    assert isinstance(gan.D[0], Pack) and gan.D[0].m == 4
     assert config["pack"] == 4 and config["loss"] == "lsgan"
     assert cli.main(["train", "--dataset", "ring8", "--batch-size", "10", "--pack", "4",
                      "--out", str(tmp_path / "b")]) == 2
@@ -416,7 +493,7 @@ def test_cli_conditional_mnist(tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     gan, config, _ = load_checkpoint(out / "checkpoint.npz")
     assert gan.n_classes == 10 and config["n_classes"] == 10
-    assert gan.G.layers[0].in_features == 100 + 10 and gan.D.layers[0].in_features == 784 + 10
+    assert gan.G.net[0].in_features == 100 + 10 and gan.D[0].in_features == 784 + 10
     assert (out / "samples.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

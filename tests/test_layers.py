@@ -1,5 +1,5 @@
-"""minigan.layers: gradient checks of every layer and a whole model, modes,
-state dicts, dtypes and the errors a user meets."""
+"""minigan.layers: gradient checks of every layer and a whole model, the tree walk,
+packing, modes, state dicts, dtypes and the errors a user meets."""
 
 import re
 
@@ -12,6 +12,7 @@ from minigan import (
     BatchNorm1d,
     Dense,
     Dropout,
+    Layer,
     LeakyReLU,
     ReLU,
     Sequential,
@@ -21,6 +22,7 @@ from minigan import (
 from minigan import functional as F
 from minigan.backend import to_numpy
 from minigan.gradcheck import check_layer
+from minigan.layers import Pack
 
 from gradcheck_strategies import assert_gradcheck, batch, seeds, width
 
@@ -32,14 +34,13 @@ def off_kinks(rng, shape, low=1e-3):
 
 def randomise(layer, rng):
     """Give every parameter and buffer random values (gamma, running_var positive)."""
-    for d in (layer.params, layer.buffers):
-        for k, v in d.items():
-            values = rng.standard_normal(v.shape)
-            if k in ("gamma", "running_var"):
-                values = rng.uniform(0.5, 2.0, v.shape)
-            v[...] = to_device_like(values, v)
-    for sub in getattr(layer, "layers", []):
-        randomise(sub, rng)
+    for sub in layer.modules():
+        for d in (sub.params, sub.buffers):
+            for k, v in d.items():
+                values = rng.standard_normal(v.shape)
+                if k in ("gamma", "running_var"):
+                    values = rng.uniform(0.5, 2.0, v.shape)
+                v[...] = to_device_like(values, v)
     return layer
 
 
@@ -127,6 +128,25 @@ def test_sequential_with_relu_and_batch_of_one_gradcheck(dev, backend, n, seed):
     assert_gradcheck(check_layer(model, dev(rng.standard_normal((n, 3))), seed=seed))
 
 
+@given(m=st.integers(1, 3), packs=st.integers(1, 3), d=width, image=st.booleans(), seed=seeds)
+@example(m=2, packs=1, d=1, image=False, seed=0)
+def test_pack_layer_gradcheck(dev, backend, m, packs, d, image, seed):
+    rng = np.random.default_rng(seed)
+    shape = (m * packs, d, 2, 3) if image else (m * packs, d)  # (n, d) or NCHW
+    assert_gradcheck(check_layer(Pack(m), dev(rng.standard_normal(shape)), seed=seed))
+
+
+@given(n=st.integers(2, 4), seed=seeds)
+def test_packing_discriminator_gradcheck(dev, backend, n, seed):
+    """Pack at the front of D, as PacGAN uses it: dx comes back in the unpacked layout."""
+    rng = np.random.default_rng(seed)
+    model = randomise(Sequential(Pack(2), Dense(6, 4, dtype="float64", rng=rng, backend=backend),
+                                 Tanh(), Dense(4, 1, dtype="float64", rng=rng, backend=backend)), rng)
+    result = check_layer(model, dev(rng.standard_normal((2 * n, 3))), seed=seed)
+    assert [c.name for c in result.comparisons] == ["dx", "d1.W", "d1.b", "d3.W", "d3.b"]
+    assert_gradcheck(result)
+
+
 # ----------------------------------------------------------- forward values
 
 
@@ -205,9 +225,10 @@ def test_param_grads_false_and_input_grad_false(dev, backend):
 @pytest.mark.parametrize("make", [lambda b: Dense(3, 2, backend=b), lambda b: ReLU(),
                                   lambda b: LeakyReLU(0.2), lambda b: Sigmoid(), lambda b: Tanh(),
                                   lambda b: Dropout(0.5, rng=0), lambda b: BatchNorm1d(3, backend=b),
-                                  lambda b: Sequential(Dense(3, 3, backend=b), Tanh())],
+                                  lambda b: Sequential(Dense(3, 3, backend=b), Tanh()),
+                                  lambda b: Pack(2)],
                          ids=["Dense", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Dropout",
-                              "BatchNorm1d", "Sequential"])
+                              "BatchNorm1d", "Sequential", "Pack"])
 def test_backward_needs_its_own_forward(dev, backend, make):
     layer = make(backend)
     x = dev(np.random.default_rng(0).standard_normal((4, 3)), "float32")
@@ -302,6 +323,132 @@ def test_dropout_rejects_bad_p():
             Dropout(p)
 
 
+# ---------------------------------------------------------------------- packing
+
+
+def test_pack_puts_consecutive_rows_side_by_side(dev, backend):
+    x = np.arange(12.0).reshape(6, 2)
+    pack = Pack(3)
+    packed = to_numpy(pack(dev(x)))
+    np.testing.assert_array_equal(packed, [[0, 1, 2, 3, 4, 5], [6, 7, 8, 9, 10, 11]])
+    # backward is the inverse reshape: each gradient goes back to the sample it came from
+    np.testing.assert_array_equal(to_numpy(pack.backward(dev(packed))), x)
+    pack(dev(x))
+    assert pack.backward(dev(packed), input_grad=False) is None
+
+
+def test_pack_concatenates_the_channels_of_images(dev, backend):
+    n, c, h, w, m = 6, 2, 3, 4, 3
+    x = np.random.default_rng(0).standard_normal((n, c, h, w))
+    out = to_numpy(Pack(m)(dev(x)))
+    assert out.shape == (n // m, m * c, h, w)
+    for k in range(n // m):
+        for j in range(m):  # sample k*m + j fills channels j*c .. j*c + c - 1 of pack k
+            np.testing.assert_array_equal(out[k, j * c:(j + 1) * c], x[k * m + j])
+
+
+def test_pack_errors_and_repr(dev, backend):
+    with pytest.raises(ValueError, match=re.escape("Pack(4): a batch of n=6 samples cannot be cut "
+                                                   "into packs of m=4")):
+        Pack(4)(dev(np.ones((6, 3)), "float32"))
+    with pytest.raises(ValueError, match=re.escape("Pack(2) expected input of shape (n, d, ...), got (6,)")):
+        Pack(2)(dev(np.ones(6), "float32"))
+    for bad in (0, -2, 2.5, True):
+        with pytest.raises(ValueError, match="m .samples per pack. must be a positive int"):
+            Pack(bad)
+    assert Pack(4).short_repr() == "Pack(4)" and Pack(4).params == {}
+    assert "(0) Pack(4)" in repr(Sequential(Pack(4), Dense(8, 1, backend=backend)))
+
+
+# --------------------------------------------------------------------- the tree
+
+
+class Wrapper(Layer):
+    """A layer around one network, named "": it has the network's names."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def named_children(self):
+        return [("", self.net)]
+
+    def forward(self, x):
+        return self.net.forward(x)
+
+    def backward(self, dout, param_grads=True, input_grad=True):
+        return self.net.backward(dout, param_grads, input_grad)
+
+
+def _nested(backend):
+    inner = Sequential(Tanh(), Dense(4, 3, rng=1, backend=backend))
+    return Sequential(Dense(2, 4, rng=0, backend=backend), inner, BatchNorm1d(3, backend=backend)), inner
+
+
+def test_children_and_modules_walk_the_tree_depth_first(backend):
+    model, inner = _nested(backend)
+    assert [name for name, _ in model.named_children()] == ["0", "1", "2"]
+    assert model.children() == [model[0], inner, model[2]]
+    assert [name for name, _ in model.named_modules()] == ["", "0", "1", "1.0", "1.1", "2"]
+    assert model.modules() == [model, model[0], inner, inner[0], inner[1], model[2]]
+    assert [name for name, _ in model.named_modules("D")] == ["D", "D.0", "D.1", "D.1.0", "D.1.1", "D.2"]
+    leaf = model[0]
+    assert leaf.children() == [] and leaf.modules() == [leaf]
+
+
+def test_the_whole_tree_has_one_set_of_names(dev, backend):
+    model, inner = _nested(backend)
+    names = ["0.W", "0.b", "1.1.W", "1.1.b", "2.gamma", "2.beta"]
+    assert [name for name, _, _ in model.named_parameters()] == names
+    assert [name for name, _, _ in model.named_parameters("D.")] == ["D." + n for n in names]
+    assert [(id(p), id(g)) for p, g in model.parameters()] == \
+        [(id(p), id(g)) for _, p, g in model.named_parameters()]
+    assert list(model.state_dict()) == names + ["2.running_mean", "2.running_var"]
+    assert model.n_params == 2 * 4 + 4 + 4 * 3 + 3 + 3 + 3
+    # a layer named "" adds nothing: the wrapper has its network's names
+    wrapped = Wrapper(model)
+    assert [name for name, _, _ in wrapped.named_parameters()] == names
+    assert list(wrapped.state_dict()) == list(model.state_dict())
+    assert [name for name, _ in wrapped.named_modules()][:3] == ["", "", "0"]
+    wrapped.load_state_dict(_nested(backend)[0].state_dict())
+
+
+def test_modes_grads_and_caches_reach_nested_layers(dev, backend):
+    model, inner = _nested(backend)
+    x = dev(np.random.default_rng(0).standard_normal((5, 2)), "float32")
+    model(x)
+    model.backward(dev(np.random.default_rng(1).standard_normal((5, 3)), "float32"))
+    assert np.any(to_numpy(inner[1].grads["W"]) != 0)
+    model.zero_grad()
+    assert all(np.all(to_numpy(g) == 0) for _, g in model.parameters())
+    Wrapper(model).eval()
+    assert [m.training for m in model.modules()] == [False] * 6
+    model.train()
+    assert all(m.training for m in model.modules())
+    model(x)
+    model.clear_cache()
+    with pytest.raises(RuntimeError, match=re.escape("Dense(4 -> 3).backward() was called without")):
+        inner[1].backward(dev(np.ones((5, 3)), "float32"))
+
+
+def test_astype_and_to_reach_nested_layers(backend):
+    model, inner = _nested(backend)
+    model.astype("float64")
+    assert inner[1].params["W"].dtype == np.float64 and inner[1].grads["W"].dtype == np.float64
+    assert model[2].running_var.dtype == np.float64 and model.dtype == np.float64
+    assert model.to("numpy") is model and inner.backend == "numpy"
+    assert all(isinstance(a, np.ndarray) for _, p, g in model.named_parameters() for a in (p, g))
+
+
+def test_sequential_leaves_the_bookkeeping_to_layer():
+    """The tree walk is written once, in Layer: Sequential only names its children."""
+    walked = {"parameters", "named_parameters", "n_params", "zero_grad", "clear_cache", "train",
+              "eval", "state_dict", "load_state_dict", "to", "astype", "dtype", "backend",
+              "modules", "named_modules", "children"}
+    assert not walked & set(vars(Sequential)), sorted(walked & set(vars(Sequential)))
+    assert "named_children" in vars(Sequential)
+
+
 # ------------------------------------------------------------------ state dicts
 
 
@@ -349,6 +496,21 @@ def test_load_state_dict_into_wrong_architecture(backend):
     dense = Dense(3, 5, backend=backend)
     with pytest.raises(ValueError, match=r"missing keys \['W', 'b'\]"):
         dense.load_state_dict(state)
+
+
+def test_load_state_dict_without_strict_takes_what_matches(backend):
+    state = _model(backend, rng=3).state_dict()
+    state["extra"] = state["0.W"]  # unexpected: ignored
+    del state["3.b"]               # missing: left as it is
+    model = _model(backend)
+    b_before = to_numpy(model[3].params["b"]).copy()
+    model.load_state_dict(state, strict=False)
+    np.testing.assert_array_equal(to_numpy(model[0].params["W"]), to_numpy(state["0.W"]))
+    np.testing.assert_array_equal(to_numpy(model[3].params["b"]), b_before)
+    state["0.W"] = state["0.W"][:2]
+    wrong_shape = "Dense(3 -> 5): '0.W' has shape (2, 5) in the state dict"
+    with pytest.raises(ValueError, match=re.escape(wrong_shape)):
+        model.load_state_dict(state, strict=False)
 
 
 # ------------------------------------------------------------------- dtypes

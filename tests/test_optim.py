@@ -1,13 +1,16 @@
-"""Optimisers against their closed-form updates, checkpoints, dtypes through a GAN step."""
+"""Optimisers against their closed-form updates, Adam's fast kernels against its plain
+update, checkpoints, dtypes through a GAN step."""
 
 import math
 
 import numpy as np
 import pytest
 
-from minigan import SGD, Adam, BatchNorm1d, Dense, LeakyReLU, Sequential, Tanh
-from minigan.backend import to_numpy
+from minigan import SGD, Adam, BatchNorm1d, Dense, Layer, LeakyReLU, Sequential, Tanh
+from minigan import kernels
+from minigan.backend import array_module, to_numpy
 from minigan.gan import GAN
+from minigan.gan_losses import Minimax, NonSaturating
 
 SHAPES = [(3, 4), (4,), (2, 1)]
 STEPS = 6
@@ -146,6 +149,139 @@ def test_zero_grad_and_in_place_updates(dev, backend):
     assert all(np.all(to_numpy(g) == 0) for _, g in model.parameters())
 
 
+# ------------------------------------------------ Adam's fast path against _update
+
+
+def _twin_adams(dev, dtype, shapes, kwargs, seed=0):
+    """Two Adams on equal copies of the same parameters: one forced onto the plain
+    ``_update``, one free to choose its kernel. Returns them and a gradient feeder."""
+    rng = np.random.default_rng(seed)
+    start = [rng.standard_normal(s) for s in shapes]
+    # p.copy(): on NumPy, dev() of a float64 array in float64 is that very array
+    pairs = [[(dev(p.copy(), dtype), dev(np.zeros(p.shape), dtype)) for p in start]
+             for _ in range(2)]
+    plain, fast = Adam(pairs[0], **kwargs), Adam(pairs[1], **kwargs)
+    plain._use_kernel = False
+
+    def feed():
+        for (_, g_plain), (_, g_fast) in zip(pairs[0], pairs[1]):
+            # gradients that change in sign and in scale (1e-4 to 1) from step to step
+            g = rng.standard_normal(g_plain.shape) * 10.0 ** rng.integers(-4, 1)
+            g_plain[...] = dev(g, dtype)
+            g_fast[...] = dev(g, dtype)
+
+    return plain, fast, feed
+
+
+def _assert_same_state(plain, fast, when):
+    for name, a, b in [("param", p, q) for (p, _), (q, _) in zip(plain.params, fast.params)] \
+            + [("m", a, b) for a, b in zip(plain.m, fast.m)] \
+            + [("v", a, b) for a, b in zip(plain.v, fast.v)]:
+        assert b.dtype == a.dtype
+        np.testing.assert_array_equal(to_numpy(b), to_numpy(a), err_msg=f"{name} {when}")
+
+
+@pytest.mark.parametrize("block", [None, 7], ids=["default-blocks", "blocks-of-7"])
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01], ids=["no-wd", "wd"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_adam_fast_path_is_bit_for_bit_the_plain_update(dev, backend, dtype, weight_decay,
+                                                        block, monkeypatch):
+    """kernels.adam_step (NumPy: in place over cache-sized blocks; CuPy: one fused
+    kernel per parameter) gives exactly the numbers of Adam._update, step after step."""
+    if block is not None:  # blocks of 7 cut every parameter below, with a ragged last block
+        monkeypatch.setattr(kernels, "ADAM_BLOCK", block)
+    shapes = [(300, 70), (70,), (13, 11), (1, 1)]  # (300, 70) spans several default blocks too
+    kwargs = dict(lr=1e-2, betas=(0.5, 0.999), eps=1e-8, weight_decay=weight_decay)
+    plain, fast, feed = _twin_adams(dev, dtype, shapes, kwargs)
+    for step in range(1, 6):
+        feed()
+        plain.step()
+        fast.step()
+        _assert_same_state(plain, fast, f"after step {step}")
+    assert fast._use_kernel is True, "the reference Adam did not take its fast path"
+    assert plain.t == fast.t == 5
+
+
+def test_adam_fast_path_handles_arrays_that_are_not_contiguous(dev, backend):
+    """A parameter that is not C-contiguous cannot be cut into flat views: it is
+    updated whole, in place, and still gives _update's numbers."""
+    plain, fast, feed = _twin_adams(dev, "float32", [(40, 30), (5,)], dict(lr=1e-2))
+    for opt in (plain, fast):
+        opt.params[0] = tuple(a.T for a in opt.params[0])  # (30, 40) views, F-ordered
+        opt.m[0], opt.v[0] = opt.m[0].T, opt.v[0].T
+    for step in range(3):
+        feed()
+        plain.step()
+        fast.step()
+    _assert_same_state(plain, fast, "after 3 steps")
+    assert fast._use_kernel is True
+
+
+def test_a_changed_update_rule_is_what_runs(dev, monkeypatch):
+    """The kernel stands in for _update only where it gives _update's numbers: a
+    subclass's own rule, or an edited Adam._update (a student's solution of
+    Exercise 3.2, here one without bias correction), runs as written."""
+    class SignAdam(Adam):
+        def _update(self, i, p, g):
+            p -= self.lr * array_module(g).sign(g)
+
+    p, g = dev([1.0, 2.0, 3.0], "float64"), dev([0.5, -2.0, 0.0], "float64")
+    opt = SignAdam([(p, g)], lr=0.1)
+    opt.step()
+    np.testing.assert_allclose(to_numpy(p), [0.9, 2.1, 3.0])
+    assert opt._use_kernel is False
+
+    def no_bias_correction(self, i, p, g):
+        b1, b2 = self.betas
+        self.m[i][...] = b1 * self.m[i] + (1 - b1) * g
+        self.v[i][...] = b2 * self.v[i] + (1 - b2) * g * g
+        p -= self.lr * self.m[i] / ((self.v[i]) ** 0.5 + self.eps)
+
+    monkeypatch.setattr(Adam, "_update", no_bias_correction)
+    p = dev([1.0, 2.0, 3.0], "float64")
+    opt = Adam([(p, g)], lr=0.1, betas=(0.5, 0.999))
+    opt.step()
+    # step 1 without bias correction: 0.1 * (0.5 g) / (sqrt(0.001) |g|), not 0.1 * sign(g)
+    np.testing.assert_allclose(to_numpy(p), [1 - 0.05 / 0.001 ** 0.5, 2 + 0.05 / 0.001 ** 0.5, 3.0],
+                               rtol=1e-5)
+    assert opt._use_kernel is False
+
+    def not_written_yet(self, i, p, g):
+        raise NotImplementedError("Exercise 3.2: update p in place by Adam, with bias correction")
+
+    monkeypatch.setattr(Adam, "_update", not_written_yet)
+    with pytest.raises(NotImplementedError, match="Exercise 3.2"):
+        Adam([(p, g)]).step()
+
+
+def test_a_wrapped_step_runs_once_per_call(dev):
+    """Deciding on the kernel copies the optimiser; a wrapper on its step (a timer,
+    as benchmarks/breakdown.py sets) is not run by the copy."""
+    params, grads, _ = _setup(dev, "float32")
+    opt = Adam(list(zip(params, grads)), lr=1e-2)
+    calls, inner = [], opt.step
+
+    def timed():
+        calls.append(opt.t)
+        inner()
+
+    opt.step = timed
+    opt.step()
+    opt.step()
+    assert calls == [0, 1] and opt.t == 2 and opt._use_kernel is True
+
+
+def test_sgd_is_its_plain_update(dev):
+    """SGD has no fast path: step() is _update over every parameter, in place."""
+    params, grads, schedule = _setup(dev, "float64")
+    opt = SGD(list(zip(params, grads)), lr=0.1, momentum=0.9, nesterov=True)
+    _load_grads(dev, grads, schedule[0], "float64")
+    before = _as_f64(params)
+    opt.step()
+    for p, b, g in zip(params, before, schedule[0]):  # v = g on step 1: p -= lr (g + 0.9 g)
+        np.testing.assert_allclose(to_numpy(p), b - 0.1 * 1.9 * g, rtol=1e-14)
+
+
 # ------------------------------------------------------------------- checkpoints
 
 
@@ -248,37 +384,53 @@ def test_float32_stays_float32_through_optimizer_steps(dev, backend, make_opt):
             assert value.dtype == np.float32, key
 
 
-def _all_arrays(obj):
-    if hasattr(obj, "dtype") and hasattr(obj, "shape"):
-        yield obj
-    elif isinstance(obj, dict):
-        for v in obj.values():
-            yield from _all_arrays(v)
+class DtypeSpy(Layer):
+    """The identity, recording the dtype of every array passing through, both ways."""
+
+    def __init__(self, name, seen):
+        super().__init__()
+        self.name, self.seen = name, seen
+
+    def forward(self, x):
+        self.seen.append((f"{self.name} forward", x.dtype))
+        self._save_cache(None, x)
+        return x
+
+    def backward(self, dout, param_grads=True, input_grad=True):
+        self._pop_cache(dout)
+        self.seen.append((f"{self.name} backward", dout.dtype))
+        return dout
 
 
 @pytest.mark.parametrize("d_batchnorm", [False, True], ids=["joint-D-pass", "D-with-batchnorm"])
-@pytest.mark.parametrize("g_loss", ["non-saturating", "minimax"])
-def test_float32_everywhere_through_gan_train_step(dev, backend, d_batchnorm, g_loss):
-    latent = 3
+@pytest.mark.parametrize("loss", [NonSaturating(label_smoothing=0.1), Minimax()],
+                         ids=["non-saturating", "minimax"])
+def test_float32_everywhere_through_gan_train_step(dev, backend, d_batchnorm, loss):
+    latent, seen = 3, []
     G = Sequential(Dense(latent, 8, backend=backend), BatchNorm1d(8, backend=backend), LeakyReLU(0.2),
-                   Dense(8, 2, backend=backend))
-    d_layers = [Dense(2, 8, backend=backend), LeakyReLU(0.2), Dense(8, 1, backend=backend)]
+                   Dense(8, 2, backend=backend), DtypeSpy("G output", seen))
+    d_layers = [Dense(2, 8, backend=backend), LeakyReLU(0.2), Dense(8, 1, backend=backend),
+                DtypeSpy("D output", seen)]  # its backward sees the loss's gradient
     if d_batchnorm:
         d_layers.insert(1, BatchNorm1d(8, backend=backend))
     D = Sequential(*d_layers)
     g_opt = Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
     d_opt = Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    gan = GAN(G, D, latent, g_opt, d_opt, g_loss=g_loss, rng=0, label_smoothing=0.1)
-    seen = []
-    gan.add_hook(lambda stage, arrays: seen.extend((stage, k, a) for k, a in arrays.items()))
+    gan = GAN(G, D, latent, g_opt, d_opt, loss=loss, rng=0)
     real = dev(np.random.default_rng(1).standard_normal((6, 2)), "float32")
-    for _ in range(3):
-        stats = gan.train_step(real)
-        for k, v in stats.items():
-            assert isinstance(v, (int, float)) and math.isfinite(v), (k, v)
-    assert {stage for stage, _, _ in seen} == {"noise", "generate", "discriminator", "generator"}
-    for stage, key, a in seen:
-        assert a.dtype == np.float32, f"{stage}: {key} is {a.dtype}"
+    # the named steps one by one, then whole steps
+    z = gan.sample_noise(6)
+    fake = gan.generate(z)
+    assert z.dtype == np.float32 and fake.dtype == np.float32
+    stats = {**gan.discriminator_step(real, fake), **gan.generator_step(fake)}
+    for _ in range(2):
+        stats.update(gan.train_step(real))
+    for k, v in stats.items():
+        assert isinstance(v, (int, float)) and math.isfinite(v), (k, v)
+    assert {where for where, _ in seen} == {"G output forward", "G output backward",
+                                             "D output forward", "D output backward"}
+    for where, dtype in seen:
+        assert dtype == np.float32, f"{where}: {dtype}"
     for model in (G, D):
         for name, p, g in model.named_parameters():
             assert p.dtype == np.float32 and g.dtype == np.float32, name

@@ -289,8 +289,14 @@ def test_gan_train_step_matches_torch(dev, backend, d_batchnorm):
     kwargs = dict(lr=1e-2, betas=(0.5, 0.999))  # large enough that 5 steps move every weight
     gan = GAN(G, D, latent, Adam(G.parameters(), **kwargs), Adam(D.parameters(), **kwargs), rng=0)
     tg_opt, td_opt = torch.optim.Adam(tG.parameters(), **kwargs), torch.optim.Adam(tD.parameters(), **kwargs)
-    noise = []
-    gan.add_hook(lambda stage, arrays: noise.append(to_numpy(arrays["z"]).copy()) if stage == "noise" else None)
+    noise, draw = [], gan.sample_noise
+
+    def sample_noise(n):  # the same z goes to PyTorch's step
+        z = draw(n)
+        noise.append(to_numpy(z).copy())
+        return z
+
+    gan.sample_noise = sample_noise
     real_rng = np.random.default_rng(9)
     initial_G = [to_numpy(p).copy() for p, _ in G.parameters()]
     for step in range(1, 6):

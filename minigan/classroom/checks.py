@@ -710,7 +710,8 @@ def _gan_setup(mod, fx, dtype, g_loss="non-saturating"):
             p[...] = fx[f"{prefix}p{i}"]
             g[...] = fx[f"{prefix}g{i}"]
     g_opt, d_opt = RecordingOptimizer(G.parameters()), RecordingOptimizer(D.parameters())
-    gan = mod.gan.GAN(G, D, 3, g_opt, d_opt, g_loss=g_loss)
+    loss = mod.gan_losses.Minimax() if g_loss == "minimax" else mod.gan_losses.NonSaturating()
+    gan = mod.gan.GAN(G, D, 3, g_opt, d_opt, loss=loss)
     return gan, G, D, g_opt, d_opt
 
 

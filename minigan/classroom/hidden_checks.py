@@ -219,5 +219,5 @@ class GeneratorStepMinimax(_GeneratorStepCheck):
         problems = self.g_problems(stats, G, g_opt, fx, 1e-8)
         if problems and any("gradient" in p for p in problems):
             problems.append("(G's gradients held stale values before the step: zero them first, "
-                            "and use the GAN's own generator loss so that g_loss='minimax' works)")
+                            "and use the GAN's own loss object, self.loss, so that Minimax() works)")
         expect(problems)
