@@ -2,7 +2,10 @@
 
 import sys
 
-from minigan.cli import main
+try:
+    from minigan.cli import main
+except KeyboardInterrupt:  # Ctrl-C while the modules load: nothing to save yet
+    sys.exit(130)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,44 +1,44 @@
 """The command line: ``python -m minigan`` (or the ``minigan`` script).
 
-    python -m minigan train                      # ring8, the preset settings, about half a minute
+    python -m minigan train                      # ring8, the preset settings, about a minute
     python -m minigan train --dataset mnist      # the classic MLP GAN on MNIST
     python -m minigan sample --checkpoint runs/ring8-.../checkpoint.npz --n 1000 --out s.png
     python -m minigan gradcheck                  # every layer's and op's backward, checked
     python -m minigan info                       # versions, backends, GPU, data
 
-``python -m minigan COMMAND --help`` lists every option. Exit codes: 0 success,
-1 a failed check or a diverged run, 2 a usage error (bad option, existing run
-directory, missing file).
+``python -m minigan COMMAND --help`` lists every option. ``train`` is argparse
+and printing around ``minigan.train.fit``, which runs the training itself.
+Exit codes: 0 success, 1 a failed check or a diverged run, 2 a usage error (bad
+option, existing run directory, missing file), 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import datetime
 import json
 import math
 import os
 import platform
+import shlex
 import sys
 import time
 
 import numpy as np
 
 from minigan._atomic import atomic_open
+from minigan.checkpoint import CheckpointError
 from minigan.data import DataError
 from minigan.presets import CONDITIONAL, DATASETS, IMAGE_DATASETS, PRESETS, TOY_DATASETS, preset
 
 __all__ = ["main", "build_parser", "train", "CLIError"]
 
-RUN_FILES = ("checkpoint.npz", "history.csv", "metrics.json", "samples.npy", "losses.png",
-             "samples.png", "training.gif")
+RUN_FILES = ("config.json", "checkpoint.npz", "history.csv", "metrics.json", "samples.npy",
+             "losses.png", "samples.png", "training.gif")
 TOY_BATCH_LIMIT = 100_000
 N_METRIC_SAMPLES_TOY = 2500       # the VEEGAN/PacGAN protocol
 N_METRIC_SAMPLES_IMAGES = 10_000
 N_SAVED_IMAGES = 1000
-N_FRAME_SAMPLES = 500
-GRID_SIZE = 60
 
 
 class CLIError(Exception):
@@ -82,426 +82,175 @@ def _headless_matplotlib():
     os.environ.setdefault("MPLBACKEND", "Agg")
 
 
-# ------------------------------------------------------------------- BLAS threads
+def _use_backend(name=None):
+    """This command's backend: ``--backend NAME``, else $MINIGAN_BACKEND, else numpy.
 
-
-_THREAD_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-_SET_THREADS = ("openblas_set_num_threads", "openblas_set_num_threads64_",
-                "scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads")
-
-
-def _blas_threads(requested, is_image):
-    """(threads, reason) for this run's BLAS, or (None, "") to leave the library's default.
-
-    --threads wins. The toy networks are too small to gain from a second thread.
-    For images, a busy machine (load average near the CPU count) gets fewer
-    threads: a BLAS thread that shares its core with another process makes the
-    others wait for it at every matrix product, several times slower than one
-    thread alone.
+    One that cannot work (CuPy missing, no GPU, an unknown name) is a CLIError
+    that says how to fix it, the same for the option and the variable.
     """
-    if requested is not None:
-        return requested, ""
-    if any(k in os.environ for k in _THREAD_ENV):
-        return None, ""
-    if not is_image:
-        return 1, ""
-    cpus = os.cpu_count() or 1
+    from minigan import backend as mb
+
+    source = f"--backend {name}"
+    if name is None and os.environ.get("MINIGAN_BACKEND"):
+        name = os.environ["MINIGAN_BACKEND"]
+        source = f"MINIGAN_BACKEND={name}"
+    if name is None:
+        return mb.get_backend()
     try:
-        load = os.getloadavg()[0]
-    except (AttributeError, OSError):
-        return None, ""
-    free = max(1, cpus - int(load + 0.5))
-    if free < cpus:
-        return free, (f"the machine is busy (load average {load:.1f} on {cpus} CPUs; "
-                      "choose with --threads)")
-    return None, ""
+        mb.use(name)
+    except (RuntimeError, ValueError) as err:
+        raise CLIError(f"{source}: {err}") from None
+    return mb.get_backend()
 
 
-def _limit_blas_threads(n, force=False):
-    """Ask the loaded OpenBLAS for ``n`` threads; True if it was done.
-
-    The toy networks multiply matrices of a few hundred rows: a second BLAS
-    thread saves nothing there, and on a busy machine its spinning makes every
-    step several times slower. Left alone when the user set a thread variable.
-    Uses threadpoolctl where installed, else OpenBLAS's own setter (found in
-    the libraries this process has loaded); quietly does nothing elsewhere.
-    """
-    if not force and any(k in os.environ for k in _THREAD_ENV):
-        return False
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        threadpool_limits = None
-    if threadpool_limits is not None:
-        threadpool_limits(n, user_api="blas")
-        return True
-    import ctypes
-
-    try:
-        with open("/proc/self/maps") as f:
-            libs = {line.split()[-1] for line in f if "openblas" in line.lower()}
-    except OSError:
-        return False
-    done = False
-    for lib in sorted(libs):
-        try:
-            handle = ctypes.CDLL(lib)
-        except OSError:
-            continue
-        for name in _SET_THREADS:
-            fn = getattr(handle, name, None)
-            if fn is not None:
-                fn(ctypes.c_int(n))
-                done = True
-                break
-    return done
+def _is_conditional(gan):
+    return hasattr(gan, "n_classes")  # a minigan.gan.ConditionalGAN
 
 
 # ------------------------------------------------------------------------- data
 
 
-class ToyStream:
-    """Fresh samples of a toy distribution for every batch; the state is one generator."""
+def _image_files(dataset, data_dir, with_test):
+    """Make sure the files a run needs are there (downloading them if need be):
+    the training images and labels, and, to score the samples, the test ones."""
+    from minigan.data import fetch_files
+    from minigan.data.mnist import SPLITS
 
-    def __init__(self, dataset, batch_size, rng, backend, dtype):
-        self.dataset, self.batch_size = dataset, int(batch_size)
-        self.rng, self.backend, self.dtype = rng, backend, dtype
-
-    def next(self):
-        from minigan.backend import to_device
-
-        return to_device(self.dataset.sample(self.batch_size, self.rng, dtype=self.dtype),
-                         self.backend)
-
-    def state_dict(self):
-        return {"kind": "toy", "rng": self.rng.bit_generator.state}
-
-    def load_state_dict(self, state):
-        self.rng.bit_generator.state = state["rng"]
+    names = [*SPLITS["train"], *(SPLITS["test"] if with_test else ())]
+    try:
+        fetch_files(dataset, names, data_dir=data_dir)
+    except DataError as err:
+        why = " (training, then scoring the samples)" if with_test else ""
+        raise CLIError(f"cannot load {dataset}: {err}\nThis run needs {', '.join(names)}{why}. "
+                       f"If you have them elsewhere, pass --data-dir FOLDER, a folder that "
+                       f"has {dataset}/ with them.") from None
 
 
-class EpochStream:
-    """Shuffled minibatches of a fixed data set (on the device once), epoch after epoch.
-
-    Resumable: the state is the generator's state when the current epoch's
-    permutation was drawn, and how many of that epoch's batches were used.
-    The last, smaller batch of an epoch is dropped.
-    """
-
-    def __init__(self, images, batch_size, rng, backend, labels=None):
-        from minigan.backend import to_device
-
-        self.x = to_device(images, backend)
-        # With labels (a conditional GAN) every batch is an (images, labels) pair.
-        self.y = None if labels is None else to_device(labels, backend)
-        self.n, self.batch_size = int(images.shape[0]), int(batch_size)
-        self.per_epoch = self.n // self.batch_size
-        self.rng = rng
-        self.epoch_rng_state, self.order, self.index, self.epoch = None, None, 0, 0
-
-    def _new_epoch(self):
-        self.epoch_rng_state = copy.deepcopy(self.rng.bit_generator.state)
-        self.order = self.rng.permutation(self.n)
-        self.index = 0
-        self.epoch += 1
-
-    def next(self):
-        from minigan.backend import array_module
-
-        if self.order is None or self.index >= self.per_epoch:
-            self._new_epoch()
-        idx = self.order[self.index * self.batch_size:(self.index + 1) * self.batch_size]
-        self.index += 1
-        xp = array_module(self.x)
-        idx = xp.asarray(idx)
-        return self.x[idx] if self.y is None else (self.x[idx], self.y[idx])
-
-    def state_dict(self):
-        return {"kind": "epochs", "epoch_rng": self.epoch_rng_state, "index": self.index,
-                "epoch": self.epoch, "rng": self.rng.bit_generator.state}
-
-    def load_state_dict(self, state):
-        if state.get("epoch_rng") is not None:
-            self.rng.bit_generator.state = state["epoch_rng"]
-            self._new_epoch()  # the same permutation as before
-            self.index = int(state["index"])
-            self.epoch = int(state["epoch"])
-        self.rng.bit_generator.state = state["rng"]
-
-
-def _load_images(dataset, data_dir):
-    from minigan.data import load_fashion_mnist, load_mnist
-
-    loader = load_mnist if dataset == "mnist" else load_fashion_mnist
-    images, labels = loader("train", data_dir=data_dir)
-    return images, labels
-
-
-# ---------------------------------------------------------------------- metrics
-
-
-def _toy_metrics(dataset, samples, seed):
+def _scoring_needs_test_files(dataset, no_metrics):
+    """Scoring trains the classifier once (on the training set, tested on the test
+    set): without a cached one, the test files are needed too."""
     from minigan import metrics
 
-    out = {}
-    x = np.asarray(samples, dtype=np.float64)
-    if dataset.centres is not None:
-        cov = metrics.mode_coverage(x, dataset.centres, dataset.std)
-        out["mode_coverage"] = cov
-    real = dataset.sample(len(x), np.random.default_rng([seed, 7]), dtype="float64")
-    out["frechet_distance_to_data"] = float(metrics.frechet_distance(x, real))
-    out["sample_mean"] = x.mean(axis=0).tolist()
-    out["sample_std"] = x.std(axis=0).tolist()
-    out["data_mean"] = real.mean(axis=0).tolist()
-    out["data_std"] = real.std(axis=0).tolist()
-    return out
+    return not no_metrics and not metrics.classifier_path(dataset).is_file()
 
 
-def _toy_headline(name, m):
-    if "mode_coverage" in m and m["mode_coverage"]["n_modes"] > 1:
-        c = m["mode_coverage"]
-        return (f"{c['modes_captured']}/{c['n_modes']} modes, "
-                f"{100 * c['high_quality_fraction']:.1f}% high quality, "
-                f"reverse KL {c['reverse_kl']:.3f}\n"
-                "  (of 2500 samples: a sample is high quality within 3 std of its nearest mode; "
-                "a mode is captured\n   if it is the nearest to at least one such sample; "
-                "reverse KL compares their spread over\n   the modes with uniform, 0 is best)")
-    if name == "gaussian1d":
-        return (f"sample mean {m['sample_mean'][0]:.3f} (data {m['data_mean'][0]:.3f}), "
-                f"std {m['sample_std'][0]:.3f} (data {m['data_std'][0]:.3f})")
-    # Compares only the means and covariances of the two sets (lower is better):
-    # look at samples.png for the shape itself.
-    return (f"Gaussian-fit Fréchet distance to the data {m['frechet_distance_to_data']:.4f} "
-            "(means and covariances only; lower is better; see samples.png for the shape)")
+def _training_data(run):
+    """(toy dataset or None, resumable batch source: Minibatches or ToySampler)."""
+    from minigan.data import Minibatches, ToySampler, load_fashion_mnist, load_mnist, toy_dataset
+
+    config, args = run.config, run.args
+    rng = np.random.default_rng([run.seed, 3])  # the data's own stream
+    dtype = config.get("dtype", "float32")
+    name = config["dataset"]
+    if name in TOY_DATASETS:
+        dataset = toy_dataset(name)
+        _check_numbers(config, None)
+        return dataset, ToySampler(dataset, config["batch_size"], rng=rng, backend=run.backend,
+                                   dtype=dtype)
+    _image_files(name, args.data_dir, _scoring_needs_test_files(name, args.no_metrics))
+    load = load_mnist if name == "mnist" else load_fashion_mnist
+    try:
+        images, labels = load("train", data_dir=args.data_dir)
+    except DataError as err:
+        raise CLIError(f"cannot load {name}: {err}") from None
+    _check_numbers(config, images.shape[0])
+    # A conditional GAN trains on (images, labels) pairs.
+    arrays = (images.astype(dtype, copy=False), labels)[: 2 if config.get("n_classes") else 1]
+    return None, Minibatches(*arrays, batch_size=config["batch_size"], rng=rng,
+                             backend=run.backend)
 
 
-def _fashion_classifier(data_dir, verbose=True):
-    """An MLP classifier for Fashion-MNIST, like the MNIST one, trained once and cached."""
-    from minigan import metrics
-    from minigan.data import load_fashion_mnist
-
-    path = metrics.resolve_cache_dir() / "fashion_mnist_classifier_v1.npz"
-    if path.exists():
-        try:
-            return metrics.MnistClassifier.load(path)
-        except ValueError as err:
-            print(f"Ignoring the cached Fashion-MNIST classifier ({err}); training a new one.",
-                  file=sys.stderr)
-    images, labels = load_fashion_mnist("train", data_dir=data_dir)
-    test_images, test_labels = load_fashion_mnist("test", data_dir=data_dir)
-    if verbose:
-        print(f"Training the Fashion-MNIST classifier (once; cached in {path})...",
-              file=sys.stderr, flush=True)
-    clf = metrics.MnistClassifier(seed=0).fit(images, labels, verbose=verbose)
-    clf.test_accuracy = clf.accuracy(test_images, test_labels)
-    if verbose:
-        print(f"Fashion-MNIST classifier: test accuracy {clf.test_accuracy:.4f}.",
-              file=sys.stderr, flush=True)
-    clf.save(path)
-    return clf
+def _batches(stream, d_steps):
+    """What ``train_step`` takes, endlessly: a batch, or a list of d_steps batches."""
+    source = stream.forever() if hasattr(stream, "forever") else stream
+    while True:
+        yield next(source) if d_steps == 1 else [next(source) for _ in range(d_steps)]
 
 
-def _image_metrics(dataset, samples, data_dir, labels=None):
+# ---------------------------------------------------------------- scores, figures
+
+MODE_COVERAGE_NOTE = (
+    "  (of 2500 samples: a sample is high quality within 3 std of its nearest mode; a mode "
+    "is captured\n   if it is the nearest to at least one such sample; reverse KL compares "
+    "their spread over\n   the modes with uniform, 0 is best)")
+
+
+def _score(run, samples):
+    """(the metrics to store, the headline to print) for the final samples."""
     from minigan import metrics
 
-    clf = metrics.load_classifier(data_dir=data_dir) if dataset == "mnist" \
-        else _fashion_classifier(data_dir)
-    scores = metrics.classifier_scores(samples, clf)
-    scores["classifier_test_accuracy"] = clf.test_accuracy
-    out = {"classifier_scores": scores}
-    if labels is not None:
-        # A conditional G should make the class it was asked for.
-        out["conditional_accuracy"] = float(np.mean(clf.predict(samples) == labels))
-    return out
+    name, gan = run.config["dataset"], run.gan
+    if run.args.no_metrics:
+        return {"skipped": "--no-metrics"}, "metrics skipped (--no-metrics)"
+    if name in TOY_DATASETS:
+        scores = metrics.toy_scores(samples, run.dataset, run.seed)
+        modes = scores.get("mode_coverage", {}).get("n_modes", 0)
+        note = "\n" + MODE_COVERAGE_NOTE if modes > 1 else ""
+        return scores, metrics.headline(scores) + note
+    asked = np.arange(len(samples)) % gan.n_classes if _is_conditional(gan) else None
+    try:
+        scores = metrics.image_scores(samples, name, labels=asked, data_dir=run.args.data_dir)
+    except DataError as err:
+        # The run itself is saved; only the score is missing.
+        print(f"Could not score the samples: {err}", file=sys.stderr)
+        return {"skipped": f"scoring failed: {err}"}, "not scored"
+    return scores, metrics.headline(scores)
 
 
-def _image_headline(m):
-    if "classifier_scores" not in m:
-        return "metrics skipped (--no-metrics)"
-    s = m["classifier_scores"]
-    cond = (f", {100 * m['conditional_accuracy']:.1f}% of the asked class"
-            if "conditional_accuracy" in m else "")
-    return (f"{s['classes_covered']}/{s['n_classes']} classes, KL to uniform "
-            f"{s['kl_to_uniform']:.3f}, Inception score {s['inception_score']:.2f}{cond}")
+def _plot_samples(path, gan, name, samples, title):
+    """samples.png: see ``minigan.plot.plot_samples``."""
+    from minigan import plot
+    from minigan.data import FASHION_MNIST_CLASSES, toy_dataset
+
+    dataset = toy_dataset(name) if name in TOY_DATASETS else name
+    # gan.sample cycles the labels 0..C-1, so sample i has class i % C
+    labels = np.arange(len(samples)) % gan.n_classes if _is_conditional(gan) else None
+    names = FASHION_MNIST_CLASSES if name == "fashion-mnist" else None
+    plot.plot_samples(samples, dataset, discriminator=None if labels is not None else gan,
+                      labels=labels, class_names=names, title=title, path=path)
 
 
-# ---------------------------------------------------------------------- figures
-
-
-def _plot_lim(dataset):
-    """The plotted region, the same in every figure and frame: (lo, hi) or a 2-D box."""
-    if dataset.dim == 1:
-        mean = float(dataset.centres[0, 0])
-        return (mean - 6 * dataset.std, mean + 6 * dataset.std)
-    if dataset.name == "grid25":
-        return (-5.5, 5.5, -5.5, 5.5)
-    if dataset.name == "spiral":
-        return (-2.2, 2.2, -2.2, 2.2)
-    if dataset.name == "moons":
-        return (-2.0, 2.0, -1.6, 1.6)
-    return (-1.6, 1.6, -1.6, 1.6)
-
-
-def _centres(dataset):
-    return dataset.centres if dataset.centres is not None and dataset.dim == 2 else None
-
-
-def _latent(gan, n, seed):
-    """The noise ``gan.sample(n, rng=np.random.default_rng(seed))`` draws, (n, latent_dim)."""
-    return np.random.default_rng(seed).standard_normal((n, gan.latent_dim), dtype=np.float32)
-
-
-class FrameRecorder:
-    """Snapshots for training.gif: generated samples (fixed noise) and D on a grid.
-
-    Frames are ``minigan.plot.snapshot_1d/2d`` dicts; ``state_dict`` turns the
-    ones collected so far into arrays, so a resumed run's GIF is complete.
-    """
-
-    def __init__(self, gan, dataset, every, seed):
-        self.gan, self.dataset, self.every = gan, dataset, int(every)
-        self.noise_seed = [seed, 4]
-        self.real = dataset.sample(N_FRAME_SAMPLES, np.random.default_rng([seed, 6]))
-        self.lim = _plot_lim(dataset)
-        self.frames = []
-
-    def maybe_record(self, step, record=None):
-        if self.every and step % self.every == 0:
-            self.record(step, record)
-
-    def record(self, step, record=None):
-        from minigan import plot
-        from minigan.backend import to_numpy
-
-        gan = self.gan
-        fake = to_numpy(gan.sample(N_FRAME_SAMPLES, rng=np.random.default_rng(self.noise_seed)))
-        info = {k: record[k] for k in ("d_loss", "g_loss")} if record else None
-        if self.dataset.dim == 2:
-            frame = plot.snapshot_2d(self.real, fake, discriminator=gan, step=step, info=info,
-                                     lim=self.lim, grid_size=GRID_SIZE)
-        else:
-            z = _latent(gan, N_FRAME_SAMPLES, self.noise_seed) if gan.latent_dim == 1 else None
-            frame = plot.snapshot_1d(self.real, fake, discriminator=gan, step=step, info=info,
-                                     lim=self.lim, z=z)
-        self.frames.append(frame)
-
-    def state_dict(self):
-        if not self.frames:
-            return {}
-        f = self.frames
-        info = [[(fr.get("info") or {}).get(k, np.nan) for k in ("d_loss", "g_loss")] for fr in f]
-        return {"frame_steps": np.asarray([fr["step"] for fr in f], dtype=np.int64),
-                "frame_fake": np.stack([fr["fake"] for fr in f]).astype(np.float32),
-                "frame_d": np.stack([fr["d_grid"] for fr in f]).astype(np.float32),
-                "frame_info": np.asarray(info, dtype=np.float64)}
-
-    def load_state_dict(self, extra):
-        if "frame_steps" not in extra:
-            return
-        self.frames = []
-        for step, fake, d, info in zip(extra["frame_steps"], extra["frame_fake"],
-                                       extra["frame_d"], extra["frame_info"]):
-            frame = {"step": int(step), "real": self.real, "fake": fake, "lim": self.lim,
-                     "d_grid": d}
-            if not np.isnan(info).any():
-                frame["info"] = {"d_loss": float(info[0]), "g_loss": float(info[1])}
-            n = d.shape[-1]
-            if self.dataset.dim == 2:
-                x0, x1, y0, y1 = self.lim
-                frame["grid_x"] = np.linspace(x0, x1, n)
-                frame["grid_y"] = np.linspace(y0, y1, d.shape[0])
-            else:
-                frame["grid_x"] = np.linspace(self.lim[0], self.lim[1], n)
-                if self.gan.latent_dim == 1:
-                    frame["z"] = _latent(self.gan, len(fake), self.noise_seed)
-            self.frames.append(frame)
-
-
-def _figures(out_dir, gan, dataset_name, dataset, samples, frames):
-    """losses.png, samples.png and (1-D, 2-D) training.gif; returns the files written."""
+def _figures(run, samples):
+    """losses.png, samples.png and (1-D, 2-D) training.gif, each added to
+    ``run.written`` once it is on disk."""
     _headless_matplotlib()
     from minigan import plot
-    from minigan.data import FASHION_MNIST_CLASSES
 
-    plot.plot_losses(gan.history, path=os.path.join(out_dir, "losses.png"))
-    written = ["losses.png"]
-    path = os.path.join(out_dir, "samples.png")
-    title = f"{dataset_name}, step {gan.step}"
-    if dataset_name in IMAGE_DATASETS and gan.conditional:
-        # gan.sample cycles the labels 0..C-1, so sample i has class i % C
-        labels = np.arange(len(samples)) % gan.n_classes
-        names = FASHION_MNIST_CLASSES if dataset_name == "fashion-mnist" else None
-        plot.plot_class_grid(samples, labels, n_per_class=10, class_names=names,
-                             title=title, path=path)
-    elif dataset_name in IMAGE_DATASETS:
-        plot.plot_image_grid(samples[:100], nrow=10, title=title, path=path)
-    else:
-        real = dataset.sample(len(samples), np.random.default_rng(0))
-        if dataset.dim == 2:
-            plot.plot_2d(real, samples, discriminator=gan, centres=_centres(dataset),
-                         lim=_plot_lim(dataset), title=title, path=path)
-        else:
-            plot.plot_1d(real, samples, discriminator=gan, lim=_plot_lim(dataset),
-                         data_pdf=getattr(dataset, "pdf", None), title=title, path=path)
-    written.append("samples.png")
-
-    if frames is not None and frames.frames:
-        path = os.path.join(out_dir, "training.gif")
-        if dataset.dim == 2:
-            plot.animate_2d(frames.frames, path, lim=frames.lim, centres=_centres(dataset),
-                            title=dataset_name)
-        else:
-            plot.animate_1d(frames.frames, path, lim=frames.lim,
-                            data_pdf=getattr(dataset, "pdf", None), title=dataset_name)
-        written.append("training.gif")
-    return written
-
-
-# ---------------------------------------------------------------------- progress
-
-
-class Progress:
-    """A tqdm bar on an interactive terminal, else a line every ~10% (or nothing)."""
-
-    KEYS = (("d_loss", "d_loss"), ("g_loss", "g_loss"), ("d_real", "D(x)"),
-            ("d_fake", "D(G(z))"))
-
-    def __init__(self, total, initial, quiet):
-        self.total, self.quiet = total, quiet
-        self.bar = None
-        self.start = time.perf_counter()
-        self.every = max(1, total // 10)
-        if quiet:
-            return
-        if sys.stderr.isatty():
-            try:
-                from tqdm import tqdm
-            except ImportError:
-                tqdm = None
-            if tqdm is not None:
-                self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True,
-                                mininterval=0.25)
-
-    def update(self, step, record):
-        if self.quiet:
-            return
-        if self.bar is not None:
-            self.bar.update(1)
-            if step % 10 == 0 or step == self.total:
-                self.bar.set_postfix_str(", ".join(
-                    f"{label} {record[key]:.3f}" for key, label in self.KEYS), refresh=False)
-        elif step % self.every == 0 or step == self.total:
-            elapsed = time.perf_counter() - self.start
-            stats = "  ".join(f"{label} {record[key]:.3f}" for key, label in self.KEYS)
-            print(f"step {step:>{len(str(self.total))}}/{self.total}  {stats}  "
-                  f"({elapsed:.1f} s)", flush=True)
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()
+    out, name, gan = run.out, run.config["dataset"], run.gan
+    plot.plot_losses(gan.history, path=os.path.join(out, "losses.png"))
+    run.written.append("losses.png")
+    _plot_samples(os.path.join(out, "samples.png"), gan, name, samples,
+                  f"{name}, step {gan.step}")
+    run.written.append("samples.png")
+    if run.frames is not None and run.frames.frames:
+        plot.animate(run.frames.frames, run.dataset, os.path.join(out, "training.gif"),
+                     title=name)
+        run.written.append("training.gif")
 
 
 # ------------------------------------------------------------------------- train
+
+
+class _Run:
+    """What one ``train`` command works with, filled in as it goes."""
+
+    def __init__(self, args):
+        self.args, self.t_start, self.written = args, time.perf_counter(), []
+        self.config = self.seed = self.resume = self.backend = self.out = None
+        self.gan = self.dataset = self.stream = self.frames = self.checkpoints = None
+        self.train_seconds = 0.0
+
+    @property
+    def checkpoint_path(self):
+        return os.path.join(self.out, "checkpoint.npz")
+
+    def extra_state(self):
+        """What a checkpoint stores beside the GAN: the data iterator and the frames."""
+        extra = {"seed": self.seed, "dataset": self.config["dataset"],
+                 "data_state": self.stream.state_dict()}
+        if self.frames is not None:
+            extra.update(self.frames.state_dict())
+        return extra
 
 
 def _resolve_out_dir(args):
@@ -531,23 +280,20 @@ def _prepare_out_dir(out, overwrite, resume_path=None):
     os.makedirs(out, exist_ok=True)
 
 
+# The settings a run's checkpoint stores: options on a new run, fixed on --resume.
+_SETTINGS = ("batch_size", "lr_g", "lr_d", "g_loss", "d_steps", "label_smoothing", "ema_decay",
+             "frames", "pack", "loss", "checkpoint_every")
+
+
 def _config_from_args(args):
     config = preset(args.dataset)
     if args.conditional and args.dataset in IMAGE_DATASETS:
         config.update(CONDITIONAL)  # then the options given override these too
-    overrides = {
-        "steps": args.steps, "batch_size": args.batch_size, "lr_g": args.lr_g,
-        "lr_d": args.lr_d, "g_loss": args.g_loss, "d_steps": args.d_steps,
-        "label_smoothing": args.label_smoothing, "ema_decay": args.ema_decay,
-        "frames": args.frames, "pack": args.pack, "loss": args.loss,
-        "checkpoint_every": args.checkpoint_every,
-    }
-    if args.lr is not None:
-        overrides["lr_g"] = overrides["lr_g"] if args.lr_g is not None else args.lr
-        overrides["lr_d"] = overrides["lr_d"] if args.lr_d is not None else args.lr
-    for k, v in overrides.items():
-        if v is not None:
-            config[k] = v
+    config.update({k: getattr(args, k) for k in ("steps", *_SETTINGS)
+                   if getattr(args, k) is not None})
+    for k in ("lr_g", "lr_d"):
+        if args.lr is not None and getattr(args, k) is None:
+            config[k] = args.lr
     if args.conditional:
         if args.dataset not in IMAGE_DATASETS:
             raise CLIError(f"--conditional needs labelled data ({', '.join(IMAGE_DATASETS)}); "
@@ -558,7 +304,41 @@ def _config_from_args(args):
             raise CLIError(f"--loss lsgan sets both losses to least squares; it cannot be "
                            f"combined with --g-loss {args.g_loss}")
         config["g_loss"] = "lsgan"
+    config["seed"] = 0 if args.seed is None else args.seed
+    # The learning-rate schedule spans the steps asked for now, also when a later
+    # --resume asks for more.
+    config["schedule_steps"] = config["steps"]
     return config
+
+
+def _resume_config(args, backend):
+    """(the checkpoint, its config with --steps applied): the run continues with the
+    settings it was started with."""
+    from minigan.checkpoint import load_checkpoint
+
+    changed = [f"--{k.replace('_', '-')}" for k in ("seed", "lr", *_SETTINGS, "conditional")
+               if getattr(args, k) is not None and getattr(args, k) is not False]
+    if changed:
+        raise CLIError(f"{', '.join(changed)} cannot be changed when resuming: the run "
+                       "continues with the settings stored in the checkpoint (only --steps "
+                       "and --stop-after apply)")
+    try:
+        resume = load_checkpoint(args.resume, backend=backend)
+    except FileNotFoundError as err:
+        raise CLIError(str(err)) from None
+    config = dict(resume.config)
+    if args.dataset_given and args.dataset != config.get("dataset"):
+        raise CLIError(f"--dataset {args.dataset} but the checkpoint {args.resume!r} is a "
+                       f"{config.get('dataset')} run")
+    args.dataset = config["dataset"]
+    config.setdefault("seed", int(resume.extra.get("seed", 0)))
+    config.setdefault("schedule_steps", config["steps"])
+    if args.steps is not None:
+        config["steps"] = args.steps
+    if resume.gan.step >= config["steps"]:
+        raise CLIError(f"the checkpoint is at step {resume.gan.step}, which is not before "
+                       f"--steps {config['steps']}: ask for more steps to continue")
+    return resume, config
 
 
 def _check_numbers(config, n_data):
@@ -574,241 +354,258 @@ def _check_numbers(config, n_data):
         raise CLIError(f"--batch-size {b} must be a multiple of pack={pack}")
 
 
-def train(args):
-    """The ``train`` command; returns the exit code."""
-    from minigan import backend as mb
-    from minigan.checkpoint import load_checkpoint, save_checkpoint
-    from minigan.gan import DivergenceError, check_finite
-    from minigan.models import build_gan, lr_factor
+def _notes(run):
+    """Warnings about settings that work against each other, before the run starts."""
+    from minigan.models import lr_factor
 
-    t_start = time.perf_counter()
-    if args.backend is not None:
-        try:
-            mb.use(args.backend)
-        except RuntimeError as err:
-            raise CLIError(str(err)) from None
-    backend = mb.get_backend()
+    config, args, notes = run.config, run.args, []
+    tuned = CONDITIONAL["steps"] if config.get("n_classes") else PRESETS[config["dataset"]]["steps"]
+    if run.resume is None and args.steps is not None and args.steps < tuned:
+        notes.append(f"warning: the {config['dataset']} preset's settings (learning-rate "
+                     f"schedule, batch size, moving average) expect {tuned} steps; with "
+                     f"--steps {args.steps} the result will be worse than the README's.")
+    span, steps = int(config["schedule_steps"]), int(config["steps"])
+    if steps != span:
+        final = lr_factor(span - 1, span, config)
+        rates = f"lr_g {config['lr_g'] * final:.3g}, lr_d {config['lr_d'] * final:.3g}"
+        what = (f"steps {span} to {steps} continue at its final rates ({rates})" if steps > span
+                else f"this run stops at step {steps}, before the schedule ends")
+        notes.append(f"note: the learning-rate schedule keeps the length of the run as it "
+                     f"was started, {span} steps (stored in its config): {what}. To spread "
+                     f"the schedule over {steps} steps, start a new run with --steps {steps}.")
+    return notes
 
-    resume = None
+
+def _setup(args):
+    """Everything before the first step: settings, data, run directory, GAN, callbacks."""
+    from minigan import _threads
+    from minigan.models import build_gan
+
+    run = _Run(args)
+    run.backend = _use_backend(args.backend)
     if args.resume is not None:
-        try:
-            resume = load_checkpoint(args.resume, backend=backend)
-        except FileNotFoundError as err:
-            raise CLIError(str(err)) from None
-        config = dict(resume.config)
-        fixed = {"--batch-size": args.batch_size, "--seed": args.seed, "--lr": args.lr,
-                 "--lr-g": args.lr_g, "--lr-d": args.lr_d, "--g-loss": args.g_loss,
-                 "--d-steps": args.d_steps, "--label-smoothing": args.label_smoothing,
-                 "--ema-decay": args.ema_decay, "--frames": args.frames,
-                 "--pack": args.pack, "--loss": args.loss,
-                 "--conditional": args.conditional or None,
-                 "--checkpoint-every": args.checkpoint_every}
-        changed = [k for k, v in fixed.items() if v is not None]
-        if changed:
-            raise CLIError(f"{', '.join(changed)} cannot be changed when resuming: the run "
-                           "continues with the settings stored in the checkpoint (only --steps "
-                           "and --stop-after apply)")
-        if args.dataset_given and args.dataset != config.get("dataset"):
-            raise CLIError(f"--dataset {args.dataset} but the checkpoint {args.resume!r} is a "
-                           f"{config.get('dataset')} run")
-        args.dataset = config["dataset"]
-        if args.steps is not None:
-            config["steps"] = args.steps
-        if resume.gan.step >= config["steps"]:
-            raise CLIError(f"the checkpoint is at step {resume.gan.step}, which is not before "
-                           f"--steps {config['steps']}: ask for more steps to continue")
-        seed = int(resume.extra.get("seed", 0))
+        run.resume, run.config = _resume_config(args, run.backend)
     else:
-        config = _config_from_args(args)
-        seed = 0 if args.seed is None else args.seed
-    stop_after = args.stop_after if args.stop_after is not None else config["steps"]
-    if args.stop_after is not None and args.stop_after > config["steps"]:
-        raise CLIError(f"--stop-after {args.stop_after} is beyond --steps {config['steps']}")
-
-    dataset_name = config["dataset"]
-    is_image = dataset_name in IMAGE_DATASETS
-    if backend == "numpy":
-        threads, why = _blas_threads(args.threads, is_image)
-        if threads is not None and _limit_blas_threads(threads, force=args.threads is not None) \
-                and why and not args.quiet:
+        run.config = _config_from_args(args)
+    run.seed = int(run.config["seed"])
+    if args.stop_after is not None and args.stop_after > run.config["steps"]:
+        raise CLIError(f"--stop-after {args.stop_after} is beyond --steps {run.config['steps']}")
+    if run.backend == "numpy":
+        threads, why = _threads.blas_threads(args.threads, run.config["dataset"] in IMAGE_DATASETS)
+        if threads is not None and _threads.limit_blas_threads(
+                threads, force=args.threads is not None) and why and not args.quiet:
             print(f"Using {threads} BLAS thread{'s' if threads > 1 else ''}: {why}.", flush=True)
-    data_rng = np.random.default_rng([seed, 3])
-    if is_image:
-        try:
-            images, labels = _load_images(dataset_name, args.data_dir)
-        except Exception as err:
-
-            if isinstance(err, (DataError, FileNotFoundError)):
-                raise CLIError(f"cannot load {dataset_name}: {err}") from None
-            raise
-        _check_numbers(config, images.shape[0])
-        dataset = None
-        stream = EpochStream(images.astype(config.get("dtype", "float32"), copy=False),
-                             config["batch_size"], data_rng, backend,
-                             labels=labels if config.get("n_classes") else None)
-        del images, labels
+    run.dataset, run.stream = _training_data(run)
+    run.out = _resolve_out_dir(args)
+    _prepare_out_dir(run.out, args.overwrite, args.resume)
+    if run.resume is not None:
+        run.gan = run.resume.gan
+        run.stream.load_state_dict(run.resume.extra["data_state"])
     else:
-        from minigan.data import toy_dataset
+        run.gan = build_gan(run.config, backend=run.backend, seed=run.seed)
+    _write_config_json(run)
+    return run
 
-        dataset = toy_dataset(dataset_name)
-        _check_numbers(config, None)
-        stream = ToyStream(dataset, config["batch_size"], data_rng, backend,
-                           config.get("dtype", "float32"))
 
-    out = _resolve_out_dir(args)
-    _prepare_out_dir(out, args.overwrite, args.resume)
+def _write_config_json(run):
+    """config.json: every setting of the run, defaults included, readable."""
+    from minigan.models import complete_config
 
-    if resume is not None:
-        gan = resume.gan
-        stream.load_state_dict(resume.extra["data_state"])
-    else:
-        gan = build_gan(config, backend=backend, seed=seed)
-    gan.track_grad_norms = True
-    steps = int(config["steps"])
-    frames = None
-    if not is_image and not args.no_gif and config.get("frames", 0):
-        frames = FrameRecorder(gan, dataset, max(1, steps // int(config["frames"])), seed)
-        if resume is not None:
-            frames.load_state_dict(resume.extra)
-        elif gan.step == 0:
-            frames.record(0)
+    settings = {"lr_warmup": 0.0, "lr_warmup_factor": 1.0, "checkpoint_every": None,
+                **complete_config(run.config), "backend": run.backend}
+    _atomic_json(os.path.join(run.out, "config.json"), dict(sorted(settings.items())))
+    run.written.append("config.json")
 
-    lr_g, lr_d = float(config["lr_g"]), float(config["lr_d"])
-    d_steps = int(config.get("d_steps", 1))
-    start_step = gan.step
-    n_params = gan.G.n_params + gan.D.n_params
+
+def _callbacks(run):
+    """Gradient norms, the divergence guard, progress, animation frames, checkpoints,
+    in this order (a checkpoint then holds the step's frame)."""
+    from minigan import train as T
+
+    config, args = run.config, run.args
+    callbacks = [T.GradNorms(), T.DivergenceGuard()]
     if not args.quiet:
-        where = f" (resuming {args.resume} at step {start_step})" if resume is not None else ""
-        c = int(config.get("n_classes") or 0)
-        m = int(config.get("pack", 1))
-        g_in = f"{config['latent_dim']}+{c}" if c else f"{config['latent_dim']}"
-        d_in = f"{config['data_dim']}+{c}" if c else f"{config['data_dim']}"
-        d_in = f"{m}x({d_in})" if m > 1 and c else (f"{m}x{d_in}" if m > 1 else d_in)
-        options = "".join([f", conditional on {c} classes" if c else "",
-                           f", pack {m}" if m > 1 else "",
-                           ", least-squares loss" if config.get("loss") == "lsgan" else ""])
-        print(f"Training a GAN on {dataset_name}{where}: {steps} steps, batch "
-              f"{config['batch_size']}, G {g_in}-"
-              f"{'-'.join(map(str, config['g_hidden']))}-{config['data_dim']}, D "
-              f"{d_in}-{'-'.join(map(str, config['d_hidden']))}-1{options} "
-              f"({n_params:,} parameters), {backend}, seed {seed}; writing to {out}",
-              flush=True)
-
-    def extra_state():
-        extra = {"seed": seed, "dataset": dataset_name, "data_state": stream.state_dict()}
-        if frames is not None:
-            extra.update(frames.state_dict())
-        return extra
-
-    # Periodic checkpoints: what a diverged run keeps. Each is saved only after
-    # check_finite has seen finite losses AND finite weights (a step reports the
-    # losses of its forward pass, before its update could have made NaN weights).
-    checkpoint_path = os.path.join(out, "checkpoint.npz")
+        callbacks.append(T.ProgressBar())
+    if run.dataset is not None and not args.no_gif and config.get("frames", 0):
+        every = max(1, int(config["schedule_steps"]) // int(config["frames"]))
+        run.frames = T.Frames(run.dataset, every, run.seed)
+        if run.resume is not None:
+            run.frames.load_state_dict(run.resume.extra, run.gan)
+        callbacks.append(run.frames)
     every = config.get("checkpoint_every")
-    every = max(1, steps // 10) if every is None else int(every)
-    last_good = start_step if resume is not None else None
-    progress = Progress(stop_after, start_step, args.quiet)
+    every = max(1, int(config["steps"]) // 10) if every is None else int(every)
+    run.checkpoints = T.Checkpoints(run.checkpoint_path, config, every, extra=run.extra_state)
+    if run.resume is not None and os.path.abspath(args.resume) == \
+            os.path.abspath(run.checkpoint_path):
+        run.checkpoints.last_saved = run.gan.step  # the file we resumed from
+    return callbacks + [run.checkpoints]
+
+
+def _describe(run):
+    config, gan = run.config, run.gan
+    where = f" (resuming {run.args.resume} at step {gan.step})" if run.resume is not None else ""
+    c, m = int(config.get("n_classes") or 0), int(config.get("pack", 1))
+    g_in = f"{config['latent_dim']}+{c}" if c else f"{config['latent_dim']}"
+    d_in = f"{config['data_dim']}+{c}" if c else f"{config['data_dim']}"
+    d_in = f"{m}x({d_in})" if m > 1 and c else (f"{m}x{d_in}" if m > 1 else d_in)
+    options = "".join([f", conditional on {c} classes" if c else "",
+                       f", pack {m}" if m > 1 else "",
+                       ", least-squares loss" if config.get("loss") == "lsgan" else ""])
+    n_params = gan.G.n_params + gan.D.n_params
+    return (f"Training a GAN on {config['dataset']}{where}: {config['steps']} steps, batch "
+            f"{config['batch_size']}, G {g_in}-{'-'.join(map(str, config['g_hidden']))}-"
+            f"{config['data_dim']}, D {d_in}-{'-'.join(map(str, config['d_hidden']))}-1"
+            f"{options} ({n_params:,} parameters), {run.backend}, seed {run.seed}; "
+            f"writing to {run.out}")
+
+
+def train(args):
+    """The ``train`` command: set up, ``minigan.train.fit``, write the run directory.
+    Returns the exit code."""
+    from minigan.models import lr_factor
+    from minigan.train import DivergenceError, check_finite, deferred_interrupts, fit
+
+    run = _setup(args)
+    callbacks = _callbacks(run)
+    config, gan = run.config, run.gan
+    span = int(config["schedule_steps"])
+    stop = args.stop_after if args.stop_after is not None else int(config["steps"])
     t_train = time.perf_counter()
-    diverged = None
     try:
-        for step in range(start_step, stop_after):
-            factor = lr_factor(step, steps, config)
-            gan.g_optimizer.lr = lr_g * factor
-            gan.d_optimizer.lr = lr_d * factor
-            real = stream.next() if d_steps == 1 else [stream.next() for _ in range(d_steps)]
-            record = gan.train_step(real)
-            check_finite(record)
-            progress.update(step + 1, record)
-            if frames is not None:
-                frames.maybe_record(step + 1, record)
-            if every and (step + 1) % every == 0 and step + 1 < stop_after:
-                check_finite(record, gan)
-                save_checkpoint(checkpoint_path, gan, config, extra_state())
-                last_good = step + 1
-    except DivergenceError as err:
-        diverged = err
-    except KeyboardInterrupt:
-        progress.close()
-        print(f"\nInterrupted at step {gan.step}; saving a checkpoint to {out} "
-              f"(continue with --resume {os.path.join(out, 'checkpoint.npz')})", file=sys.stderr)
-        save_checkpoint(os.path.join(out, "checkpoint.npz"), gan, config, extra_state())
-        return 130
-    finally:
-        progress.close()
-    train_seconds = time.perf_counter() - t_train
-
-    if diverged is None:
-        try:
+        with deferred_interrupts():  # Ctrl-C from here on stops at a step boundary
+            if not args.quiet:
+                for note in _notes(run):
+                    print(note, file=sys.stderr)
+                print(_describe(run), flush=True)
+            fit(gan, _batches(run.stream, int(config.get("d_steps", 1))), stop,
+                schedule=lambda step: lr_factor(step, span, config), callbacks=callbacks,
+                base_lrs=(float(config["lr_g"]), float(config["lr_d"])))
+            # a step reports the losses of its forward pass: check the weights it left
             check_finite(gan.history.records[-1] if gan.history.records else {}, gan)
-        except DivergenceError as err:
-            diverged = err
-    if diverged is not None:
-        gan.history.to_csv(os.path.join(out, "history.csv"))
-        if last_good is not None:
-            kept = (f"The last good checkpoint, step {last_good}, is kept in {checkpoint_path} "
-                    f"(continue from it with --resume {checkpoint_path}, or start again with "
-                    "a lower --lr).")
-        else:
-            kept = "No checkpoint had been saved yet (see --checkpoint-every)."
-        print(f"minigan train: {diverged}\nStopped. {kept} The history up to that step is "
-              f"in {os.path.join(out, 'history.csv')}.", file=sys.stderr)
-        return 1
+            _save_state(run)  # still held: Ctrl-C never comes between the end and the save
+    except KeyboardInterrupt:
+        return _interrupted(run)
+    except DivergenceError as err:
+        return _diverged(run, err)
+    finally:
+        run.train_seconds = time.perf_counter() - t_train
+    try:
+        return _outputs(run)
+    except KeyboardInterrupt:
+        print(f"\nInterrupted while writing the outputs; {_listing(run)} in {run.out}.",
+              file=sys.stderr)
+        return 130
 
-    # -- outputs --------------------------------------------------------------
+
+def _listing(run):
+    names = sorted(set(run.written), key=RUN_FILES.index)
+    return (", ".join(names) + (" were" if len(names) > 1 else " was") + " written") if names \
+        else "nothing was written"
+
+
+def _save_state(run):
+    """The checkpoint (unless the last periodic one is of this step) and history.csv,
+    held together against Ctrl-C."""
+    from minigan.train import deferred_interrupts
+
+    with deferred_interrupts():
+        if run.checkpoints.last_saved != run.gan.step:
+            record = run.gan.history.records[-1] if run.gan.history.records else None
+            run.checkpoints.save(run.gan, record)
+        run.written.append("checkpoint.npz")
+        run.gan.history.to_csv(os.path.join(run.out, "history.csv"))
+        run.written.append("history.csv")
+
+
+def _resume_hint(run):
+    args = run.args
+    words = ["python", "-m", "minigan", "train", "--resume", run.checkpoint_path,
+             "--out", run.out]
+    for flag in ("no_metrics", "no_figures", "no_gif", "quiet"):
+        if getattr(args, flag):
+            words.append("--" + flag.replace("_", "-"))
+    for option in ("data_dir", "backend", "threads"):
+        if getattr(args, option) is not None:
+            words += ["--" + option.replace("_", "-"), str(getattr(args, option))]
+    return " ".join(shlex.quote(w) for w in words)
+
+
+def _interrupted(run):
+    """Ctrl-C: save what a bit-exact resume needs, the history and the loss curves."""
+    from minigan.train import DivergenceError
+
+    gan = run.gan
+    print(f"\nInterrupted at step {gan.step} of {run.config['steps']}; saving the run.",
+          file=sys.stderr, flush=True)
+    try:
+        _save_state(run)
+    except DivergenceError as err:
+        return _diverged(run, err)
+    try:
+        if not run.args.no_figures and gan.history.records:
+            _headless_matplotlib()
+            from minigan import plot
+
+            plot.plot_losses(gan.history, path=os.path.join(run.out, "losses.png"))
+            run.written.append("losses.png")
+    except KeyboardInterrupt:
+        pass
+    then = (f"Continue with: {_resume_hint(run)}" if gan.step < run.config["steps"] else
+            "Training had reached its last step; the samples, scores and figures were not "
+            "made (resume with more --steps to continue).")
+    print(f"Stopped at step {gan.step}: {_listing(run)} in {run.out}.\n{then}", file=sys.stderr)
+    return 130
+
+
+def _diverged(run, err):
+    path = run.checkpoint_path
+    run.gan.history.to_csv(os.path.join(run.out, "history.csv"))
+    last = run.checkpoints.last_saved
+    if last is not None:
+        kept = (f"The last good checkpoint, step {last}, is kept in {path} "
+                f"(continue from it with --resume {path}, or start again with a lower --lr).")
+    else:
+        kept = "No checkpoint had been saved yet (see --checkpoint-every)."
+    print(f"minigan train: {err}\nStopped. {kept} The history up to that step is "
+          f"in {os.path.join(run.out, 'history.csv')}.", file=sys.stderr)
+    return 1
+
+
+def _outputs(run):
+    """The finished run's other files: samples, scores, figures."""
     from minigan.backend import to_numpy
 
-    save_checkpoint(os.path.join(out, "checkpoint.npz"), gan, config, extra_state())
-    gan.history.to_csv(os.path.join(out, "history.csv"))
-    written = ["checkpoint.npz", "history.csv"]
-
-    eval_rng = np.random.default_rng([seed, 5])
+    gan, config, args = run.gan, run.config, run.args
+    name = config["dataset"]
+    is_image = name in IMAGE_DATASETS
     n_eval = N_METRIC_SAMPLES_IMAGES if is_image else N_METRIC_SAMPLES_TOY
-    samples = to_numpy(gan.sample(n_eval, rng=eval_rng))
-    saved = samples[:N_SAVED_IMAGES] if is_image else samples
-    _atomic_npy(os.path.join(out, "samples.npy"), saved)
-    written.append("samples.npy")
-
-    metrics = {"dataset": dataset_name, "steps": int(gan.step), "seed": seed,
-               "batch_size": int(config["batch_size"]), "backend": backend,
-               "n_samples": int(n_eval), "sampled_from": "G_ema" if gan.G_ema is not None
-               else "G"}
-    if args.no_metrics:
-        metrics["skipped"] = "--no-metrics"
-        headline_parts = {}
-    elif is_image:
-        asked = np.arange(len(samples)) % gan.n_classes if gan.conditional else None
-        try:
-            headline_parts = _image_metrics(dataset_name, samples, args.data_dir, labels=asked)
-        except DataError as err:
-            # The run itself is saved; only the score is missing (e.g. no test-set files).
-            print(f"Could not score the samples: {err}", file=sys.stderr)
-            metrics["skipped"] = f"scoring failed: {err}"
-            headline_parts = {}
-    else:
-        headline_parts = _toy_metrics(dataset, samples, seed)
-    metrics.update(headline_parts)
-    if is_image:
-        headline = _image_headline(headline_parts) if headline_parts else "not scored"
-    else:
-        headline = _toy_headline(dataset_name, headline_parts) if headline_parts \
-            else "metrics skipped (--no-metrics)"
+    samples = to_numpy(gan.sample(n_eval, rng=np.random.default_rng([run.seed, 5])))
+    _atomic_npy(os.path.join(run.out, "samples.npy"), samples[:N_SAVED_IMAGES] if is_image
+                else samples)
+    run.written.append("samples.npy")
+    metrics = {"dataset": name, "steps": int(gan.step), "seed": run.seed,
+               "batch_size": int(config["batch_size"]), "backend": run.backend,
+               "n_samples": int(n_eval), "sampled_from": "G_ema" if gan.ema is not None else "G",
+               "train_seconds": round(run.train_seconds, 3)}
+    parts, headline = _score(run, samples)
+    metrics.update(parts)
     metrics["headline"] = headline.split("\n")[0]
-
+    path = os.path.join(run.out, "metrics.json")
+    _atomic_json(path, metrics)
+    run.written.append("metrics.json")
     if not args.no_figures:
-        written += _figures(out, gan, dataset_name, dataset, samples, frames)
-    total_seconds = time.perf_counter() - t_start
-    metrics["train_seconds"] = round(train_seconds, 3)
-    metrics["total_seconds"] = round(total_seconds, 3)
-    _atomic_json(os.path.join(out, "metrics.json"), metrics)
-    written.append("metrics.json")
-
+        _figures(run, samples)
+    total_seconds = time.perf_counter() - run.t_start
+    _atomic_json(path, {**metrics, "total_seconds": round(total_seconds, 3)})
     if not args.quiet:
+        steps = int(config["steps"])
         stopped = f" (stopped after step {gan.step} of {steps}; continue with --resume)" \
             if gan.step < steps else ""
-        print(f"Done in {total_seconds:.1f} s (training {train_seconds:.1f} s){stopped}.")
-        source = " (samples from the moving average of G's weights)" if gan.G_ema is not None else ""
-        print(f"{dataset_name}{source}: {headline}")
-        print(f"Wrote {', '.join(sorted(written, key=RUN_FILES.index))} to {out}")
+        print(f"Done in {total_seconds:.1f} s (training {run.train_seconds:.1f} s){stopped}.")
+        source = " (samples from the moving average of G's weights)" if gan.ema is not None \
+            else ""
+        print(f"{name}{source}: {headline}")
+        print(f"Wrote {', '.join(sorted(set(run.written), key=RUN_FILES.index))} to {run.out}")
     return 0
 
 
@@ -829,36 +626,19 @@ def sample(args):
         gan, config, extra = load_checkpoint(args.checkpoint)
     except FileNotFoundError as err:
         raise CLIError(str(err)) from None
-    rng = np.random.default_rng(args.seed)
-    x = to_numpy(gan.sample(args.n, rng=rng, ema=not args.no_ema))
-    out_dir = os.path.dirname(os.path.abspath(args.out))
-    if not os.path.isdir(out_dir):
+    x = to_numpy(gan.sample(args.n, rng=np.random.default_rng(args.seed), ema=not args.no_ema))
+    if not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
         raise CLIError(f"the folder of --out {args.out!r} does not exist")
+    name = config.get("dataset", extra.get("dataset"))
     if args.out.endswith(".npy"):
         _atomic_npy(args.out, x)
-    else:
+    elif name in DATASETS or x.shape[1] == 784:
         _headless_matplotlib()
-        from minigan import plot
-
-        name = config.get("dataset", extra.get("dataset"))
-        title = f"{name}, step {gan.step}"
-        if name in IMAGE_DATASETS or x.shape[1] == 784:
-            n = min(len(x), 100)
-            plot.plot_image_grid(x[:n], title=title, path=args.out)
-        elif name in TOY_DATASETS:
-            from minigan.data import toy_dataset
-
-            dataset = toy_dataset(name)
-            real = dataset.sample(len(x), np.random.default_rng(0))
-            if x.shape[1] == 2:
-                plot.plot_2d(real, x, discriminator=gan, centres=_centres(dataset),
-                             lim=_plot_lim(dataset), title=title, path=args.out)
-            else:
-                plot.plot_1d(real, x, discriminator=gan, lim=_plot_lim(dataset),
-                             data_pdf=getattr(dataset, "pdf", None), title=title, path=args.out)
-        else:
-            raise CLIError(f"cannot draw samples of width {x.shape[1]} from an unknown data set "
-                           f"{name!r}; write them to a .npy file instead")
+        _plot_samples(args.out, gan, name if name in DATASETS else "mnist", x,
+                      f"{name}, step {gan.step}")
+    else:
+        raise CLIError(f"cannot draw samples of width {x.shape[1]} from an unknown data set "
+                       f"{name!r}; write them to a .npy file instead")
     if not args.quiet:
         print(f"Wrote {args.n} samples of {config.get('dataset', 'the GAN')} "
               f"(step {gan.step}) to {args.out}")
@@ -868,121 +648,10 @@ def sample(args):
 # --------------------------------------------------------------------- gradcheck
 
 
-def _gradcheck_cases():
-    """(name, zero-argument function returning a GradCheckResult) for every op and layer."""
-    from minigan import functional as F
-    from minigan import gradcheck as gc
-    from minigan import layers as L
-
-    rng = np.random.default_rng(0)
-
-    def away_from_zero(shape):
-        x = rng.standard_normal(shape)
-        return x + np.sign(x) * 0.1  # |x| >= 0.1: no kink of ReLU/LeakyReLU within eps
-
-    x = away_from_zero((5, 4))
-    W, b = rng.standard_normal((4, 3)), rng.standard_normal(3)
-    gamma, beta = rng.standard_normal(4), rng.standard_normal(4)
-    mask = F.dropout_mask((5, 4), 0.5, rng=1, dtype="float64")
-    running_mean, running_var = rng.standard_normal(4), rng.uniform(0.5, 2.0, 4)
-    logits = rng.standard_normal((6, 1)) * 3
-    probs = rng.uniform(0.05, 0.95, (6, 1))
-    soft = rng.uniform(0, 1, (6, 1))
-    class_logits = rng.standard_normal((6, 5))
-    labels = rng.integers(0, 5, 6)
-
-    def layer(lay, inp):
-        return lambda: gc.check_layer(lay, inp)
-
-    cases = [
-        ("dense_forward/backward", lambda: gc.check_backward(F.dense_forward, [x, W, b])),
-        ("relu_forward/backward", lambda: gc.check_backward(F.relu_forward, [x])),
-        ("leaky_relu_forward/backward", lambda: gc.check_backward(
-            F.leaky_relu_forward, [x], kwargs={"negative_slope": 0.2})),
-        ("sigmoid_forward/backward", lambda: gc.check_backward(F.sigmoid_forward, [x])),
-        ("tanh_forward/backward", lambda: gc.check_backward(F.tanh_forward, [x])),
-        ("dropout_forward/backward", lambda: gc.check_backward(
-            F.dropout_forward, [x], kwargs={"p": 0.5, "mask": mask})),
-        ("batchnorm_forward/backward (train)", lambda: gc.check_backward(
-            F.batchnorm_forward, [x, gamma, beta], kwargs={"train": True})),
-        ("batchnorm_forward/backward (eval)", lambda: gc.check_backward(
-            F.batchnorm_forward, [x, gamma, beta],
-            kwargs={"train": False, "running_mean": running_mean, "running_var": running_var})),
-        ("bce_with_logits", lambda: gc.check_loss(F.bce_with_logits, logits, soft)),
-        ("bce", lambda: gc.check_loss(F.bce, probs, soft)),
-        ("mse", lambda: gc.check_loss(F.mse, logits, soft)),
-        ("least_squares", lambda: gc.check_loss(F.least_squares, logits, soft)),
-        ("softmax_cross_entropy", lambda: gc.check_loss(
-            F.softmax_cross_entropy, class_logits, labels)),
-        ("Dense", layer(L.Dense(4, 3, dtype="float64", rng=2), x)),
-        ("ReLU", layer(L.ReLU(), x)),
-        ("LeakyReLU", layer(L.LeakyReLU(0.2), x)),
-        ("Sigmoid", layer(L.Sigmoid(), x)),
-        ("Tanh", layer(L.Tanh(), x)),
-        ("Dropout", layer(L.Dropout(0.5, rng=3), x)),
-        ("BatchNorm1d (train)", layer(L.BatchNorm1d(4, dtype="float64"), x)),
-        ("BatchNorm1d (eval)", layer(L.BatchNorm1d(4, dtype="float64").eval(), x)),
-        ("Sequential MLP", layer(L.Sequential(
-            # batch norm after the activation: right after a Dense it would make that
-            # layer's bias gradient exactly 0, which says nothing about the check
-            L.Dense(4, 6, dtype="float64", rng=4), L.LeakyReLU(0.2),
-            L.BatchNorm1d(6, dtype="float64"), L.Dense(6, 2, dtype="float64", rng=5),
-            L.Tanh()), x)),
-        ("GAN generator step through D", _gan_generator_check),
-    ]
-    return cases
-
-
-def _gan_generator_check():
-    """G's parameter gradient of the generator loss, through D, against finite differences."""
-    from minigan import gradcheck as gc
-    from minigan.models import build_gan
-
-    gan = build_gan({"latent_dim": 3, "data_dim": 2, "g_hidden": [5], "d_hidden": [4],
-                     "dtype": "float64", "activation": "tanh"}, backend="numpy", seed=0)
-    z = np.random.default_rng(1).standard_normal((6, 3))
-
-    def loss():
-        return gan.generator_loss(gan.D.forward(gan.G.forward(z)))[0]
-
-    fake = gan.G.forward(z)
-    logits = gan.D.forward(fake)
-    _, dlogits = gan.generator_loss(logits)
-    dfake = gan.D.backward(dlogits, param_grads=False)
-    gan.G.zero_grad()
-    gan.G.backward(dfake)
-    result = gc.GradCheckResult("generator loss through D w.r.t. G's parameters")
-    for name, p, g in gan.G.named_parameters():
-        analytic = g.copy()
-        numeric = gc.numerical_gradient(lambda: float(loss()), p)
-        result.comparisons.append(gc.compare("d" + name, analytic, numeric))
-    gan.G.clear_cache()
-    gan.D.clear_cache()
-    return result
-
-
 def gradcheck(args):
-    cases = _gradcheck_cases()
-    failures = 0
-    width = max(len(name) for name, _ in cases)
-    print(f"{'check':<{width}}  {'max rel. error':>14}  result")
-    print("-" * (width + 26))
-    for name, fn in cases:
-        result = None
-        try:
-            result = fn()
-            ok, err = result.ok, result.max_rel_error
-            status = "ok" if ok else "FAILED: " + ", ".join(result.wrong())
-        except Exception as exc:  # a crash in a backward is a failed check, not a traceback
-            ok, err, status = False, float("nan"), f"ERROR: {type(exc).__name__}: {exc}"
-        failures += not ok
-        print(f"{name:<{width}}  {err:14.2e}  {status}")
-        if not ok and args.verbose and result is not None:
-            print(result)
-    print("-" * (width + 26))
-    print(f"{len(cases) - failures}/{len(cases)} gradient checks passed (float64, central "
-          "differences, random upstream gradient)")
-    return 0 if failures == 0 else 1
+    from minigan.gradcheck import run_checks
+
+    return 0 if run_checks(verbose=args.verbose) == 0 else 1
 
 
 # -------------------------------------------------------------------------- info
@@ -996,20 +665,43 @@ def _version(module_name):
     return getattr(module, "__version__", "installed")
 
 
-def _blas_info():
+def _gpu_lines():
+    from minigan import backend as mb
+
     try:
-        config = np.show_config(mode="dicts")
-        blas = config.get("Build Dependencies", {}).get("blas", {})
-        text = f"{blas.get('name', '?')} {blas.get('version', '')}".strip()
-    except Exception:
-        text = "unknown"
-    threads = [f"{k}={os.environ[k]}" for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
-                                                 "MKL_NUM_THREADS") if k in os.environ]
-    return text + (f" ({', '.join(threads)})" if threads else "")
+        cupy = mb._import_cupy()
+    except RuntimeError as err:
+        return [("backends", "numpy (cupy unavailable: " + str(err).split(". ")[0] + ")"),
+                ("GPU", "none")]
+    props = cupy.cuda.runtime.getDeviceProperties(0)
+    name = props["name"]
+    gpu = name.decode() if isinstance(name, bytes) else str(name)
+    return [("backends", "numpy, cupy"),
+            ("GPU", f"{gpu} ({props['totalGlobalMem'] / 2**30:.1f} GiB)")]
+
+
+def _data_lines():
+    from minigan import metrics
+    from minigan.data.mnist import FILES, resolve_data_dir
+
+    data_dir = resolve_data_dir()
+    env = os.environ.get("MINIGAN_DATA_DIR")
+    lines = [("data dir", f"{data_dir}" + (" (from MINIGAN_DATA_DIR)" if env else ""))]
+    for name in ("mnist", "fashion-mnist"):
+        files = FILES[name]
+        present = sum((data_dir / name / f).is_file() for f in files)
+        lines.append((f"  {name}", f"{present}/{len(files)} files present"
+                      + ("" if present == len(files) else
+                         " (downloaded on first use, or put them there by hand)")))
+    lines.append(("cache dir", str(metrics.resolve_cache_dir())))
+    lines.append(("  MNIST classifier", "cached" if metrics.classifier_path("mnist").is_file()
+                  else "not trained yet (trained once, ~30 s, on the first MNIST run)"))
+    return lines
 
 
 def info(args):
     import minigan
+    from minigan import _threads
     from minigan import backend as mb
 
     lines = [
@@ -1017,40 +709,14 @@ def info(args):
         ("Python", f"{platform.python_version()} ({sys.executable})"),
         ("platform", f"{platform.platform()}, {os.cpu_count()} CPUs"),
         ("NumPy", np.__version__),
-        ("BLAS", _blas_info()),
+        ("BLAS", _threads.blas_info()),
         ("matplotlib", _version("matplotlib")),
         ("tqdm", _version("tqdm")),
         ("CuPy", _version("cupy")),
+        *_gpu_lines(),
+        ("current backend", mb.get_backend()),
+        *_data_lines(),
     ]
-    gpu = "none"
-    try:
-        cupy = mb._import_cupy()
-        props = cupy.cuda.runtime.getDeviceProperties(0)
-        name = props["name"]
-        gpu = name.decode() if isinstance(name, bytes) else str(name)
-        gpu += f" ({props['totalGlobalMem'] / 2**30:.1f} GiB)"
-        backends = "numpy, cupy"
-    except RuntimeError as err:
-        backends = "numpy (cupy unavailable: " + str(err).split(". ")[0] + ")"
-    lines += [("backends", backends), ("GPU", gpu), ("current backend", mb.get_backend())]
-    from minigan.data.mnist import FILES, resolve_data_dir
-
-    data_dir = resolve_data_dir()
-    env = os.environ.get("MINIGAN_DATA_DIR")
-    lines.append(("data dir", f"{data_dir}" + (" (from MINIGAN_DATA_DIR)" if env else "")))
-    for name in ("mnist", "fashion-mnist"):
-        files = FILES[name]
-        present = sum((data_dir / name / f).is_file() for f in files)
-        lines.append((f"  {name}", f"{present}/{len(files)} files present"
-                      + ("" if present == len(files) else
-                         " (downloaded on first use, or put them there by hand)")))
-    from minigan import metrics
-
-    cache = metrics.resolve_cache_dir()
-    clf = cache / metrics.CLASSIFIER_FILE
-    lines.append(("cache dir", str(cache)))
-    lines.append(("  MNIST classifier", "cached" if clf.is_file() else
-                  "not trained yet (trained once, ~30 s, on the first MNIST run)"))
     width = max(len(k) for k, _ in lines)
     for k, v in lines:
         print(f"{k:<{width}}  {v}")
@@ -1074,27 +740,8 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
         return text
 
 
-def build_parser():
-    import minigan
-
-    parser = argparse.ArgumentParser(
-        prog="minigan", formatter_class=_Formatter,
-        description="minigan: GANs from scratch in NumPy/CuPy. Train one, sample from a "
-                    "checkpoint, check every gradient, or show the setup.",
-        epilog="Run 'python -m minigan COMMAND --help' for the options of a command.")
-    parser.add_argument("--version", action="version", version=f"minigan {minigan.__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    toy = ", ".join(TOY_DATASETS)
-    p = sub.add_parser(
-        "train", formatter_class=_Formatter, help="train a GAN and write a run directory",
-        description="Train a GAN with the dataset's preset settings (override them below) and "
-                    "write checkpoint.npz, history.csv, metrics.json, samples.npy, losses.png, "
-                    "samples.png and, for 1-D/2-D data, training.gif into --out.",
-        epilog=f"Toy sets ({toy}) are generated on the fly; MNIST and Fashion-MNIST are read "
-               "from $MINIGAN_DATA_DIR (or ~/.cache/minigan, downloaded when missing). "
-               "Presets: " + "; ".join(
-                   f"{k}: {v['steps']} steps, batch {v['batch_size']}" for k, v in PRESETS.items()))
+def _add_model_options(p):
+    """The options a run's checkpoint stores (fixed once it has started)."""
     p.add_argument("--dataset", choices=DATASETS, default="ring8", help="what to learn")
     p.add_argument("--steps", type=_positive_int, default=None,
                    help="generator updates (default: the preset's)")
@@ -1102,12 +749,6 @@ def build_parser():
                    help="real samples per discriminator update (default: the preset's)")
     p.add_argument("--seed", type=_non_negative_int, default=None,
                    help="seeds the weights, the noise and the data order (default 0)")
-    p.add_argument("--backend", choices=("numpy", "cupy"), default=None,
-                   help="where to compute (default: $MINIGAN_BACKEND or numpy)")
-    p.add_argument("--out", default=None,
-                   help="run directory (default: runs/<dataset>-<date>-<time>)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace the files of an existing run directory")
     p.add_argument("--lr", type=_positive_float, default=None,
                    help="learning rate of both G and D (default: the preset's)")
     p.add_argument("--lr-g", type=_positive_float, default=None, help="G's learning rate")
@@ -1136,17 +777,27 @@ def build_parser():
                    help="save checkpoint.npz every N steps (default: every tenth of the run; "
                         "0: only at the end); a run that diverges (NaN/inf losses) stops "
                         "and keeps the last good one")
+
+
+def _add_run_options(p):
+    """Where and how this invocation runs: files, resuming, output, threads."""
+    p.add_argument("--backend", choices=("numpy", "cupy"), default=None,
+                   help="where to compute (default: $MINIGAN_BACKEND or numpy)")
+    p.add_argument("--out", default=None,
+                   help="run directory (default: runs/<dataset>-<date>-<time>)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the files of an existing run directory")
     p.add_argument("--data-dir", default=None,
                    help="where the MNIST files are (default: $MINIGAN_DATA_DIR or "
                         "~/.cache/minigan)")
     p.add_argument("--no-metrics", action="store_true",
                    help="skip the scores in metrics.json (for images: no classifier is "
-                        "trained or loaded)")
+                        "trained or loaded, and the test files are not needed)")
     p.add_argument("--no-figures", action="store_true", help="write no .png/.gif files")
     p.add_argument("--no-gif", action="store_true", help="skip training.gif")
     p.add_argument("--resume", default=None, metavar="CHECKPOINT",
-                   help="continue the run saved in CHECKPOINT (its settings, data order and "
-                        "RNG states) up to --steps")
+                   help="continue the run saved in CHECKPOINT (its settings, data order, "
+                        "RNG states and learning-rate schedule) up to --steps")
     p.add_argument("--stop-after", type=_positive_int, default=None, metavar="STEP",
                    help="stop after this step (the learning-rate schedule still spans "
                         "--steps) and save; continue later with --resume")
@@ -1154,8 +805,27 @@ def build_parser():
                    help="BLAS threads (default: 1 for the toy sets; for images the library's "
                         "default, fewer when the machine is busy)")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+
+
+def _add_train_parser(sub):
+    toy = ", ".join(TOY_DATASETS)
+    p = sub.add_parser(
+        "train", formatter_class=_Formatter, help="train a GAN and write a run directory",
+        description="Train a GAN with the dataset's preset settings (override them below) and "
+                    "write config.json, checkpoint.npz, history.csv, metrics.json, "
+                    "samples.npy, losses.png, samples.png and, for 1-D/2-D data, "
+                    "training.gif into --out. Ctrl-C stops at the end of a step and saves "
+                    "the run, to continue with --resume.",
+        epilog=f"Toy sets ({toy}) are generated on the fly; MNIST and Fashion-MNIST are read "
+               "from $MINIGAN_DATA_DIR (or ~/.cache/minigan, downloaded when missing). "
+               "Presets: " + "; ".join(
+                   f"{k}: {v['steps']} steps, batch {v['batch_size']}" for k, v in PRESETS.items()))
+    _add_model_options(p)
+    _add_run_options(p)
     p.set_defaults(func=train)
 
+
+def _add_other_parsers(sub):
     p = sub.add_parser("sample", formatter_class=_Formatter,
                        help="draw samples from a checkpoint",
                        description="Draw samples from a trained generator: a .npy array "
@@ -1184,6 +854,20 @@ def build_parser():
                                    "matplotlib, the available backends and GPU, the BLAS "
                                    "library, and where data and caches live.")
     p.set_defaults(func=info)
+
+
+def build_parser():
+    import minigan
+
+    parser = argparse.ArgumentParser(
+        prog="minigan", formatter_class=_Formatter,
+        description="minigan: GANs from scratch in NumPy/CuPy. Train one, sample from a "
+                    "checkpoint, check every gradient, or show the setup.",
+        epilog="Run 'python -m minigan COMMAND --help' for the options of a command.")
+    parser.add_argument("--version", action="version", version=f"minigan {minigan.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_train_parser(sub)
+    _add_other_parsers(sub)
     return parser
 
 
@@ -1197,22 +881,20 @@ def main(argv=None):
     if args.command == "train":
         args.dataset_given = any(a == "--dataset" or a.startswith("--dataset=") for a in argv)
     try:
+        if args.command != "train":  # train chooses its backend itself, after its checks
+            _use_backend()
         return args.func(args)
     except BrokenPipeError:
         # The reader of our output went away (`minigan gradcheck | head`): not our
         # error. Point stdout at /dev/null so that Python's final flush is quiet too.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
-    except CLIError as err:
+    except KeyboardInterrupt:
+        print(f"\nminigan {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except (CLIError, CheckpointError) as err:
         print(f"minigan {args.command}: error: {err}", file=sys.stderr)
         return 2
-    except Exception as err:
-        from minigan.checkpoint import CheckpointError
-
-        if isinstance(err, CheckpointError):
-            print(f"minigan {args.command}: error: {err}", file=sys.stderr)
-            return 2
-        raise
 
 
 if __name__ == "__main__":  # pragma: no cover

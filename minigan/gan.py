@@ -187,6 +187,9 @@ class GAN:
         self.ema = ema
         self.step = 0
         self.history = History()
+        # what the discriminator step needs to know of D's layers, looked up once
+        self._d_pack = _pack_degree(discriminator)
+        self._d_batchnorm = any(isinstance(m, BatchNorm1d) for m in discriminator.modules())
 
     def __repr__(self):
         parts = [f"latent_dim={self.latent_dim}", f"loss={self.loss!r}"]
@@ -239,9 +242,8 @@ class GAN:
         the real batch's caches are set aside while the fake batch goes through.
         """
         xp = array_module(real, fake)
-        m = _pack_degree(self.D)  # D gives one output per pack of m samples
-        batchnorm = any(isinstance(layer, BatchNorm1d) for layer in self.D.modules())
-        if not batchnorm and len(real) % m == 0 and len(fake) % m == 0:  # no pack mixes the two
+        m = self._d_pack  # D gives one output per pack of m samples
+        if not self._d_batchnorm and len(real) % m == 0 and len(fake) % m == 0:  # no pack mixes the two
             out = self.D.forward(xp.concatenate([real, fake]))
             real_out, fake_out = out[: len(real) // m], out[len(real) // m:]
             loss, d_real, d_fake = self.loss.discriminator(real_out, fake_out)
@@ -339,7 +341,7 @@ class GAN:
         as a pack of m copies of itself, so a decision surface can be drawn;
         ``packed=True`` judges consecutive groups of m rows instead, (n/m, 1).
         """
-        m = _pack_degree(self.D)
+        m = self._d_pack
         if m > 1 and not packed:
             x = array_module(x).repeat(x, m, axis=0)
         return self.loss.score(forward_in_eval_mode(self.D, x))

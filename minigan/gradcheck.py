@@ -254,12 +254,6 @@ def check_loss(loss_fn, pred, target, *, eps=DEFAULT_EPS, atol=DEFAULT_ATOL, rto
     return result
 
 
-def _walk(layer):
-    yield layer
-    for child in getattr(layer, "layers", []):
-        yield from _walk(child)
-
-
 def check_layer(layer, x, grad_out=None, *, eps=DEFAULT_EPS, atol=DEFAULT_ATOL,
                 rtol=DEFAULT_RTOL, seed=0):
     """Check a layer's (or a whole model's) dx and every parameter gradient.
@@ -272,7 +266,7 @@ def check_layer(layer, x, grad_out=None, *, eps=DEFAULT_EPS, atol=DEFAULT_ATOL,
     model = copy.deepcopy(layer).astype("float64")
     x = x.astype(np.float64)
     replay = []
-    for sub in _walk(model):
+    for sub in model.modules():
         if isinstance(sub, Dropout) and sub.training and sub.p > 0:
             if sub.rng is None:
                 sub.rng = np.random.default_rng(seed)
@@ -298,4 +292,143 @@ def check_layer(layer, x, grad_out=None, *, eps=DEFAULT_EPS, atol=DEFAULT_ATOL,
     for name, p, _ in model.named_parameters():
         numeric = numerical_gradient(run_forward, p, grad_out, eps)
         result.comparisons.append(compare("d" + name, analytic["d" + name], numeric, atol, rtol))
+    return result
+
+
+# ------------------------------------------------------------- the built-in checks
+
+
+def run_checks(cases=None, verbose=False):
+    """Run ``cases`` (default ``builtin_checks()``), print one line each and a total;
+    returns the number that failed. ``verbose``: also the full table of a failure."""
+    cases = builtin_checks() if cases is None else cases
+    failures = 0
+    width = max(len(name) for name, _ in cases)
+    print(f"{'check':<{width}}  {'max rel. error':>14}  result")
+    print("-" * (width + 26))
+    for name, fn in cases:
+        result = None
+        try:
+            result = fn()
+            ok, err = result.ok, result.max_rel_error
+            status = "ok" if ok else "FAILED: " + ", ".join(result.wrong())
+        except Exception as exc:  # a crash in a backward is a failed check, not a traceback
+            ok, err, status = False, float("nan"), f"ERROR: {type(exc).__name__}: {exc}"
+        failures += not ok
+        print(f"{name:<{width}}  {err:14.2e}  {status}")
+        if not ok and verbose and result is not None:
+            print(result)
+    print("-" * (width + 26))
+    print(f"{len(cases) - failures}/{len(cases)} gradient checks passed (float64, central "
+          "differences, random upstream gradient)")
+    return failures
+
+
+def builtin_checks():
+    """(name, zero-argument function returning a GradCheckResult) for every built-in
+    op, loss and layer, and the generator step through D: what ``python -m minigan
+    gradcheck`` runs. Inputs are float64 and away from the kinks of ReLU/LeakyReLU."""
+    from minigan import functional as F
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((5, 4))
+    x += np.sign(x) * 0.1  # |x| >= 0.1: no kink of ReLU/LeakyReLU within eps
+    W, b = rng.standard_normal((4, 3)), rng.standard_normal(3)
+    gamma, beta = rng.standard_normal(4), rng.standard_normal(4)
+    mask = F.dropout_mask((5, 4), 0.5, rng=1, dtype="float64")
+    running = {"running_mean": rng.standard_normal(4), "running_var": rng.uniform(0.5, 2.0, 4)}
+    logits, probs = rng.standard_normal((6, 1)) * 3, rng.uniform(0.05, 0.95, (6, 1))
+    soft = rng.uniform(0, 1, (6, 1))
+    class_logits, labels = rng.standard_normal((6, 5)), rng.integers(0, 5, 6)
+    cases = [
+        ("dense_forward/backward", lambda: check_backward(F.dense_forward, [x, W, b])),
+        ("relu_forward/backward", lambda: check_backward(F.relu_forward, [x])),
+        ("leaky_relu_forward/backward", lambda: check_backward(
+            F.leaky_relu_forward, [x], kwargs={"negative_slope": 0.2})),
+        ("sigmoid_forward/backward", lambda: check_backward(F.sigmoid_forward, [x])),
+        ("tanh_forward/backward", lambda: check_backward(F.tanh_forward, [x])),
+        ("dropout_forward/backward", lambda: check_backward(
+            F.dropout_forward, [x], kwargs={"p": 0.5, "mask": mask})),
+        ("batchnorm_forward/backward (train)", lambda: check_backward(
+            F.batchnorm_forward, [x, gamma, beta], kwargs={"train": True})),
+        ("batchnorm_forward/backward (eval)", lambda: check_backward(
+            F.batchnorm_forward, [x, gamma, beta], kwargs={"train": False, **running})),
+        ("bce_with_logits", lambda: check_loss(F.bce_with_logits, logits, soft)),
+        ("bce", lambda: check_loss(F.bce, probs, soft)),
+        ("mse", lambda: check_loss(F.mse, logits, soft)),
+        ("least_squares", lambda: check_loss(F.least_squares, logits, soft)),
+        ("softmax_cross_entropy", lambda: check_loss(
+            F.softmax_cross_entropy, class_logits, labels)),
+    ]
+    return cases + _gan_loss_checks(logits, soft * 4 - 2) + _layer_checks(x) + [
+        ("GAN generator step through D", gan_generator_check)]
+
+
+def _gan_loss_checks(real_out, fake_out):
+    """Both halves of every adversarial loss of ``minigan.gan_losses``."""
+    from minigan import gan_losses
+
+    def check(loss):
+        result = GradCheckResult(repr(loss), upstream="scalar loss")
+        _, d_real, d_fake = loss.discriminator(real_out, fake_out)
+        for name, x, analytic in (("dL_D/dreal", real_out, d_real),
+                                  ("dL_D/dfake", fake_out, d_fake)):
+            numeric = numerical_gradient(lambda: loss.discriminator(real_out, fake_out)[0], x)
+            result.comparisons.append(compare(name, analytic, numeric))
+        _, d_fake = loss.generator(fake_out)
+        numeric = numerical_gradient(lambda: loss.generator(fake_out)[0], fake_out)
+        result.comparisons.append(compare("dL_G/dfake", d_fake, numeric))
+        return result
+
+    losses = [gan_losses.NonSaturating(), gan_losses.NonSaturating(label_smoothing=0.1),
+              gan_losses.Minimax(), gan_losses.LeastSquares()]
+    return [(repr(loss), lambda loss=loss: check(loss)) for loss in losses]
+
+
+def _layer_checks(x):
+    from minigan import layers as L
+
+    def layer(lay):
+        return lambda: check_layer(lay, x)
+
+    return [
+        ("Dense", layer(L.Dense(4, 3, dtype="float64", rng=2))),
+        ("ReLU", layer(L.ReLU())),
+        ("LeakyReLU", layer(L.LeakyReLU(0.2))),
+        ("Sigmoid", layer(L.Sigmoid())),
+        ("Tanh", layer(L.Tanh())),
+        ("Dropout", layer(L.Dropout(0.5, rng=3))),
+        ("BatchNorm1d (train)", layer(L.BatchNorm1d(4, dtype="float64"))),
+        ("BatchNorm1d (eval)", layer(L.BatchNorm1d(4, dtype="float64").eval())),
+        ("Sequential MLP", layer(L.Sequential(
+            # batch norm after the activation: right after a Dense it would make that
+            # layer's bias gradient exactly 0, which says nothing about the check
+            L.Dense(4, 6, dtype="float64", rng=4), L.LeakyReLU(0.2),
+            L.BatchNorm1d(6, dtype="float64"), L.Dense(6, 2, dtype="float64", rng=5),
+            L.Tanh()))),
+    ]
+
+
+def gan_generator_check():
+    """G's parameter gradient of the generator loss, through D, against finite differences:
+    the generator step of ``minigan.gan.GAN``, one backward at a time."""
+    from minigan.models import build_gan
+
+    gan = build_gan({"latent_dim": 3, "data_dim": 2, "g_hidden": [5], "d_hidden": [4],
+                     "dtype": "float64", "activation": "tanh"}, backend="numpy", seed=0)
+    z = np.random.default_rng(1).standard_normal((6, 3))
+
+    def loss():
+        return float(gan.loss.generator(gan.D.forward(gan.G.forward(z)))[0])
+
+    _, d_fake_out = gan.loss.generator(gan.D.forward(gan.G.forward(z)))
+    dfake = gan.D.backward(d_fake_out, param_grads=False)
+    gan.G.zero_grad()
+    gan.G.backward(dfake)
+    result = GradCheckResult("generator loss through D w.r.t. G's parameters")
+    for name, p, g in gan.G.named_parameters():
+        analytic = g.copy()
+        result.comparisons.append(compare("d" + name, analytic, numerical_gradient(loss, p)))
+    gan.G.clear_cache()
+    gan.D.clear_cache()
     return result

@@ -171,14 +171,13 @@ def adam_step(pairs, ms, vs, *, lr, betas, eps, weight_decay, t):
 
 def _blocks(*arrays):
     """The arrays (of one shape) as matching flat blocks of ADAM_BLOCK entries:
-    views, so updating a block updates the array. An array that is not
-    C-contiguous cannot be cut into views: it is one block, whole."""
-    if not all(a.flags.c_contiguous for a in arrays):
-        yield arrays
-        return
+    views, so updating a block updates the array. A small array is one block,
+    and so is one that is not C-contiguous (it cannot be cut into views)."""
+    if arrays[0].size <= ADAM_BLOCK or not all(a.flags.c_contiguous for a in arrays):
+        return [arrays]
     flat = [a.reshape(-1) for a in arrays]
-    for start in range(0, flat[0].size, ADAM_BLOCK):
-        yield [a[start:start + ADAM_BLOCK] for a in flat]
+    return [[a[start:start + ADAM_BLOCK] for a in flat]
+            for start in range(0, flat[0].size, ADAM_BLOCK)]
 
 
 def _adam_numpy(p, g, m, v, tmp, tmp2, *, lr, betas, eps, weight_decay, t):

@@ -120,8 +120,15 @@ class Layer:
         return found
 
     def modules(self):
-        """This layer and every layer inside it, in the order of ``named_modules``."""
-        return [module for _, module in self.named_modules()]
+        """This layer and every layer inside it, in the order of ``named_modules``.
+
+        The walk a training step takes several times (zero_grad, parameters), so
+        it builds no names: on a small model it is a measurable part of a step.
+        """
+        found = [self]
+        for child in self.children():
+            found += child.modules()
+        return found
 
     def _named_arrays(self, *kinds):
         """(key, owning layer, array) for each array of the given kinds ("params",
@@ -134,17 +141,24 @@ class Layer:
     @property
     def dtype(self):
         """The parameters' dtype, or None for a model without parameters."""
-        for module in self.modules():
-            for p in module.params.values():
-                return p.dtype
-        return None
+        p = self._first_param()
+        return None if p is None else p.dtype
 
     @property
     def backend(self):
         """'numpy' or 'cupy', where the parameters live (None without parameters)."""
-        for module in self.modules():
-            for p in module.params.values():
-                return backend_of(p)
+        p = self._first_param()
+        return None if p is None else backend_of(p)
+
+    def _first_param(self):
+        """The first parameter in the walk's order, found without walking the rest
+        (a step asks for the dtype and backend several times)."""
+        for p in self.params.values():
+            return p
+        for child in self.children():
+            p = child._first_param()
+            if p is not None:
+                return p
         return None
 
     @property
@@ -152,8 +166,8 @@ class Layer:
         return int(sum(p.size for _, _, p in self._named_arrays("params")))
 
     def parameters(self):
-        """(param, grad) pairs in a stable order, for an optimiser."""
-        return [(p, g) for _, p, g in self.named_parameters()]
+        """(param, grad) pairs in a stable order (that of ``named_parameters``), for an optimiser."""
+        return [(m.params[k], m.grads[k]) for m in self.modules() for k in m.params]
 
     def named_parameters(self, prefix=""):
         """(name, param, grad) triples: "W" for a layer's own, "0.W", "2.gamma", ... inside
@@ -163,8 +177,9 @@ class Layer:
                 for k, p in module.params.items()]
 
     def zero_grad(self):
-        for _, _, g in self._named_arrays("grads"):
-            g.fill(0)
+        for module in self.modules():
+            for g in module.grads.values():
+                g.fill(0)
 
     def clear_cache(self):
         """Forget the last forward pass: a backward now raises instead of using it."""
@@ -519,7 +534,6 @@ class Sequential(Layer):
 
     def named_children(self):
         return [(str(i), layer) for i, layer in enumerate(self.layers)]
-
     def forward(self, x):
         for layer in self.layers:
             x = layer.forward(x)

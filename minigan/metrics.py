@@ -40,10 +40,15 @@ __all__ = [
     "scores_from_probs",
     "classifier_scores",
     "frechet_to_mnist",
+    "toy_scores",
+    "image_scores",
+    "headline",
     "MnistClassifier",
     "load_classifier",
+    "classifier_path",
     "resolve_cache_dir",
     "CLASSIFIER_FILE",
+    "CLASSIFIER_FILES",
 ]
 
 CACHE_ENV_VAR = "MINIGAN_CACHE_DIR"
@@ -553,42 +558,111 @@ def resolve_cache_dir(cache_dir=None):
     return Path(os.path.abspath(os.path.expanduser(os.fspath(cache_dir))))
 
 
-def load_classifier(data_dir=None, cache_dir=None, retrain=False, seed=0, verbose=True):
-    """The MNIST classifier: loaded from the cache, or trained once (30 s to a minute) and cached.
+CLASSIFIER_FILES = {"mnist": CLASSIFIER_FILE, "fashion-mnist": "fashion_mnist_classifier_v1.npz"}
+_NAMES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
 
-    The weights live in ``<cache_dir>/mnist_classifier_v2.npz`` (cache_dir: the
+
+def classifier_path(dataset="mnist", cache_dir=None):
+    """Where ``load_classifier(dataset=...)`` caches its classifier's weights."""
+    if dataset not in CLASSIFIER_FILES:
+        raise ValueError(f"no classifier for {dataset!r}: expected one of "
+                         f"{', '.join(CLASSIFIER_FILES)}")
+    return resolve_cache_dir(cache_dir) / CLASSIFIER_FILES[dataset]
+
+
+def load_classifier(data_dir=None, cache_dir=None, retrain=False, seed=0, verbose=True,
+                    dataset="mnist"):
+    """The classifier of ``dataset`` ("mnist" or "fashion-mnist"): loaded from the
+    cache, or trained once (30 s to a minute) and cached.
+
+    The weights live in ``classifier_path(dataset, cache_dir)`` (cache_dir: the
     argument, else $MINIGAN_CACHE_DIR, else ~/.cache/minigan). When the file is
     missing, unreadable or of another format, or ``retrain`` is true, the MLP is
-    trained on the 60,000 MNIST training images (``load_mnist("train",
-    data_dir)``), scored on the 10,000 test images (``test_accuracy``) and saved
-    atomically. verbose: print training progress to stderr.
+    trained on the 60,000 training images (``load_mnist("train", data_dir)`` or
+    ``load_fashion_mnist``), scored on the 10,000 test images (``test_accuracy``)
+    and saved atomically. verbose: print training progress to stderr.
     """
-    from minigan.data import load_mnist
+    import minigan.data as data  # looked up now, so a test can substitute the loader
 
-    path = resolve_cache_dir(cache_dir) / CLASSIFIER_FILE
+    path, name = classifier_path(dataset, cache_dir), _NAMES[dataset]
     if not retrain and path.exists():
         try:
             clf = MnistClassifier.load(path)
             if clf.seed == int(seed):
                 return clf
         except ValueError as err:
-            warnings.warn(f"Ignoring the cached MNIST classifier: {err} Training a new one.",
+            warnings.warn(f"Ignoring the cached {name} classifier: {err} Training a new one.",
                           stacklevel=2)
-    images, labels = load_mnist("train", data_dir=data_dir)
-    test_images, test_labels = load_mnist("test", data_dir=data_dir)
+    load = data.load_mnist if dataset == "mnist" else data.load_fashion_mnist
+    images, labels = load("train", data_dir=data_dir)
+    test_images, test_labels = load("test", data_dir=data_dir)
     if verbose:
-        print(f"Training the MNIST classifier (once; cached in {path})...",
+        print(f"Training the {name} classifier (once; cached in {path})...",
               file=sys.stderr, flush=True)
-    clf = MnistClassifier(seed=seed).fit(images, labels, verbose=verbose,
-                                         eval_data=None)
+    clf = MnistClassifier(seed=seed).fit(images, labels, verbose=verbose, eval_data=None)
     del images, labels
     clf.test_accuracy = clf.accuracy(test_images, test_labels)
     if verbose:
-        print(f"MNIST classifier: test accuracy {clf.test_accuracy:.4f}, "
+        print(f"{name} classifier: test accuracy {clf.test_accuracy:.4f}, "
               f"trained in {clf.train_seconds:.1f} s.", file=sys.stderr, flush=True)
-    if clf.test_accuracy < 0.98:
+    if dataset == "mnist" and clf.test_accuracy < 0.98:
         warnings.warn(f"The MNIST classifier reached only {clf.test_accuracy:.4f} test "
                       "accuracy (expected at least 0.98); its scores are less reliable.",
                       stacklevel=2)
     clf.save(path)
     return clf
+
+
+# ------------------------------------------------------------- a run's scores
+
+
+def toy_scores(samples, dataset, seed=0):
+    """What ``python -m minigan train`` reports for a toy set: mode coverage (for a
+    Gaussian mixture), the Gaussian-fit Fréchet distance to as many fresh data
+    samples (drawn with the seed ``[seed, 7]``), and both sets' means and stds."""
+    x = _host_2d(samples, "samples")
+    out = {}
+    if dataset.centres is not None:
+        out["mode_coverage"] = mode_coverage(x, dataset.centres, dataset.std)
+    real = dataset.sample(len(x), np.random.default_rng([seed, 7]), dtype="float64")
+    out["frechet_distance_to_data"] = float(frechet_distance(x, real))
+    out["sample_mean"] = x.mean(axis=0).tolist()
+    out["sample_std"] = x.std(axis=0).tolist()
+    out["data_mean"] = real.mean(axis=0).tolist()
+    out["data_std"] = real.std(axis=0).tolist()
+    return out
+
+
+def image_scores(samples, dataset="mnist", labels=None, data_dir=None):
+    """What ``train`` reports for images: ``classifier_scores`` with the data set's
+    classifier (``load_classifier``) and its test accuracy; with ``labels`` (the
+    classes a conditional G was asked for), the fraction of samples of that class."""
+    clf = load_classifier(data_dir=data_dir, dataset=dataset)
+    scores = classifier_scores(samples, clf)
+    scores["classifier_test_accuracy"] = clf.test_accuracy
+    out = {"classifier_scores": scores}
+    if labels is not None:
+        out["conditional_accuracy"] = float(np.mean(clf.predict(samples) == to_numpy(labels)))
+    return out
+
+
+def headline(scores):
+    """One line that sums up ``toy_scores`` or ``image_scores``."""
+    if "classifier_scores" in scores:
+        s = scores["classifier_scores"]
+        cond = (f", {100 * scores['conditional_accuracy']:.1f}% of the asked class"
+                if "conditional_accuracy" in scores else "")
+        return (f"{s['classes_covered']}/{s['n_classes']} classes, KL to uniform "
+                f"{s['kl_to_uniform']:.3f}, Inception score {s['inception_score']:.2f}{cond}")
+    if "mode_coverage" in scores and scores["mode_coverage"]["n_modes"] > 1:
+        c = scores["mode_coverage"]
+        return (f"{c['modes_captured']}/{c['n_modes']} modes, "
+                f"{100 * c['high_quality_fraction']:.1f}% high quality, "
+                f"reverse KL {c['reverse_kl']:.3f}")
+    if len(scores["sample_mean"]) == 1:
+        return (f"sample mean {scores['sample_mean'][0]:.3f} (data {scores['data_mean'][0]:.3f}), "
+                f"std {scores['sample_std'][0]:.3f} (data {scores['data_std'][0]:.3f})")
+    # only the means and covariances of the two sets: the picture shows the shape itself
+    return (f"Gaussian-fit Fréchet distance to the data "
+            f"{scores['frechet_distance_to_data']:.4f} (means and covariances only; "
+            "lower is better; see samples.png for the shape)")

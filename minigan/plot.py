@@ -79,6 +79,8 @@ __all__ = [
     "snapshot_2d",
     "animate_1d",
     "animate_2d",
+    "plot_samples",
+    "animate",
 ]
 
 # Colours used throughout, so that real/fake/D mean the same thing in every figure.
@@ -174,21 +176,18 @@ def _d_probabilities(discriminator, points, logits=None):
 
     k = points.shape[0]
     if hasattr(discriminator, "discriminate") and hasattr(discriminator, "D"):
-        # A minigan GAN: discriminate() already applies the sigmoid, in eval mode
-        # (and repeats each point into a pack when D judges packs).
-        x = _to_model(points, discriminator.D)
-        out = np.asarray(to_numpy(discriminator.discriminate(x)), dtype=np.float64)
-        if getattr(discriminator, "d_loss", "bce") == "lsgan":
-            # Least squares: a raw score aiming at 1 (real) and 0 (fake), not a
-            # probability; clipped to [0, 1] to share the colour scale.
-            return np.clip(out.reshape(k), 0.0, 1.0)
-        is_logits = bool(logits)
+        # A minigan GAN: discriminate() gives the loss's score in eval mode (and
+        # repeats each point into a pack when D judges packs): a probability for
+        # the cross-entropy losses; least squares' raw score, aiming at 1 (real)
+        # and 0 (fake), is clipped to [0, 1] below to share the colour scale.
+        out = discriminator.discriminate(_to_model(points, discriminator.D))
+        is_logits, is_score = False, True
     elif isinstance(discriminator, Layer):
         out = forward_in_eval_mode(discriminator, _to_model(points, discriminator))
-        is_logits = True if logits is None else bool(logits)
+        is_logits, is_score = (True if logits is None else bool(logits)), False
     elif callable(discriminator):
         out = discriminator(points.astype(np.float32))
-        is_logits = bool(logits)
+        is_logits, is_score = bool(logits), False
     else:
         raise TypeError(f"discriminator must be a minigan GAN, a minigan model or a callable, "
                         f"got {type(discriminator).__name__}.")
@@ -199,6 +198,8 @@ def _d_probabilities(discriminator, points, logits=None):
     out = out.reshape(k)
     if is_logits:
         return _sigmoid(out)
+    if is_score:
+        return np.clip(out, 0.0, 1.0)
     finite = out[np.isfinite(out)]
     if finite.size and (finite.min() < -1e-6 or finite.max() > 1 + 1e-6):
         raise ValueError(
@@ -870,3 +871,37 @@ def animate_1d(frames, path, fps=10, lim=None, data_pdf=None, title=None, dpi=80
 
     _write_gif(fig, path, range(len(frames)), draw, fps, dpi)
     return _finish(fig, None, own=True)
+
+
+# ------------------------------------------------------------- by data set
+
+
+def plot_samples(samples, dataset, discriminator=None, labels=None, class_names=None,
+                 title=None, path=None):
+    """The usual picture of generated ``samples`` for ``dataset`` (a ``ToyDataset``
+    or the name of an image set): for images a grid of 100 (one row per class,
+    when ``labels`` gives each sample's class); for 1-D and 2-D data the samples
+    over as many real ones, D's probability and the mode centres, in the data
+    set's fixed ``plot_lim``. Returns the Figure."""
+    if not hasattr(dataset, "sample"):  # images
+        if labels is not None:
+            return plot_class_grid(samples, labels, n_per_class=10, class_names=class_names,
+                                   title=title, path=path)
+        return plot_image_grid(samples[:100], nrow=10, title=title, path=path)
+    real = dataset.sample(len(samples), np.random.default_rng(0))
+    if dataset.dim == 2:
+        return plot_2d(real, samples, discriminator=discriminator,
+                       centres=dataset.plot_centres, lim=dataset.plot_lim, title=title,
+                       path=path)
+    return plot_1d(real, samples, discriminator=discriminator, lim=dataset.plot_lim,
+                   data_pdf=getattr(dataset, "pdf", None), title=title, path=path)
+
+
+def animate(frames, dataset, path, title=None):
+    """``animate_2d`` or ``animate_1d`` of a toy ``dataset``'s training frames, in its
+    ``plot_lim``, with its mode centres (2-D) or density (1-D)."""
+    if dataset.dim == 2:
+        return animate_2d(frames, path, lim=dataset.plot_lim, centres=dataset.plot_centres,
+                          title=title)
+    return animate_1d(frames, path, lim=dataset.plot_lim, data_pdf=getattr(dataset, "pdf", None),
+                      title=title)

@@ -5,8 +5,12 @@ from __future__ import annotations
 import csv
 import json
 import os
+import random
+import shlex
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,12 +20,14 @@ from minigan import cli
 from minigan.checkpoint import load_checkpoint
 
 PNG = b"\x89PNG\r\n\x1a\n"
-HISTORY_COLUMNS = {"step", "d_loss", "g_loss", "d_real", "d_fake", "d_grad_norm", "g_grad_norm"}
+HISTORY_COLUMNS = {"step", "d_loss", "g_loss", "d_real", "d_fake", "d_grad_norm", "g_grad_norm",
+                   "lr_g", "lr_d"}
+FAST = ["--no-figures", "--no-metrics", "--quiet"]
 
 
-def run_minigan(*args, cwd=None, timeout=300):
+def run_minigan(*args, cwd=None, timeout=300, env_extra=None):
     """``python -m minigan ARGS`` in a subprocess, as a user would run it."""
-    env = {**os.environ, "MPLBACKEND": "Agg", "OPENBLAS_NUM_THREADS": "1"}
+    env = {**os.environ, "MPLBACKEND": "Agg", "OPENBLAS_NUM_THREADS": "1", **(env_extra or {})}
     return subprocess.run([sys.executable, "-m", "minigan", *map(str, args)], cwd=cwd,
                           capture_output=True, text=True, timeout=timeout, env=env)
 
@@ -192,6 +198,203 @@ def test_resume_needs_more_steps(ring8_run, tmp_path, capsys):
     assert "step 50" in capsys.readouterr().err
 
 
+def assert_same_checkpoints(path_a, path_b):
+    """Every array bit for bit, and the generators' and the data's states."""
+    a = np.load(path_a, allow_pickle=False)
+    b = np.load(path_b, allow_pickle=False)
+    assert sorted(a.files) == sorted(b.files)
+    for name in a.files:
+        if name != "__meta__":
+            np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    meta_a, meta_b = (json.loads(x["__meta__"].tobytes()) for x in (a, b))
+    for key in ("step", "noise_rng", "optimizers", "ema_updates"):
+        assert meta_a[key] == meta_b[key], key
+    assert meta_a["extra"]["data_state"] == meta_b["extra"]["data_state"]
+
+
+def _hint(err):
+    """The arguments of the printed 'Continue with: python -m minigan ...' line."""
+    lines = [line for line in err.splitlines() if line.startswith("Continue with: ")]
+    assert len(lines) == 1, err
+    words = shlex.split(lines[0][len("Continue with: "):])
+    assert words[:4] == ["python", "-m", "minigan", "train"], words
+    return words[3:]
+
+
+def test_ctrl_c_at_an_arbitrary_moment_resumes_bit_exactly(tmp_path):
+    """SIGINT to a real `python -m minigan train` at random moments of its training;
+    the printed hint resumes it; the end is bit-identical to an uninterrupted run."""
+    common = ["train", "--dataset", "ring8", "--steps", 400, "--checkpoint-every", 50,
+              "--no-figures", "--no-metrics"]
+    proc = run_minigan(*common, "--out", tmp_path / "straight")
+    assert proc.returncode == 0, proc.stderr
+    seconds = json.loads((tmp_path / "straight" / "metrics.json").read_text())["train_seconds"]
+    seed = random.randrange(10**6)
+    rng = random.Random(seed)
+    env = {**os.environ, "MPLBACKEND": "Agg", "OPENBLAS_NUM_THREADS": "1"}
+    mid_run = 0
+    for trial in range(3):
+        out = tmp_path / f"cut{trial}"
+        proc = subprocess.Popen([sys.executable, "-m", "minigan", *map(str, common), "--out",
+                                 str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env=env)
+        for line in proc.stdout:  # the header: training starts right after it
+            if line.startswith("Training a GAN"):
+                break
+        delay = rng.uniform(0.0, 0.8 * seconds)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        stdout, err = proc.communicate(timeout=300)
+        why = f"(random seed {seed}, trial {trial}, SIGINT after {delay:.3f} s)\n{err}"
+        # 0: finished first; -SIGINT: it came as Python was exiting, after the run
+        assert proc.returncode in (0, 130, -signal.SIGINT) and "Traceback" not in err, why
+        if "Continue with:" in err:
+            assert "Interrupted at step" in err, why
+            for name in ("config.json", "checkpoint.npz", "history.csv"):
+                assert (out / name).is_file(), why
+            resumed = run_minigan(*_hint(err))
+            assert resumed.returncode == 0, why + resumed.stderr
+            assert "resuming" in resumed.stdout, why
+            mid_run += 1
+        # else: the signal came after the last step, while the outputs were written
+        assert_same_checkpoints(tmp_path / "straight" / "checkpoint.npz",
+                                out / "checkpoint.npz")
+        with open(out / "history.csv") as f:
+            assert len(f.readlines()) == 401, why
+    assert mid_run >= 1, f"no SIGINT landed during training (random seed {seed})"
+
+
+def _interrupt_at_step(monkeypatch, step):
+    """Press Ctrl-C (a real SIGINT) in the middle of the given step, between D's and G's
+    updates."""
+    from minigan.gan import GAN
+
+    original = GAN.generator_step
+
+    def generator_step(self, fake):
+        if self.step == step - 1:
+            os.kill(os.getpid(), signal.SIGINT)
+        return original(self, fake)
+
+    monkeypatch.setattr(GAN, "generator_step", generator_step)
+
+
+def test_ctrl_c_saves_checkpoint_history_and_losses_and_says_how_to_continue(
+        tmp_path, capsys, monkeypatch):
+    out = tmp_path / "run"
+    common = ["train", "--steps", "30", "--batch-size", "32", "--seed", "2", "--frames", "3",
+              "--no-metrics"]
+    _interrupt_at_step(monkeypatch, 13)
+    assert cli.main([*common, "--out", str(out)]) == 130
+    monkeypatch.undo()
+    err = capsys.readouterr().err
+    assert "Interrupted at step 13 of 30" in err and "Traceback" not in err
+    hint = _hint(err)
+    assert hint[hint.index("--resume") + 1] == str(out / "checkpoint.npz")
+    assert hint[hint.index("--out") + 1] == str(out) and "--no-metrics" in hint
+    assert load_checkpoint(out / "checkpoint.npz").gan.step == 13
+    with open(out / "history.csv", newline="") as f:
+        assert [int(r["step"]) for r in csv.DictReader(f)] == list(range(1, 14))
+    assert (out / "losses.png").read_bytes()[:8] == PNG
+    assert (out / "config.json").is_file() and not (out / "samples.npy").exists()
+
+    assert cli.main(hint) == 0
+    assert cli.main([*common, "--out", str(tmp_path / "straight"), "--quiet"]) == 0
+    assert_same_checkpoints(tmp_path / "straight" / "checkpoint.npz", out / "checkpoint.npz")
+
+
+def test_ctrl_c_while_the_figures_are_drawn_exits_cleanly(tmp_path, capsys, monkeypatch):
+    from minigan import plot
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(plot, "animate", interrupted)
+    out = tmp_path / "run"
+    assert cli.main(["train", "--steps", "20", "--batch-size", "32", "--frames", "2",
+                     "--out", str(out)]) == 130
+    err = capsys.readouterr().err
+    assert "Interrupted while writing the outputs" in err and "Traceback" not in err
+    line = next(line for line in err.splitlines() if "Interrupted while" in line)
+    written = line.split("; ")[1].split(" were written")[0].split(", ")
+    assert written == ["config.json", "checkpoint.npz", "history.csv", "metrics.json",
+                       "samples.npy", "losses.png", "samples.png"]
+    for name in written:
+        assert (out / name).is_file(), name
+    assert not (out / "training.gif").exists()
+    assert load_checkpoint(out / "checkpoint.npz").gan.step == 20
+
+
+def test_config_json_has_every_setting_and_history_the_learning_rates(ring8_run):
+    from minigan.models import lr_factor
+
+    out, _ = ring8_run
+    config = json.loads((out / "config.json").read_text())
+    for key in ("dataset", "latent_dim", "data_dim", "g_hidden", "d_hidden", "activation",
+                "g_out", "lr_g", "lr_d", "betas", "lr_decay_start", "lr_final", "lr_warmup",
+                "lr_warmup_factor", "schedule_steps", "steps", "batch_size", "pack", "loss",
+                "g_loss", "label_smoothing", "d_steps", "ema_decay", "seed", "backend",
+                "dtype", "init"):
+        assert key in config, key
+    assert (config["seed"], config["steps"], config["schedule_steps"]) == (3, 50, 50)
+    assert (config["pack"], config["loss"], config["backend"]) == (2, "bce", "numpy")
+    assert load_checkpoint(out / "checkpoint.npz").config["seed"] == 3
+    with open(out / "history.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    for step, row in enumerate(rows):
+        factor = lr_factor(step, 50, config)
+        assert float(row["lr_g"]) == pytest.approx(config["lr_g"] * factor, rel=1e-12)
+        assert float(row["lr_d"]) == pytest.approx(config["lr_d"] * factor, rel=1e-12)
+    assert float(rows[-1]["lr_g"]) < float(rows[0]["lr_g"])  # ring8 decays its rates
+
+
+def test_resuming_with_more_steps_keeps_the_schedule_and_says_so(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(["train", "--steps", "12", "--batch-size", "32", "--out", str(out),
+                     *FAST]) == 0
+    assert cli.main(["train", "--resume", str(out / "checkpoint.npz"), "--steps", "20",
+                     "--out", str(out), "--no-figures", "--no-metrics"]) == 0
+    captured = capsys.readouterr()
+    note = captured.err
+    assert "schedule keeps the length of the run as it was started, 12 steps" in note
+    assert "steps 12 to 20 continue at its final rates (lr_g 2e-05, lr_d 2e-05)" in note
+    assert "--steps 20" in note
+    with open(out / "history.csv", newline="") as f:
+        lr = [float(r["lr_g"]) for r in csv.DictReader(f)]
+    assert len(lr) == 20 and lr[0] == 1e-3
+    assert lr[11:] == [pytest.approx(2e-5, rel=1e-12)] * 9  # no jump back up
+    assert json.loads((out / "config.json").read_text())["schedule_steps"] == 12
+
+
+def test_a_short_run_warns_of_the_steps_the_preset_expects(tmp_path, capsys):
+    assert cli.main(["train", "--dataset", "grid25", "--steps", "2000", "--stop-after", "1",
+                     "--out", str(tmp_path / "r"), "--no-figures", "--no-metrics"]) == 0
+    err = capsys.readouterr().err
+    assert "grid25 preset's settings" in err and "expect 30000 steps" in err
+    assert "--steps 2000" in err
+
+
+@pytest.mark.parametrize("value", ["cupy", "tpu"])
+def test_a_bad_minigan_backend_is_a_clean_error_for_every_command(value, tmp_path, capsys,
+                                                                  monkeypatch):
+    from minigan.backend import cupy_available
+
+    if value == "cupy" and cupy_available():
+        pytest.skip("CuPy works here")
+    monkeypatch.setenv("MINIGAN_BACKEND", value)
+    commands = [["train", "--out", str(tmp_path / "r")], ["info"], ["gradcheck"],
+                ["sample", "--checkpoint", "x.npz", "--out", str(tmp_path / "s.npy")]]
+    for command in commands:
+        assert cli.main(command) == 2, command
+        err = capsys.readouterr().err
+        assert f"minigan {command[0]}: error: MINIGAN_BACKEND={value}: " in err, err
+        assert ("needs CuPy" if value == "cupy" else "Unknown backend 'tpu'") in err
+    assert not (tmp_path / "r").exists()
+    proc = run_minigan("info", env_extra={"MINIGAN_BACKEND": value})
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"MINIGAN_BACKEND={value}" in proc.stderr
+
+
 # ------------------------------------------------------------------------ sample
 
 
@@ -332,6 +535,46 @@ def test_mnist_batch_larger_than_the_data(tmp_path, capsys):
                      "--out", str(tmp_path / "r")])
     assert code == 2
     assert "larger than the data set (60000 images)" in capsys.readouterr().err
+
+
+def _unreachable_mirrors(monkeypatch):
+    """Downloads fail at once (offline), without touching the network."""
+    from minigan.data import mnist
+
+    for name in mnist.MIRRORS:
+        monkeypatch.setitem(mnist.MIRRORS, name, ("http://127.0.0.1:9/",))
+
+
+def test_offline_mnist_names_all_four_files_and_data_dir(tmp_path, capsys, monkeypatch):
+    _unreachable_mirrors(monkeypatch)
+    monkeypatch.setenv("MINIGAN_CACHE_DIR", str(tmp_path / "cache"))
+    code = cli.main(["train", "--dataset", "mnist", "--data-dir", str(tmp_path / "data"),
+                     "--out", str(tmp_path / "r")])
+    assert code == 2
+    err = capsys.readouterr().err
+    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                 "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        assert name in err
+    assert "--data-dir" in err and "Traceback" not in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_mnist_without_test_files_refuses_to_start_unless_no_metrics(tmp_path, capsys,
+                                                                       monkeypatch):
+    root = Path(_mnist_dir())
+    data = tmp_path / "data" / "mnist"
+    data.mkdir(parents=True)
+    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"):
+        (data / name).symlink_to(root / "mnist" / name)
+    _unreachable_mirrors(monkeypatch)
+    monkeypatch.setenv("MINIGAN_CACHE_DIR", str(tmp_path / "cache"))  # no classifier yet
+    args = ["train", "--dataset", "mnist", "--data-dir", str(tmp_path / "data"), "--steps", "2",
+            "--batch-size", "8", "--no-figures"]
+    assert cli.main([*args, "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "t10k-images-idx3-ubyte.gz" in err and "t10k-labels-idx1-ubyte.gz" in err
+    assert not (tmp_path / "r").exists()
+    assert cli.main([*args, "--no-metrics", "--quiet", "--out", str(tmp_path / "ok")]) == 0
 
 
 def test_a_closed_pipe_is_not_a_traceback(tmp_path):

@@ -9,6 +9,7 @@ import minigan.backend as backend
 from minigan.data import (
     TOY_DATASETS,
     GaussianMixture,
+    ToyDataset,
     gaussian1d,
     grid25,
     moons,
@@ -235,6 +236,43 @@ def test_noise_controls_spread():
     tight = moons(noise=0.0).sample(5000, rng=0, dtype="float64")
     loose = moons(noise=0.2).sample(5000, rng=0, dtype="float64")
     assert (loose - tight).std() == pytest.approx(0.2, rel=0.05)
+
+
+# ---------------------------------------------------------------------- plotting
+
+
+def test_plot_limits_of_the_built_in_sets():
+    assert ring8().plot_lim == (-1.6, 1.6, -1.6, 1.6)
+    assert grid25().plot_lim == (-5.5, 5.5, -5.5, 5.5)
+    assert gaussian1d().plot_lim == (1.0, 7.0)          # mean 4 +- 6 std
+    assert spiral().plot_lim == (-2.2, 2.2, -2.2, 2.2)
+    assert moons().plot_lim == (-2.0, 2.0, -1.6, 1.6)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_plot_limits_hold_nearly_every_sample(name):
+    ds = toy_dataset(name)
+    x = ds.sample(20_000, rng=0, dtype="float64")
+    lim = np.asarray(ds.plot_lim).reshape(ds.dim, 2)
+    inside = np.all((x >= lim[:, 0]) & (x <= lim[:, 1]), axis=1)
+    assert inside.mean() > 0.999
+
+
+def test_plot_limits_of_a_custom_set_come_from_its_samples():
+    class Square(ToyDataset):
+        name = "square"
+
+        def _sample(self, n, rng):
+            return rng.uniform(-3.0, 1.0, size=(n, 2))
+
+    x0, x1, y0, y1 = Square().plot_lim
+    assert -4.0 < x0 < -3.0 and 1.0 < x1 < 2.0 and -4.0 < y0 < -3.0 and 1.0 < y1 < 2.0
+    assert GaussianMixture("3-D", np.zeros((1, 3)), 1.0).plot_lim is None
+
+
+def test_plot_centres_only_for_2d_mixtures():
+    assert ring8().plot_centres.shape == (8, 2)
+    assert gaussian1d().plot_centres is None and spiral().plot_centres is None
 
 
 # -------------------------------------------------------------------------- errors

@@ -212,3 +212,52 @@ def test_backward_lookup_needs_a_conventional_name(dev):
     x = dev(np.ones((2, 2)))
     with pytest.raises(ValueError, match=re.escape("pass backward=... explicitly")):
         check_backward(lambda x: (x, None), [x])
+
+
+# ------------------------------------------------------------- the built-in checks
+
+
+def test_every_built_in_check_passes_and_covers_the_gan_losses():
+    from minigan.gradcheck import builtin_checks
+
+    cases = builtin_checks()
+    names = [name for name, _ in cases]
+    assert len(set(names)) == len(names)
+    for name in ("dense_forward/backward", "NonSaturating()", "Minimax()", "LeastSquares()",
+                 "NonSaturating(label_smoothing=0.1)", "Sequential MLP",
+                 "GAN generator step through D"):
+        assert name in names
+    for name, check in cases:
+        result = check()
+        assert result.ok, f"{name}:\n{result}"
+
+
+def test_run_checks_prints_a_table_and_counts_the_failures(capsys, monkeypatch):
+    from minigan import gan_losses
+    from minigan.gradcheck import run_checks
+
+    assert run_checks() == 0
+    out = capsys.readouterr().out
+    assert "gradient checks passed" in out and "FAILED" not in out
+
+    original = gan_losses.LeastSquares.generator
+
+    def half_gradient(self, fake_out):
+        loss, d_fake = original(self, fake_out)
+        return loss, 0.5 * d_fake
+
+    monkeypatch.setattr(gan_losses.LeastSquares, "generator", half_gradient)
+    assert run_checks(verbose=True) == 1
+    out = capsys.readouterr().out
+    assert re.search(r"LeastSquares\(\) +[0-9.e+-]+ +FAILED: dL_G/dfake", out), out
+    assert "Gradient check of LeastSquares()" in out  # the full table, with --verbose
+
+
+def test_check_layer_replays_dropout_inside_nested_models(dev):
+    from minigan.layers import Dropout, LeakyReLU
+
+    inner = Sequential(Dense(3, 4, rng=1), LeakyReLU(0.2), Dropout(0.5, rng=2))
+    model = Sequential(inner, Dense(4, 2, rng=3))
+    x = np.random.default_rng(0).standard_normal((5, 3))
+    x += np.sign(x) * 0.1
+    assert check_layer(model, dev(x)).ok

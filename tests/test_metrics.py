@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -375,3 +376,44 @@ def test_mnist_classifier_reaches_98_percent(trained):
     fd_real = metrics.frechet_to_mnist(images[:5000], clf, real_images=images[5000:])
     fd_ones = metrics.frechet_to_mnist(images[labels == 1], clf, real_images=images[5000:])
     assert fd_real < 0.1 * fd_ones
+
+
+# ------------------------------------------------------------- a run's scores
+
+
+def test_toy_scores_and_their_headline():
+    from minigan.data import gaussian1d, ring8, spiral
+
+    samples = ring8().sample(2500, rng=1)
+    scores = metrics.toy_scores(samples, ring8(), seed=0)
+    assert scores["mode_coverage"]["modes_captured"] == 8
+    assert scores["frechet_distance_to_data"] < 1e-2
+    assert metrics.headline(scores).startswith("8/8 modes, ")
+    one = metrics.toy_scores(gaussian1d().sample(500, rng=0), gaussian1d())
+    assert re.match(r"sample mean 3\.9\d\d \(data 4\.0\d\d\), std 0\.5", metrics.headline(one))
+    line = metrics.headline(metrics.toy_scores(spiral().sample(500, rng=0), spiral()))
+    assert line.startswith("Gaussian-fit Fréchet distance to the data 0.0")
+
+
+def test_image_scores_use_the_data_sets_classifier(tmp_path, monkeypatch):
+    """Fashion-MNIST gets its own cached classifier, trained from load_fashion_mnist."""
+    import minigan.data
+
+    def fake_load(split="train", data_dir=None, **kwargs):
+        return synthetic_digits(300 if split == "train" else 100, seed=split == "test")
+
+    monkeypatch.setattr(minigan.data, "load_fashion_mnist", fake_load)
+    monkeypatch.setattr(minigan.data, "load_mnist", lambda *a, **k: pytest.fail("MNIST"))
+    monkeypatch.setattr(MnistClassifier, "fit", lambda self, *a, **k: _quick_fit(self, *a))
+    monkeypatch.setenv("MINIGAN_CACHE_DIR", str(tmp_path))
+    path = metrics.classifier_path("fashion-mnist")
+    assert path == tmp_path.resolve() / "fashion_mnist_classifier_v1.npz" and not path.exists()
+    x, y = synthetic_digits(200, seed=3)
+    scores = metrics.image_scores(x, "fashion-mnist", labels=y)
+    assert path.is_file()
+    assert 0 <= scores["conditional_accuracy"] <= 1
+    assert scores["classifier_scores"]["classifier_test_accuracy"] is not None
+    assert metrics.headline(scores).startswith(
+        f"{scores['classifier_scores']['classes_covered']}/10 classes, KL to uniform ")
+    with pytest.raises(ValueError, match="no classifier for 'cifar10'"):
+        metrics.classifier_path("cifar10")

@@ -270,3 +270,45 @@ def test_snapshots_of_a_gan_leave_its_training_untouched(tmp_path):
     assert is_figure(fig)
     plot.animate_2d(frames, tmp_path / "gan.gif")
     assert_saved(tmp_path / "gan.gif", GIF)
+
+
+def test_a_least_squares_gan_shows_its_clipped_score():
+    from minigan.gan import GAN
+    from minigan.gan_losses import LeastSquares
+    from minigan.optim import Adam
+
+    G = Sequential(Dense(2, 8, rng=2), LeakyReLU(0.2), Dense(8, 2, rng=3))
+    D = Sequential(Dense(2, 8, rng=4), LeakyReLU(0.2), Dense(8, 1, rng=5))
+    D.layers[-1].params["b"][...] = 0.7
+    gan = GAN(G, D, 2, Adam(G.parameters()), Adam(D.parameters()), loss=LeastSquares())
+    pts = np.array([[0.0, 0.0], [1.0, -1.0], [50.0, 50.0]])
+    raw = np.asarray(gan.discriminate(pts.astype(np.float32))).ravel()
+    np.testing.assert_allclose(plot._d_probabilities(gan, pts), np.clip(raw, 0, 1), atol=1e-6)
+
+
+# ------------------------------------------------------------------ by data set
+
+
+def test_plot_samples_picks_the_figure_for_the_data(tmp_path):
+    from minigan.data import gaussian1d, ring8
+
+    fig = plot.plot_samples(FAKE_2D, ring8(), discriminator=d_model(2), title="ring8",
+                            path=tmp_path / "r.png")
+    assert is_figure(fig) and fig.axes[0].get_xlim() == (-1.6, 1.6)
+    assert_saved(tmp_path / "r.png", PNG)
+    fig = plot.plot_samples(FAKE_1D, gaussian1d(), path=tmp_path / "g.png")
+    assert fig.axes[0].get_xlim() == (1.0, 7.0)
+    images = np.tanh(RNG.standard_normal((30, 784))).astype(np.float32)
+    assert is_figure(plot.plot_samples(images, "mnist", path=tmp_path / "m.png"))
+    fig = plot.plot_samples(images, "mnist", labels=np.arange(30) % 10,
+                            path=tmp_path / "c.png")
+    assert_saved(tmp_path / "c.png", PNG)
+
+
+def test_animate_a_toy_data_set(tmp_path):
+    from minigan.data import ring8
+
+    frames = [plot.snapshot_2d(REAL_2D, FAKE_2D + 0.1 * k, d_model(2), step=k,
+                               lim=ring8().plot_lim, grid_size=10) for k in range(3)]
+    plot.animate(frames, ring8(), tmp_path / "a.gif", title="ring8")
+    assert_saved(tmp_path / "a.gif", GIF)

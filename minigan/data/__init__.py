@@ -5,12 +5,13 @@
     images, labels = load_mnist("train")                 # (60000, 784) in [-1, 1]
     for batch in Minibatches(x, batch_size=128, rng=0):  # on the current backend
         ...
+    toy = ToySampler(ring8(), batch_size=256, rng=0)     # fresh samples, endlessly
 
 Only NumPy and the standard library are imported here; urllib and tqdm are
 imported when a download happens.
 """
 
-from minigan.data.batches import Minibatches, infinite
+from minigan.data.batches import Minibatches, ToySampler, infinite
 from minigan.data.mnist import (
     FASHION_MNIST_CLASSES,
     ChecksumError,
@@ -48,6 +49,6 @@ __all__ = [
     "load_mnist", "load_fashion_mnist", "read_idx", "fetch_files", "verify_file",
     "resolve_data_dir", "FASHION_MNIST_CLASSES",
     "DataError", "DataNotFoundError", "ChecksumError", "DownloadError", "IDXFormatError",
-    # minibatches
-    "Minibatches", "infinite",
+    # minibatches and resumable streams
+    "Minibatches", "ToySampler", "infinite",
 ]

@@ -6,6 +6,11 @@
             ...
     for step, x in zip(range(10_000), Minibatches(x_all, batch_size=64).forever()):
         ...                            # step-based training, epochs cycled
+    state = batches.state_dict()      # where it is, mid-epoch included (JSON-able)
+    batches.load_state_dict(state)    # ... and back there: the same batches follow
+
+    toy = ToySampler(ring8(), batch_size=256, rng=0)   # fresh toy samples, endlessly
+    x = next(toy)
 
 The arrays are moved to the device once, at construction; each batch is then an
 index into them with the data's own array module (NumPy or CuPy), so nothing
@@ -14,13 +19,14 @@ crosses the host-device boundary per step except the epoch's permutation.
 
 from __future__ import annotations
 
+import copy
 import numbers
 
 import numpy as np
 
 from minigan.backend import array_module, get_backend, make_rng, to_device
 
-__all__ = ["Minibatches", "infinite"]
+__all__ = ["Minibatches", "ToySampler", "infinite"]
 
 
 class Minibatches:
@@ -35,6 +41,11 @@ class Minibatches:
     Each batch is a tuple with one array per input, shapes ``(batch_size, ...)``;
     with a single input array, the batch is that array alone. ``len()`` is the
     number of batches per epoch.
+
+    Resumable: ``state_dict()`` says where the current epoch is (the generator's
+    state when its permutation was drawn, and how many of its batches were handed
+    out); after ``load_state_dict(state)`` the next ``iter()`` (or ``forever()``)
+    continues that epoch with the very batches that would have come next.
     """
 
     def __init__(self, *arrays, batch_size: int, shuffle: bool = True,
@@ -81,6 +92,10 @@ class Minibatches:
         self.rng = make_rng(rng)
         self.epoch = 0  # epochs started so far
         self._xp = array_module(*self.arrays)
+        # Where the current epoch is: the generator's state before its permutation
+        # was drawn, and the batches handed out so far; `_resume` is the order and
+        # position an ``iter()`` continues from after ``load_state_dict``.
+        self._epoch_rng_state, self._done, self._resume = None, 0, None
 
     def __len__(self) -> int:
         if self.drop_last:
@@ -88,18 +103,26 @@ class Minibatches:
         return -(-self.n_samples // self.batch_size)  # ceil
 
     def __iter__(self):
-        """One epoch. The permutation is drawn now, when the epoch starts."""
+        """One epoch. The permutation is drawn now, when the epoch starts (after
+        ``load_state_dict``: the rest of the epoch that was interrupted)."""
+        if self._resume is not None:
+            (order, self._done), self._resume = self._resume, None
+            return self._epoch(order, self._done)
         self.epoch += 1
-        order = None
-        if self.shuffle:
-            # Drawn on the host with NumPy so a seed gives the same order on both
-            # backends, then sent to the device once per epoch.
-            order = self._xp.asarray(self.rng.permutation(self.n_samples))
-        return self._epoch(order)
+        self._epoch_rng_state = copy.deepcopy(self.rng.bit_generator.state)
+        self._done = 0
+        return self._epoch(self._permutation(), 0)
 
-    def _epoch(self, order):
+    def _permutation(self):
+        if not self.shuffle:
+            return None
+        # Drawn on the host with NumPy so a seed gives the same order on both
+        # backends, then sent to the device once per epoch.
+        return self._xp.asarray(self.rng.permutation(self.n_samples))
+
+    def _epoch(self, order, first):
         single = len(self.arrays) == 1
-        for b in range(len(self)):
+        for b in range(first, len(self)):
             start = b * self.batch_size
             stop = min(start + self.batch_size, self.n_samples)
             if order is None:
@@ -107,7 +130,34 @@ class Minibatches:
             else:
                 idx = order[start:stop]
                 batch = tuple(a[idx] for a in self.arrays)
+            self._done = b + 1  # counted when handed out, so a state taken now skips it
             yield batch[0] if single else batch
+
+    def state_dict(self) -> dict:
+        """Where the batches are: a JSON-able dict for ``load_state_dict``."""
+        return {"n_samples": self.n_samples, "batch_size": self.batch_size,
+                "epoch": self.epoch, "batches_done": self._done,
+                "epoch_rng": copy.deepcopy(self._epoch_rng_state),
+                "rng": copy.deepcopy(self.rng.bit_generator.state)}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from ``state_dict()``'s point: the next ``iter()`` yields the rest
+        of that epoch, the ones after it the epochs that would have followed.
+
+        The data, batch size and shuffling must be the ones the state was taken with.
+        """
+        saved = (state.get("n_samples", self.n_samples), state.get("batch_size", self.batch_size))
+        if saved != (self.n_samples, self.batch_size):
+            raise ValueError(
+                f"this state is of {saved[0]} samples in batches of {saved[1]}, but these "
+                f"Minibatches have {self.n_samples} samples in batches of {self.batch_size}")
+        self.epoch, self._done = int(state["epoch"]), int(state["batches_done"])
+        self._epoch_rng_state, self._resume = state["epoch_rng"], None
+        if self._epoch_rng_state is not None and self._done < len(self):
+            # Replay the interrupted epoch's permutation from its generator state.
+            self.rng.bit_generator.state = copy.deepcopy(self._epoch_rng_state)
+            self._resume = (self._permutation(), self._done)
+        self.rng.bit_generator.state = copy.deepcopy(state["rng"])
 
     def forever(self):
         """Batches without end, epoch after epoch (each with its own permutation)."""
@@ -119,6 +169,45 @@ class Minibatches:
             f"Minibatches({shapes}, batch_size={self.batch_size}, shuffle={self.shuffle}, "
             f"drop_last={self.drop_last}, backend={self.backend!r}, batches={len(self)})"
         )
+
+
+class ToySampler:
+    """Fresh samples of a toy distribution for every batch, without end; resumable.
+
+        sampler = ToySampler(ring8(), batch_size=256, rng=0)
+        x = next(sampler)               # (256, 2) on the current backend
+        state = sampler.state_dict()    # its generator's state: all there is to it
+
+    dataset: a ``ToyDataset``; rng: None, a seed or a NumPy Generator (advanced,
+    not copied); backend: where the batches go (default: the current backend).
+    """
+
+    def __init__(self, dataset, batch_size: int, rng=None, backend: str | None = None,
+                 dtype="float32"):
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) \
+                or batch_size <= 0:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
+        self.dataset, self.batch_size = dataset, int(batch_size)
+        self.rng = make_rng(rng)
+        self.backend = get_backend() if backend is None else backend
+        self.dtype = dtype
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        x = self.dataset.sample(self.batch_size, self.rng, dtype=self.dtype)
+        return to_device(x, self.backend)
+
+    def state_dict(self) -> dict:
+        return {"rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.bit_generator.state = copy.deepcopy(state["rng"])
+
+    def __repr__(self) -> str:
+        return (f"ToySampler({self.dataset!r}, batch_size={self.batch_size}, "
+                f"backend={self.backend!r})")
 
 
 def infinite(batches):

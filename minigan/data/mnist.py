@@ -329,7 +329,7 @@ def _progress_bar(total: int, desc: str, enabled: bool):
     try:
         # Plain tqdm, not tqdm.auto: the notebook flavour fails without ipywidgets.
         from tqdm import tqdm
-    except ImportError:  # tqdm is optional: no bar then
+    except ImportError:  # a broken install: no bar then, the download still works
         return None
     return tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024,
                 leave=False, file=sys.stderr)

@@ -98,6 +98,25 @@ class ToyDataset:
     def _sample(self, n: int, rng: np.random.Generator) -> np.ndarray:  # pragma: no cover
         raise NotImplementedError
 
+    @property
+    def plot_lim(self):
+        """The region figures show, the same in every figure and animation frame:
+        ``(lo, hi)`` for 1-D data, ``(xmin, xmax, ymin, ymax)`` for 2-D.
+
+        Here the range of 10,000 samples plus a fifth on each side; the built-in
+        sets override it with a fixed, rounder box.
+        """
+        x = self._sample(10_000, np.random.default_rng(0))
+        lo, hi = x.min(axis=0), x.max(axis=0)
+        pad = 0.2 * np.maximum(hi - lo, 1e-3)
+        box = np.stack([lo - pad, hi + pad], axis=1).ravel()
+        return tuple(float(v) for v in box)
+
+    @property
+    def plot_centres(self):
+        """The mode centres to mark in a 2-D scatter plot (K, 2), or None."""
+        return self.centres if self.centres is not None and self.dim == 2 else None
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, dim={self.dim})"
 
@@ -142,6 +161,20 @@ class GaussianMixture(ToyDataset):
         noise = rng.standard_normal((n, self.dim))
         return self.centres[modes] + self.std * noise
 
+    @property
+    def plot_lim(self):
+        """1-D: 6 std beyond the outermost modes. 2-D: a square around the origin that
+        holds every mode with room for stray samples: the largest |coordinate| r of
+        a centre plus max(0.6, 3r/8) (ring8: 1.6, grid25: 5.5)."""
+        if self.dim == 1:
+            return (float(self.centres.min()) - 6 * self.std,
+                    float(self.centres.max()) + 6 * self.std)
+        if self.dim != 2:
+            return None
+        r = float(np.abs(self.centres).max())
+        half = r + max(0.6, 0.375 * r)
+        return (-half, half, -half, half)
+
     def pdf(self, x) -> np.ndarray:
         """Mixture density at ``x``: (n, D) (or (n,) when D == 1) -> (n,) float64."""
         x = np.asarray(x, dtype=np.float64)
@@ -169,6 +202,7 @@ class Spiral(ToyDataset):
 
     name = "spiral"
     dim = 2
+    plot_lim = (-2.2, 2.2, -2.2, 2.2)
     SCALE = 7.5
     T_MIN, T_MAX = 1.5 * np.pi, 4.5 * np.pi
 
@@ -194,6 +228,7 @@ class Moons(ToyDataset):
 
     name = "moons"
     dim = 2
+    plot_lim = (-2.0, 2.0, -1.6, 1.6)
     # sklearn's moons span x in [-1, 2], y in [-0.5, 1]; shifting by (0.5, 0.25)
     # centres them so the set sits in [-1.5, 1.5] x [-0.75, 0.75].
     MOON_CENTRES = np.array([[-0.5, -0.25], [0.5, 0.25]])
