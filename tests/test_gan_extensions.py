@@ -21,7 +21,7 @@ from minigan.gan_losses import LeastSquares, NonSaturating
 from minigan.gradcheck import check_layer, check_loss, compare, numerical_gradient, rel_error
 from minigan.layers import BatchNorm1d, Dense, LeakyReLU, Pack, Sequential, Tanh
 from minigan.optim import SGD, Adam
-from minigan.train import DivergenceError, check_finite
+from minigan.train import check_finite
 
 TOL = 1e-6  # rel_error of analytic vs central-difference gradients in float64
 LOSSES = {"bce": NonSaturating, "lsgan": LeastSquares}
@@ -390,18 +390,7 @@ def test_a_batchnorm_discriminator_sees_real_and_fake_apart():
 
 
 # ------------------------------------------------------------ divergence guard
-
-
-def test_check_finite_raises_on_nan_losses_and_weights():
-    gan, _, _ = recording_gan()
-    check_finite({"step": 3, "d_loss": 1.0, "g_loss": 0.5}, gan)
-    with pytest.raises(DivergenceError, match=r"step 4: g_loss=nan"):
-        check_finite({"step": 4, "d_loss": 1.0, "g_loss": float("nan")})
-    with pytest.raises(DivergenceError, match="d_loss=inf"):
-        check_finite({"step": 4, "d_loss": float("inf"), "g_loss": 1.0})
-    gan.D.parameters()[0][0][0, 0] = np.nan
-    with pytest.raises(DivergenceError, match="D's parameter '0.W'"):
-        check_finite({"step": 5, "d_loss": 1.0, "g_loss": 1.0}, gan)
+# (check_finite itself is tested in test_train.py; here, the command line around it)
 
 
 def _train_with_injected_nan(monkeypatch, tmp_path, capsys, after_step, where):
