@@ -9,11 +9,16 @@ least squares) so that D's backward can take it from there:
     loss.score(out)                        -> what D's output says about "real",
                                               as a number to watch (a probability
                                               for cross-entropy, the raw score for
-                                              least squares)
+                                              least squares, Wasserstein and hinge)
 
 Losses are means over the batch, so a gradient carries a factor 1/n: with n
 rows in ``real_out``, dL/d(real_out_i) is (per-row derivative) / n. The real and
 the fake term are means over their own batches, and the D loss is their sum.
+
+The losses: ``NonSaturating``, ``Minimax``, ``LeastSquares``, ``Wasserstein``,
+``Hinge``. The regularisers of D's step (``GAN(..., regularizer=...)``),
+``GradientPenalty`` and ``R1``, are defined in ``minigan.penalty`` and can be
+imported from here too.
 
 Notation: D(x) = s(l) is D's probability of "real" for a logit l, s the sigmoid,
 softplus(l) = log(1 + exp(l)), so -log s(l) = softplus(-l) and
@@ -26,7 +31,12 @@ from minigan import functional as F
 from minigan import kernels
 from minigan.backend import array_module
 
-__all__ = ["NonSaturating", "Minimax", "LeastSquares"]
+# The discriminator's regularisers live in minigan.penalty (their double backward
+# is long); they are objects of the same family, so they can be imported from here.
+from minigan.penalty import R1, GradientPenalty, input_gradient_penalty
+
+__all__ = ["NonSaturating", "Minimax", "LeastSquares", "Wasserstein", "Hinge",
+           "GradientPenalty", "R1", "input_gradient_penalty"]
 
 
 def _check_outputs(out, who):
@@ -123,3 +133,80 @@ class LeastSquares:
 
     def __repr__(self):
         return "LeastSquares()"
+
+
+class Wasserstein:
+    """The Wasserstein GAN's critic loss (Arjovsky et al. 2017), on D's raw score o.
+
+    D (the critic) estimates the Wasserstein-1 distance between the data and G's
+    distribution as mean(D(real)) - mean(D(fake)); it maximises that estimate,
+    so it minimises its negative. G minimises the critic's score of its fakes:
+        L_D = mean_j o_j^fake - mean_i o_i^real
+        dL_D/do_i^real = -1 / n_real,   dL_D/do_j^fake = 1 / n_fake
+        L_G = -mean_j o_j,              dL_G/do_j = -1 / n
+    The gradients do not depend on the scores at all: every sample is pushed
+    equally hard, however sure D is, so nothing saturates. The estimate means
+    something only while D is (about) 1-Lipschitz, which this loss does not
+    enforce: pair it with ``GradientPenalty`` (WGAN-GP, Gulrajani et al. 2017)
+    or spectral normalisation. Without a constraint D's scores grow without bound.
+    """
+
+    def discriminator(self, real_out, fake_out):
+        _check_outputs(real_out, "discriminator loss")
+        _check_outputs(fake_out, "discriminator loss")
+        xp = array_module(real_out, fake_out)
+        loss = fake_out.mean() - real_out.mean()
+        d_real = xp.full_like(real_out, -1.0 / real_out.shape[0])
+        d_fake = xp.full_like(fake_out, 1.0 / fake_out.shape[0])
+        return loss, d_real, d_fake
+
+    def generator(self, fake_out):
+        _check_outputs(fake_out, "generator loss")
+        xp = array_module(fake_out)
+        return -fake_out.mean(), xp.full_like(fake_out, -1.0 / fake_out.shape[0])
+
+    def score(self, out):
+        return out
+
+    def __repr__(self):
+        return "Wasserstein()"
+
+
+class Hinge:
+    """The hinge loss of geometric GAN and SAGAN (Lim & Ye 2017; Miyato et al. 2018).
+
+    D wants real scores above +1 and fake scores below -1, and is indifferent
+    beyond those margins; G minimises the critic's score of its fakes, as in WGAN:
+        L_D = mean_i relu(1 - o_i^real) + mean_j relu(1 + o_j^fake)
+        dL_D/do_i^real = -[o_i^real < 1] / n_real
+        dL_D/do_j^fake = +[o_j^fake > -1] / n_fake
+        L_G = -mean_j o_j,   dL_G/do_j = -1 / n
+    ([c] is 1 when c holds, else 0; at the kinks o = +-1 the gradient taken is 0,
+    as relu's is at 0.) A sample already past its margin gives D no gradient, so
+    D stops pushing scores it is sure of, and stays bounded without a penalty;
+    it is usually paired with spectral normalisation.
+    """
+
+    def discriminator(self, real_out, fake_out):
+        _check_outputs(real_out, "discriminator loss")
+        _check_outputs(fake_out, "discriminator loss")
+        xp = array_module(real_out, fake_out)
+        margin_real = 1.0 - real_out          # relu(1 - o) is active where this is > 0
+        margin_fake = 1.0 + fake_out
+        loss = xp.maximum(margin_real, 0).mean() + xp.maximum(margin_fake, 0).mean()
+        d_real = (margin_real > 0).astype(real_out.dtype)
+        d_real *= -1.0 / real_out.shape[0]
+        d_fake = (margin_fake > 0).astype(fake_out.dtype)
+        d_fake *= 1.0 / fake_out.shape[0]
+        return loss, d_real, d_fake
+
+    def generator(self, fake_out):
+        _check_outputs(fake_out, "generator loss")
+        xp = array_module(fake_out)
+        return -fake_out.mean(), xp.full_like(fake_out, -1.0 / fake_out.shape[0])
+
+    def score(self, out):
+        return out
+
+    def __repr__(self):
+        return "Hinge()"

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 import minigan.backend as mb
-from minigan.gan_losses import LeastSquares, Minimax, NonSaturating
+from minigan.gan_losses import Hinge, LeastSquares, Minimax, NonSaturating, Wasserstein
 from minigan.gradcheck import compare, numerical_gradient
 
-LOSSES = [NonSaturating(), NonSaturating(label_smoothing=0.2), Minimax(), LeastSquares()]
+LOSSES = [NonSaturating(), NonSaturating(label_smoothing=0.2), Minimax(), LeastSquares(),
+          Wasserstein(), Hinge()]
 
 
 def _softplus(x):
@@ -105,6 +106,57 @@ def test_score_is_a_probability_for_cross_entropy_and_the_raw_output_for_least_s
     out = np.array([[-40.0], [0.0], [40.0]])
     np.testing.assert_allclose(NonSaturating().score(out), [[0.0], [0.5], [1.0]], atol=1e-15)
     assert LeastSquares().score(out) is out
+    assert Wasserstein().score(out) is out and Hinge().score(out) is out
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_wasserstein_formulas(dtype):
+    real, fake = _outputs(8, 20, dtype), _outputs(5, 21, dtype)
+    r64, f64 = real.astype(np.float64), fake.astype(np.float64)
+    value, d_real, d_fake = Wasserstein().discriminator(real, fake)
+    assert d_real.dtype == d_fake.dtype == np.dtype(dtype)
+    assert float(value) == pytest.approx(f64.mean() - r64.mean(), rel=1e-6, abs=1e-6)
+    np.testing.assert_array_equal(d_real, np.full((8, 1), -1 / 8, dtype))  # whatever D says
+    np.testing.assert_array_equal(d_fake, np.full((5, 1), 1 / 5, dtype))
+    g_value, g_fake = Wasserstein().generator(fake)
+    assert float(g_value) == pytest.approx(-f64.mean(), rel=1e-6, abs=1e-6)
+    np.testing.assert_array_equal(g_fake, np.full((5, 1), -1 / 5, dtype))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_hinge_formulas(dtype):
+    real = np.array([[3.0], [1.5], [0.5], [-2.0]], dtype)    # two past the margin +1
+    fake = np.array([[-4.0], [-0.5], [2.0]], dtype)           # one past the margin -1
+    value, d_real, d_fake = Hinge().discriminator(real, fake)
+    r64, f64 = real.astype(np.float64), fake.astype(np.float64)
+    expected = np.maximum(1 - r64, 0).mean() + np.maximum(1 + f64, 0).mean()
+    assert float(value) == pytest.approx(expected, rel=1e-6)
+    assert d_real.dtype == d_fake.dtype == np.dtype(dtype)
+    # samples past their margin get no gradient; the others -1/n (real), +1/n (fake)
+    np.testing.assert_array_equal(d_real, np.array([[0], [0], [-1 / 4], [-1 / 4]], dtype))
+    np.testing.assert_array_equal(d_fake, np.array([[0], [1 / 3], [1 / 3]], dtype))
+    g_value, g_fake = Hinge().generator(fake)
+    assert float(g_value) == pytest.approx(-f64.mean(), rel=1e-6)
+    np.testing.assert_array_equal(g_fake, np.full((3, 1), -1 / 3, dtype))
+
+
+def test_hinge_gradients_off_the_margins_match_finite_differences():
+    """Scores on both sides of each margin (kept 0.05 away from +-1, the kinks)."""
+    rng = np.random.default_rng(22)
+    real = rng.uniform(-3, 3, (40, 1))
+    fake = rng.uniform(-3, 3, (30, 1))
+    for out, kink in ((real, 1.0), (fake, -1.0)):
+        near = np.abs(out - kink) < 0.05
+        out[near] += 0.1
+    assert (real < 1).any() and (real > 1).any() and (fake > -1).any() and (fake < -1).any()
+    _, d_real, d_fake = Hinge().discriminator(real, fake)
+    for name, x, analytic in (("d_real", real, d_real), ("d_fake", fake, d_fake)):
+        numeric = numerical_gradient(lambda: float(Hinge().discriminator(real, fake)[0]), x)
+        result = compare(name, analytic, numeric)
+        assert result.ok, result.line()
+        # a hinge without its margins (every sample pushed, as in WGAN) is caught
+        everyone = np.full_like(analytic, (-1.0 if name == "d_real" else 1.0) / len(x))
+        assert not compare(name, everyone, numeric).ok
 
 
 def test_bad_arguments_are_explained():

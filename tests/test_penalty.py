@@ -1,0 +1,488 @@
+"""Gradient penalties: the hand-written double backward against central differences
+of the penalty itself (float64), the regularisers inside the GAN's D step, the
+layers that are refused, PyTorch's double backward, and a short WGAN-GP run."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import minigan.backend as mb
+import minigan.penalty as penalty_module
+from minigan.gan import GAN
+from minigan.gan_losses import NonSaturating, Wasserstein
+from minigan.gradcheck import compare, numerical_gradient
+from minigan.layers import (
+    BatchNorm1d,
+    Dense,
+    Dropout,
+    Layer,
+    LeakyReLU,
+    Pack,
+    ReLU,
+    Sequential,
+    Sigmoid,
+    Tanh,
+)
+from minigan.models import Scale, mlp
+from minigan.optim import Adam
+from minigan.penalty import GradientPenalty, R1, check_penalty, input_gradient_penalty
+from minigan.spectral import SpectralNorm
+
+from gradcheck_strategies import batch, seeds, width
+
+ACTIVATIONS = {"leaky_relu": lambda: LeakyReLU(0.2), "relu": ReLU, "tanh": Tanh,
+               "sigmoid": Sigmoid}
+
+
+def _critic(sizes, activation, *, pack=1, front=(), spectral=False, dtype="float64", seed=0,
+            backend=None):
+    """An MLP critic with random (non-zero) biases, so no hidden unit sits at 0 by design."""
+    rng = np.random.default_rng(seed)
+    layers = list(front)
+    if pack > 1:
+        layers.append(Pack(pack))
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        dense = Dense(a, b, dtype=dtype, rng=rng, backend=backend)
+        dense.params["b"][...] = mb.to_device(rng.normal(0, 0.5, b).astype(dtype), dense.backend)
+        layers.append(SpectralNorm(dense, rng=rng) if spectral else dense)
+        if i < len(sizes) - 2:
+            layers.append(ACTIVATIONS[activation]())
+    return Sequential(*layers)
+
+
+def _pre_activations(D, x):
+    """The inputs of every (leaky) ReLU in D for input x, to keep a check off the kinks."""
+    found, h = [], x
+    for layer in D.layers:
+        if isinstance(layer, (ReLU, LeakyReLU)):
+            found.append(h)
+        h = layer.forward(h)
+    D.clear_cache()
+    return found
+
+
+def _penalty_check(D, x, weight, center):
+    """(analytic, numeric) parameter gradients of the penalty, by name.
+
+    The analytic ones are what input_gradient_penalty ADDS to zeroed grads; the
+    numeric ones are central differences of the penalty's value (its added
+    gradients are ignored there). D must have no state a forward changes
+    (spectral norm in evaluation mode), so every evaluation sees the same D.
+    """
+    D.zero_grad()
+    value = input_gradient_penalty(D, x, weight, center)
+    analytic = {name: mb.to_numpy(g).copy() for name, _, g in D.named_parameters()}
+
+    def objective():
+        return float(input_gradient_penalty(D, x, weight, center))
+
+    numeric = {name: numerical_gradient(objective, p) for name, p, _ in D.named_parameters()}
+    return value, analytic, numeric
+
+
+def _assert_gradients_match(analytic, numeric):
+    for name in numeric:
+        result = compare("d" + name, analytic[name], numeric[name])
+        assert result.ok, result.line()
+    assert max(np.abs(g).max() for g in analytic.values()) > 1e-3   # not trivially zero
+
+
+def _x(shape, seed):
+    return np.random.default_rng(seed).normal(0, 1.0, shape)
+
+
+# ------------------------------------------------------- the double backward itself
+
+
+@pytest.mark.parametrize("center", [1.0, 0.0], ids=["center=1", "center=0"])
+@pytest.mark.parametrize("activation", list(ACTIVATIONS))
+def test_penalty_gradients_match_finite_differences(activation, center):
+    D = _critic([3, 6, 5, 1], activation, seed=1)
+    x = _x((7, 3), 2)
+    for h in _pre_activations(D, x):
+        assert np.abs(h).min() > 1e-3  # off the kinks: a 1e-6 step cannot cross one
+    _, analytic, numeric = _penalty_check(D, x, weight=3.0, center=center)
+    _assert_gradients_match(analytic, numeric)
+
+
+@given(seed=seeds, n=batch, widths=st.lists(width, min_size=1, max_size=3),
+       activation=st.sampled_from(list(ACTIVATIONS)), pack=st.sampled_from([1, 2]),
+       center=st.sampled_from([0.0, 1.0]))
+def test_penalty_gradients_on_drawn_critics(seed, n, widths, activation, pack, center):
+    """Hypothesis-drawn depth, widths, batch, packing and activation; inputs off the kinks."""
+    d_in = widths[0]
+    D = _critic([pack * d_in, *widths[1:], 1], activation, pack=pack, seed=seed)
+    x = _x((n * pack, d_in), seed + 1)
+    pre = _pre_activations(D, x)
+    if any(np.abs(h).min() < 1e-3 for h in pre):
+        return   # too near a kink for central differences (rare)
+    _, analytic, numeric = _penalty_check(D, x, weight=2.0, center=center)
+    for name in numeric:
+        result = compare("d" + name, analytic[name], numeric[name])
+        assert result.ok, result.line()
+
+
+@pytest.mark.parametrize("activation", ["tanh", "leaky_relu"])
+def test_penalty_gradients_of_a_packing_critic(activation):
+    D = _critic([2 * 3, 5, 1], activation, pack=2, seed=3)
+    x = _x((8, 3), 4)
+    _, analytic, numeric = _penalty_check(D, x, weight=10.0, center=1.0)
+    _assert_gradients_match(analytic, numeric)
+
+
+def test_penalty_gradients_through_scale_and_spectral_norm():
+    D = _critic([3, 5, 4, 1], "tanh", front=[Scale(0.5)], spectral=True, seed=5)
+    D.eval()   # spectral norm: u and v held fixed, so every evaluation sees one D
+    x = _x((6, 3), 6)
+    _, analytic, numeric = _penalty_check(D, x, weight=10.0, center=1.0)
+    _assert_gradients_match(analytic, numeric)
+
+
+def test_check_penalty_reports_a_table_and_leaves_d_alone():
+    D = _critic([3, 5, 4, 1], "sigmoid", pack=1, spectral=True, dtype="float32", seed=23)
+    before = {k: v.copy() for k, v in D.state_dict().items()}
+    result = check_penalty(D, _x((6, 3), 24).astype(np.float32))
+    assert result.ok, str(result)
+    assert [c.name for c in result.comparisons] == ["d0.W", "d0.b", "d2.W", "d2.b", "d4.W", "d4.b"]
+    assert "input_gradient_penalty(weight=10, center=1)" in str(result)
+    for k, v in D.state_dict().items():     # not even u and v moved
+        assert v.dtype == np.float32 and np.array_equal(v, before[k]), k
+    assert all(not np.any(g) for _, g in D.parameters())
+
+
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid"])
+def test_the_second_derivatives_of_the_activations_matter(monkeypatch, activation):
+    """Drop phi'' (pretend r = 0) and the gradient check fails: the check can fail,
+    and tanh's and sigmoid's second derivatives are not negligible."""
+    D = _critic([3, 6, 1], activation, seed=7)
+    x = _x((5, 3), 8)
+    _, _, numeric = _penalty_check(D, x, weight=1.0, center=1.0)
+    layer_type = Tanh if activation == "tanh" else Sigmoid
+    rule = penalty_module.RULES[layer_type]
+    first_only = rule._derivatives
+    monkeypatch.setattr(rule, "_derivatives", lambda *args: (first_only(*args)[0], None))
+    _, wrong, _ = _penalty_check(D, x, weight=1.0, center=1.0)
+    assert not all(compare(n, wrong[n], numeric[n]).ok for n in numeric)
+
+
+def _input_gradient_by_backward(D, x):
+    """g = dD/dx by D's own backward with upstream ones (not the penalty's code)."""
+    out = D.forward(x)
+    g = D.backward(np.ones_like(out), param_grads=False)
+    return out, g
+
+
+@pytest.mark.parametrize("pack", [1, 2])
+def test_penalty_value_is_the_formula_with_one_norm_per_d_output(pack):
+    D = _critic([pack * 3, 5, 1], "sigmoid", pack=pack, seed=9)
+    x = _x((8, 3), 10)
+    out, g = _input_gradient_by_backward(D, x)
+    rows = g.reshape(out.shape[0], -1)          # per D output: per pack of `pack` samples
+    assert rows.shape == (8 // pack, 3 * pack)
+    norms = np.linalg.norm(rows, axis=1)
+    D.zero_grad()
+    assert float(input_gradient_penalty(D, x, 10.0, 1.0)) == pytest.approx(
+        10.0 * np.mean((norms - 1.0) ** 2), rel=1e-10)
+    assert float(input_gradient_penalty(D, x, 2.5, 0.0)) == pytest.approx(
+        2.5 * np.mean(norms ** 2), rel=1e-12)
+    with pytest.raises(RuntimeError, match="without a matching forward"):
+        D.backward(np.ones_like(out))   # the penalty left D's caches alone (used: none)
+
+
+def test_penalty_at_zero_gradient_is_finite():
+    """||g|| = 0 (all weights zero): the smoothed norm's gradient is 0, not NaN."""
+    D = _critic([3, 4, 1], "tanh", seed=11)
+    for _, p, _ in D.named_parameters():
+        p[...] = 0.0
+    D.zero_grad()
+    value = input_gradient_penalty(D, _x((4, 3), 12), 10.0, 1.0)
+    assert float(value) == pytest.approx(10.0, rel=1e-5)
+    for _, _, g in D.named_parameters():
+        assert np.all(np.isfinite(g))
+
+
+def test_penalty_keeps_float32_and_adds_to_existing_grads(backend):
+    D = _critic([3, 5, 1], "tanh", dtype="float32", seed=13, backend=backend)
+    x = mb.to_device(_x((6, 3), 14).astype(np.float32), backend)
+    D.zero_grad()
+    first = input_gradient_penalty(D, x, 10.0, 1.0)
+    once = [mb.to_numpy(g).copy() for _, g in D.parameters()]
+    second = input_gradient_penalty(D, x, 10.0, 1.0)
+    assert first.dtype == np.float32 and mb.backend_of(first) == backend
+    assert float(first) == float(second)
+    for (_, g), g1 in zip(D.parameters(), once):
+        assert g.dtype == np.float32 and mb.backend_of(g) == backend
+        np.testing.assert_allclose(mb.to_numpy(g), 2 * g1, rtol=1e-6)   # added, not set
+
+
+# ----------------------------------------------------------------- refused layers
+
+
+class _Custom(Layer):
+    def forward(self, x):
+        return x
+
+    def backward(self, dout, param_grads=True, input_grad=True):
+        return dout
+
+
+@pytest.mark.parametrize("layer, match", [
+    (BatchNorm1d(4, dtype="float64"), r"BatchNorm1d\(4\).*WGAN-GP paper drops batch norm"),
+    (Dropout(0.3), r"Dropout\(p=0.3\).*random"),
+    (_Custom(), r"_Custom\(\).*no second-order.*Supported: Dense"),
+])
+def test_layers_without_a_double_backward_are_refused_by_name(layer, match):
+    D = Sequential(Dense(3, 4, dtype="float64"), layer, LeakyReLU(0.2), Dense(4, 1, dtype="float64"))
+    with pytest.raises(TypeError, match=match):
+        input_gradient_penalty(D, _x((4, 3), 0), 10.0, 1.0)
+    for _, g in D.parameters():
+        assert not np.any(g)     # refused before anything was added
+
+
+def test_an_input_of_another_dtype_is_refused():
+    D = _critic([3, 4, 1], "tanh", dtype="float32")
+    with pytest.raises(TypeError, match="x is float64 but D's parameters are float32"):
+        input_gradient_penalty(D, _x((4, 3), 0), 10.0, 1.0)
+
+
+def test_bad_regulariser_arguments_are_explained():
+    with pytest.raises(ValueError, match="weight must be a finite number >= 0"):
+        GradientPenalty(weight=-1)
+    with pytest.raises(ValueError, match="gamma must be a finite number >= 0"):
+        R1(gamma=float("nan"))
+    with pytest.raises(ValueError, match="same shape"):
+        GradientPenalty(rng=0)(_critic([3, 1], "tanh"), _x((4, 3), 0), _x((5, 3), 1))
+
+
+# ----------------------------------------------------- the regularisers in the D step
+
+
+class _Recorder:
+    """A stand-in optimiser: records D's gradients at ``step`` and changes nothing."""
+
+    def __init__(self, model):
+        self.model, self.seen = model, []
+
+    def step(self):
+        self.seen.append([g.copy() for _, g in self.model.parameters()])
+
+
+def _gan(regularizer, loss):
+    G = mlp([2, 8, 2], activation="tanh", dtype="float64", rng=20)
+    D = _critic([2, 8, 6, 1], "tanh", seed=21)
+    opt = _Recorder(D)
+    gan = GAN(G, D, 2, _Recorder(G), opt, loss=loss, regularizer=regularizer, rng=0)
+    return gan, opt
+
+
+@pytest.mark.parametrize("loss", [Wasserstein(), NonSaturating()], ids=repr)
+def test_gradient_penalty_in_the_d_step_adds_exactly_its_gradient(loss):
+    plain, plain_opt = _gan(None, loss)
+    reg, reg_opt = _gan(GradientPenalty(weight=10.0, rng=3), loss)
+    real, fake = _x((6, 2), 30), _x((6, 2), 31)
+    stats = reg.discriminator_step(real, fake)
+    plain.discriminator_step(real, fake)
+
+    # the same epsilons, drawn again from the same seed
+    x_hat, eps = GradientPenalty(rng=3).interpolate(real, fake)
+    assert eps.shape == (6, 1) and np.all((eps >= 0) & (eps <= 1))
+    assert len(np.unique(eps)) == 6                      # one epsilon per sample
+    np.testing.assert_allclose(x_hat, eps * real + (1 - eps) * fake)
+    D = copy.deepcopy(reg.D)
+    D.zero_grad()
+    value = input_gradient_penalty(D, x_hat, 10.0, 1.0)
+    assert stats["d_penalty"] == pytest.approx(float(value), rel=1e-12)
+    for g_reg, g_plain, (_, g_pen) in zip(reg_opt.seen[0], plain_opt.seen[0], D.parameters()):
+        np.testing.assert_allclose(g_reg, g_plain + g_pen, rtol=1e-12, atol=1e-15)
+    # and that gradient is the penalty's own, by central differences at x_hat
+    _, analytic, numeric = _penalty_check(D, x_hat, 10.0, 1.0)
+    _assert_gradients_match(analytic, numeric)
+
+
+def test_r1_in_the_d_step_penalises_the_real_batch():
+    plain, plain_opt = _gan(None, NonSaturating())
+    reg, reg_opt = _gan(R1(gamma=4.0), NonSaturating())
+    real, fake = _x((6, 2), 40), _x((6, 2), 41)
+    stats = reg.discriminator_step(real, fake)
+    plain.discriminator_step(real, fake)
+    D = copy.deepcopy(reg.D)
+    D.zero_grad()
+    out, g = _input_gradient_by_backward(copy.deepcopy(D), real)
+    assert stats["d_penalty"] == pytest.approx(2.0 * np.mean((g ** 2).sum(axis=1)), rel=1e-12)
+    input_gradient_penalty(D, real, 2.0, 0.0)
+    for g_reg, g_plain, (_, g_pen) in zip(reg_opt.seen[0], plain_opt.seen[0], D.parameters()):
+        np.testing.assert_allclose(g_reg, g_plain + g_pen, rtol=1e-12, atol=1e-15)
+    assert repr(R1(4)) == "R1(gamma=4)" and repr(GradientPenalty()) == "GradientPenalty(weight=10)"
+
+
+def test_gradient_penalty_state_dict_repeats_the_epsilons():
+    reg = GradientPenalty(rng=7)
+    reg.interpolate(np.ones((5, 2)), np.zeros((5, 2)))
+    state = reg.state_dict()
+    _, expected = reg.interpolate(np.ones((5, 2)), np.zeros((5, 2)))
+    resumed = GradientPenalty(rng=99).load_state_dict(state)
+    _, eps = resumed.interpolate(np.ones((5, 2)), np.zeros((5, 2)))
+    np.testing.assert_array_equal(eps, expected)
+
+
+def test_gradient_penalty_epsilons_broadcast_over_image_shaped_samples():
+    real, fake = np.ones((3, 2, 4, 4)), np.zeros((3, 2, 4, 4))
+    x_hat, eps = GradientPenalty(rng=0).interpolate(real, fake)
+    assert eps.shape == (3, 1, 1, 1)
+    for i in range(3):   # every entry of sample i is the same mix
+        assert np.all(x_hat[i] == eps[i, 0, 0, 0])
+
+
+def test_wgan_gp_runs_200_steps_on_ring8_without_nan():
+    from minigan.data import ring8
+
+    dtype = "float32"
+    G = mlp([2, 64, 64, 2], activation="relu", dtype=dtype, rng=1)
+    D = mlp([2, 64, 64, 1], activation="leaky_relu", slope=0.2, dtype=dtype, rng=2)
+    gan = GAN(G, D, 2, Adam(G.parameters(), lr=1e-4, betas=(0.5, 0.9)),
+              Adam(D.parameters(), lr=1e-4, betas=(0.5, 0.9)), loss=Wasserstein(),
+              d_steps=5, regularizer=GradientPenalty(weight=10.0, rng=3), rng=4)
+    data, rng = ring8(), np.random.default_rng(5)
+    for _ in range(200):
+        gan.train_step([data.sample(64, rng=rng, dtype=dtype) for _ in range(5)])
+    for key in ("d_loss", "d_penalty", "g_loss"):
+        assert np.all(np.isfinite(gan.history[key])), key
+    assert np.all(gan.history["d_penalty"] >= 0)
+    assert np.all(np.isfinite(mb.to_numpy(gan.sample(256))))
+
+
+# ------------------------------------------------------------------ PyTorch parity
+
+
+def _torch_critic(torch, D):
+    """PyTorch's version of a minigan critic (same weights), as a list of callables."""
+    nn = torch.nn
+    mods = []
+    for layer in D.layers:
+        if isinstance(layer, (Dense, SpectralNorm)):
+            dense = layer.layer if isinstance(layer, SpectralNorm) else layer
+            lin = nn.Linear(dense.in_features, dense.out_features).double()
+            with torch.no_grad():
+                lin.weight.copy_(torch.from_numpy(dense.params["W"].T.copy()))
+                lin.bias.copy_(torch.from_numpy(dense.params["b"].copy()))
+            if isinstance(layer, SpectralNorm):
+                lin = nn.utils.spectral_norm(lin)
+                with torch.no_grad():
+                    lin.weight_u.copy_(torch.from_numpy(layer.buffers["u"].copy()))
+                    lin.weight_v.copy_(torch.from_numpy(layer.buffers["v"].copy()))
+            mods.append(lin)
+        elif isinstance(layer, Pack):
+            m = layer.m
+            mods.append(lambda h, m=m: h.reshape(h.shape[0] // m, m * h.shape[1]))
+        elif isinstance(layer, LeakyReLU):
+            mods.append(nn.LeakyReLU(layer.negative_slope))
+        else:
+            mods.append({ReLU: nn.ReLU, Tanh: nn.Tanh, Sigmoid: nn.Sigmoid}[type(layer)]())
+    return mods
+
+
+def _or_zeros(torch, grad, param):
+    return torch.zeros_like(param) if grad is None else grad
+
+
+def _torch_weight_grads(torch, mods):
+    """dP/dW (minigan's (in, out) layout) and dP/db of every Linear, in order."""
+    grads = []
+    for mod in mods:
+        if isinstance(mod, torch.nn.Linear):
+            W = mod.weight_orig if hasattr(mod, "weight_orig") else mod.weight
+            # None: P does not depend on it (the last bias moves D, not its gradient)
+            grads += [_or_zeros(torch, W.grad, W).numpy().T,
+                      _or_zeros(torch, mod.bias.grad, mod.bias).numpy()]
+    return grads
+
+
+@pytest.mark.parametrize("case", ["tanh", "sigmoid", "leaky_relu", "relu", "pack-tanh",
+                                  "spectral-tanh", "r1-sigmoid"])
+def test_penalty_gradients_match_pytorch_double_backward(case):
+    torch = pytest.importorskip("torch", reason="PyTorch parity needs torch installed")
+    activation = case.split("-")[-1]
+    pack = 2 if case.startswith("pack") else 1
+    spectral = case.startswith("spectral")
+    weight, center = (5.0, 0.0) if case.startswith("r1") else (10.0, 1.0)
+    D = _critic([3 * pack, 7, 5, 1], activation, pack=pack, spectral=spectral, seed=50)
+    x = _x((8, 3), 51)
+    mods = _torch_critic(torch, D)   # before the penalty: the same u and v to start from
+
+    D.zero_grad()
+    value = input_gradient_penalty(D, x, weight, center)   # training mode: SN iterates once
+
+    xt = torch.from_numpy(x.copy()).requires_grad_(True)
+    h = xt
+    for mod in mods:
+        h = mod(h)
+    (g,) = torch.autograd.grad(h.sum(), xt, create_graph=True)
+    norms = g.reshape(h.shape[0], -1).norm(dim=1)
+    P = weight * ((norms - center) ** 2).mean()
+    P.backward()
+
+    assert float(value) == pytest.approx(P.item(), rel=1e-10)
+    ours = [mb.to_numpy(grad) for _, _, grad in D.named_parameters()]
+    theirs = _torch_weight_grads(torch, mods)
+    assert len(ours) == len(theirs)
+    for a, b in zip(ours, theirs):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-10)
+    if spectral:   # the one power iteration updated u the same way
+        sn = [layer for layer in D.layers if isinstance(layer, SpectralNorm)]
+        lins = [m for m in mods if hasattr(m, "weight_u")]
+        for layer, lin in zip(sn, lins):
+            np.testing.assert_allclose(layer.buffers["u"], lin.weight_u.numpy(), rtol=1e-12)
+
+
+def test_a_wgan_gp_training_step_matches_pytorch():
+    """Two whole GAN steps (Wasserstein + GradientPenalty, d_steps=2, SGD so that every
+    gradient's size shows) against the same steps written in PyTorch with autograd."""
+    torch = pytest.importorskip("torch", reason="PyTorch parity needs torch installed")
+    from minigan.optim import SGD
+
+    n, latent, d_steps, lr = 6, 3, 2, 0.05
+    G = mlp([latent, 5, 2], activation="tanh", dtype="float64", rng=60)
+    D = _critic([2, 7, 5, 1], "tanh", seed=61)
+    Gt = torch.nn.Sequential(*_torch_critic(torch, G))
+    Dt = torch.nn.Sequential(*_torch_critic(torch, D))
+    gan = GAN(G, D, latent, SGD(G.parameters(), lr=lr), SGD(D.parameters(), lr=lr),
+              loss=Wasserstein(), d_steps=d_steps, regularizer=GradientPenalty(10.0, rng=62),
+              rng=63)
+    opt_g = torch.optim.SGD(Gt.parameters(), lr=lr)
+    opt_d = torch.optim.SGD(Dt.parameters(), lr=lr)
+    noise, eps_rng = np.random.default_rng(63), np.random.default_rng(62)   # the same streams
+    data = np.random.default_rng(64)
+
+    for _ in range(2):
+        reals = [data.normal(size=(n, 2)) for _ in range(d_steps)]
+        ours = gan.train_step(reals)
+        for real in reals:
+            z = noise.standard_normal((n, latent), dtype=np.float32).astype(np.float64)
+            fake = Gt(torch.from_numpy(z))
+            real_t = torch.from_numpy(real)
+            eps = torch.from_numpy(eps_rng.random((n, 1)))
+            x_hat = (eps * real_t + (1 - eps) * fake.detach()).requires_grad_(True)
+            (g,) = torch.autograd.grad(Dt(x_hat).sum(), x_hat, create_graph=True)
+            penalty = 10.0 * ((g.norm(dim=1) - 1.0) ** 2).mean()
+            d_loss = Dt(fake.detach()).mean() - Dt(real_t).mean()
+            opt_d.zero_grad()
+            (d_loss + penalty).backward()
+            opt_d.step()
+        g_loss = -Dt(fake).mean()
+        opt_g.zero_grad()
+        g_loss.backward()
+        opt_g.step()
+        assert ours["d_loss"] == pytest.approx(d_loss.item(), rel=1e-10)
+        assert ours["d_penalty"] == pytest.approx(penalty.item(), rel=1e-10)
+        assert ours["g_loss"] == pytest.approx(g_loss.item(), rel=1e-10)
+
+    for model, torch_model in ((G, Gt), (D, Dt)):
+        theirs = [p.detach().numpy() for p in torch_model.parameters()]
+        ours = [p for _, p, _ in model.named_parameters()]
+        for a, b in zip(ours, theirs):
+            np.testing.assert_allclose(a, b.T if b.ndim == 2 else b, rtol=1e-10, atol=1e-12)
