@@ -29,12 +29,13 @@ from minigan.layers import (
 )
 from minigan.losses import BCE, MSE, BCEWithLogits, SoftmaxCrossEntropy
 from minigan.optim import SGD, Adam
+from minigan.spectral import SpectralNorm
 
 __all__ = [
     "__version__",
     "array_module", "get_backend", "rng", "seed", "to_device", "to_numpy", "use",
     "Layer", "Dense", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Dropout",
-    "BatchNorm1d", "Pack", "Sequential",
+    "BatchNorm1d", "Pack", "Sequential", "SpectralNorm",
     "BCE", "BCEWithLogits", "MSE", "SoftmaxCrossEntropy",
     "SGD", "Adam",
 ]

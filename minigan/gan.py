@@ -19,10 +19,13 @@ object knows how to read it.
 Variants are objects, not flags, so the loop above reads the same for all of them:
 
 * the adversarial loss: ``minigan.gan_losses`` (``NonSaturating``, ``Minimax``,
-  ``LeastSquares``), passed as ``loss=``;
+  ``LeastSquares``, ``Wasserstein``, ``Hinge``), passed as ``loss=``;
 * packing (PacGAN): a ``Pack(m)`` layer at the start of D;
 * a moving average of G's weights to sample from: ``EMA(G, decay)``, passed as ``ema=``;
-* a regulariser of D (a gradient penalty): passed as ``regularizer=``;
+* a regulariser of D, passed as ``regularizer=``: a gradient penalty,
+  ``GradientPenalty`` (WGAN-GP) or ``R1`` of ``minigan.penalty``, whose gradient
+  comes from a hand-written double backward through D;
+* spectral normalisation of D's layers: ``SpectralNorm(Dense(...))`` inside D;
 * conditioning on class labels: ``ConditionalGAN``, below, where the labels ride
   along with the samples as one-hot columns.
 """

@@ -361,7 +361,20 @@ def builtin_checks():
             F.softmax_cross_entropy, class_logits, labels)),
     ]
     return cases + _gan_loss_checks(logits, soft * 4 - 2) + _layer_checks(x) + [
-        ("GAN generator step through D", gan_generator_check)]
+        ("GAN generator step through D", gan_generator_check),
+        ("gradient penalty (double backward)", _penalty_check)]
+
+
+def _penalty_check():
+    """The WGAN-GP penalty's parameter gradients, through a tanh/leaky-ReLU critic
+    (tanh's second derivative is not zero: the double backward must carry it)."""
+    from minigan import layers as L
+    from minigan.penalty import check_penalty
+
+    D = L.Sequential(L.Dense(3, 5, dtype="float64", rng=6), L.Tanh(),
+                     L.Dense(5, 4, dtype="float64", rng=7), L.LeakyReLU(0.2),
+                     L.Dense(4, 1, dtype="float64", rng=8))
+    return check_penalty(D, np.random.default_rng(9).standard_normal((6, 3)))
 
 
 def _gan_loss_checks(real_out, fake_out):
@@ -381,7 +394,8 @@ def _gan_loss_checks(real_out, fake_out):
         return result
 
     losses = [gan_losses.NonSaturating(), gan_losses.NonSaturating(label_smoothing=0.1),
-              gan_losses.Minimax(), gan_losses.LeastSquares()]
+              gan_losses.Minimax(), gan_losses.LeastSquares(), gan_losses.Wasserstein(),
+              gan_losses.Hinge()]  # the outputs lie off the hinge's kinks at +-1
     return [(repr(loss), lambda loss=loss: check(loss)) for loss in losses]
 
 
