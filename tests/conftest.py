@@ -19,12 +19,19 @@ Hypothesis
 
 Data
     Real-data tests read $MINIGAN_DATA_DIR. It is never set here, even where
-    ../shared/data exists: unset, those tests skip and say how to enable them
-    (CI sets MINIGAN_DATA_DIR=../shared/data).
+    ../shared/data exists: unset, those tests skip and say how to get the data
+    (``MNIST_HOWTO``). CI sets MINIGAN_DATA_DIR=../shared/data.
+
+Skip reasons
+    The CuPy case of every backend-generic test skips for the same reason where
+    there is no CuPy or GPU, and every real-data test for the same reason where
+    MINIGAN_DATA_DIR is unset: ``pytest_runtest_makereport`` files each family under
+    one place and one reason, so ``-ra`` prints one line for each, with the count.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -91,6 +98,14 @@ def cupy_unavailable_reason():
     return None
 
 
+MNIST_HOWTO = (
+    "to get MNIST, run `python -c \"from minigan.data import fetch_files; "
+    "fetch_files('mnist'); fetch_files('fashion-mnist')\"` once (it downloads and checks "
+    "the original files into ~/.cache/minigan), then set MINIGAN_DATA_DIR=~/.cache/minigan; "
+    "or point MINIGAN_DATA_DIR at a folder holding mnist/ and fashion-mnist/ with the "
+    "original gzip files")
+
+
 def pytest_report_header(config):
     names, required = _selected(config)
     reason = cupy_unavailable_reason()
@@ -103,6 +118,8 @@ def pytest_report_header(config):
         hint = (f"; {shared} exists: set MINIGAN_DATA_DIR=../shared/data to run them"
                 if shared.is_dir() else "")
         lines.append(f"MINIGAN_DATA_DIR is not set: real-data tests will skip{hint}")
+        if not hint:
+            lines.append(MNIST_HOWTO[0].upper() + MNIST_HOWTO[1:])
     return lines
 
 
@@ -119,6 +136,35 @@ def pytest_generate_tests(metafunc):
         if only is not None:
             names = tuple(n for n in names if n in only.args)
         metafunc.parametrize("backend", names, indirect=True)
+
+
+@functools.lru_cache(maxsize=None)
+def _line_of(text):
+    """The line of this file that starts with ``text`` (where a collapsed skip points)."""
+    lines = Path(__file__).read_text(encoding="utf-8").splitlines()
+    return next((i for i, line in enumerate(lines, 1) if line.startswith(text)), 0)
+
+
+_CUPY_SKIP = "CuPy backend unavailable: "
+_NO_DATA_DIR = "MINIGAN_DATA_DIR is not set"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """One place and one reason per family of identical skips (see "Skip reasons")."""
+    outcome = yield
+    report = outcome.get_result()
+    if not (report.skipped and isinstance(report.longrepr, tuple)
+            and len(report.longrepr) == 3):
+        return
+    reason = str(report.longrepr[2])
+    if _CUPY_SKIP in reason:
+        report.longrepr = (__file__, _line_of("def backend("),
+                           "the CuPy case of each backend-generic test: "
+                           + reason[reason.index(_CUPY_SKIP):])
+    elif _NO_DATA_DIR in reason:
+        report.longrepr = (__file__, _line_of("MNIST_HOWTO = ("),
+                           f"real-data tests: {_NO_DATA_DIR}; {MNIST_HOWTO}")
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Every tutorial notebook runs top to bottom, in quick mode.
+"""Every tutorial chapter runs top to bottom, in quick mode, and its two files agree.
 
 Each ``tutorials/*.ipynb`` is one test case, named after its file, so a new
 chapter is picked up without touching this file. The kernel runs with
@@ -8,10 +8,12 @@ repository), within a time budget per notebook: ``QUICK_TIMEOUT_S`` seconds,
 or ``metadata["minigan"]["quick_timeout"]`` of the notebook.
 
 A chapter that reads MNIST says so with ``metadata["minigan"]["needs_mnist"] =
-true``; it is skipped, with the reason, unless ``$MINIGAN_DATA_DIR`` points at
-a folder holding the four MNIST files (CI sets it to ``../shared/data``).
+true``; it is skipped, with the reason and how to get the data, unless
+``$MINIGAN_DATA_DIR`` points at a folder holding the four MNIST files.
 
-The committed notebooks must carry no outputs; that is checked here too.
+Each chapter is a jupytext percent script paired with its notebook
+(``tutorials/_build.py``): both must exist and hold the same cells (checked where
+jupytext is installed), and the committed notebooks must carry no outputs.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import pytest
 
 nbformat = pytest.importorskip("nbformat", reason="needs nbformat: pip install -e '.[test]'")
 nbclient = pytest.importorskip("nbclient", reason="needs nbclient: pip install -e '.[test]'")
+
+from conftest import MNIST_HOWTO  # noqa: E402
 
 from minigan.data.mnist import FILES  # noqa: E402
 
@@ -41,12 +45,11 @@ def _mnist_missing_reason():
     """None when $MINIGAN_DATA_DIR holds the MNIST files, else why the chapter must skip."""
     data_dir = os.environ.get("MINIGAN_DATA_DIR")
     if not data_dir:
-        return ("needs MNIST: set MINIGAN_DATA_DIR to a folder with mnist/*.gz "
-                "(e.g. MINIGAN_DATA_DIR=../shared/data)")
+        return f"needs MNIST, and MINIGAN_DATA_DIR is not set: {MNIST_HOWTO}"
     folder = Path(data_dir).expanduser().resolve() / "mnist"
     missing = [name for name in FILES["mnist"] if not (folder / name).is_file()]
     if missing:
-        return f"needs MNIST: {folder} lacks {', '.join(missing)}"
+        return f"needs MNIST: {folder} lacks {', '.join(missing)}; {MNIST_HOWTO}"
     return None
 
 
@@ -66,6 +69,23 @@ def test_committed_without_outputs(path):
              and (cell.get("outputs") or cell.get("execution_count") is not None)]
     assert not dirty, (f"{path.name}: code cells {dirty} carry outputs or execution counts; "
                        "clear them (python tutorials/_build.py strip tutorials/*.ipynb)")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+def test_paired_with_its_percent_script(path):
+    """The notebook and its jupytext script hold the same cells and metadata."""
+    script = path.with_suffix(".py")
+    assert script.is_file(), (f"{path.name} has no percent script {script.name}: "
+                              "run python tutorials/_build.py sync")
+    pytest.importorskip("jupytext", reason="comparing the pair needs jupytext: "
+                                           "pip install -e '.[docs]'")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_tutorial_build", TUTORIALS / "_build.py")
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    problems = build.problems(path.stem)
+    assert not problems, "\n".join(problems)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))

@@ -1,123 +1,41 @@
-"""Build tutorial notebooks from plain Python scripts, and back.
+"""Keep the chapters' percent scripts and notebooks paired, in sync and output-free.
 
-The chapters are edited as "percent" scripts (the format jupytext and VS Code
-understand): a line ``# %%`` starts a code cell, ``# %% [markdown]`` starts a
-Markdown cell whose lines are comments (``# `` is stripped). An optional first
-line ``# minigan: {...}`` (JSON) becomes the notebook's ``metadata["minigan"]``,
-which the tests read (``{"needs_mnist": true}`` for chapters that read MNIST).
+Each chapter is two files: ``NN_name.py``, a jupytext "percent" script (``# %%``
+starts a code cell, ``# %% [markdown]`` a Markdown cell written as comments), which is
+the source that is edited and reviewed; and ``NN_name.ipynb``, the notebook paired with
+it, committed without outputs, which Jupyter opens and the tests execute. The pairing
+and the notebook metadata that travels in the script's header (``minigan:
+{needs_mnist: true}`` for chapters that read MNIST) are set in ``pyproject.toml``
+under ``[tool.jupytext]``; jupytext does the conversion. What it does not do is
+what this script adds: clearing outputs after a sync, and the check.
 
-    python tutorials/_build.py export tutorials/01_dense_layer.ipynb -o /tmp/01.py
-    ... edit /tmp/01.py ...
-    python tutorials/_build.py build /tmp/01.py -o tutorials/01_dense_layer.ipynb
-    python tutorials/_build.py check            # committed notebooks carry no outputs
-    python tutorials/_build.py strip tutorials/*.ipynb   # remove outputs in place
+    python tutorials/_build.py sync      # after editing either side of any pair
+    python tutorials/_build.py check     # pairs complete, in sync, notebooks output-free
+    python tutorials/_build.py strip tutorials/*.ipynb   # clear outputs in place
 
-The notebook is the file that is committed; the script is only a convenient
-form to edit it in. Built notebooks have no outputs, ``execution_count`` None
-and cell ids numbered in order, so rebuilding an unchanged script gives the
-same bytes. Needs nbformat (``pip install -e ".[test]"``).
+Editing in Jupyter (with jupytext installed, ``pip install -e ".[docs]"``) saves both
+files at once; then run ``sync`` to clear the outputs before committing.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import nbformat
 
 HERE = Path(__file__).resolve().parent
-META_PREFIX = "# minigan:"
-KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 
 
-def _strip_comment(line: str) -> str:
-    if line.startswith("# "):
-        return line[2:]
-    if line.rstrip() == "#":
-        return ""
-    raise ValueError(f"markdown lines must start with '# ' (or be '#'), got {line!r}")
+def chapters():
+    """The chapter stems (``01_dense_layer``, ...), from both kinds of file."""
+    stems = {p.stem for p in HERE.glob("[0-9][0-9]_*.ipynb")}
+    stems |= {p.stem for p in HERE.glob("[0-9][0-9]_*.py")}
+    return sorted(stems)
 
 
-def _trim(lines):
-    while lines and not lines[0].strip():
-        lines = lines[1:]
-    while lines and not lines[-1].strip():
-        lines = lines[:-1]
-    return lines
-
-
-def parse_script(text: str):
-    """(metadata dict, [(kind, source)]) from a percent script."""
-    lines = text.splitlines()
-    meta = {}
-    if lines and lines[0].startswith(META_PREFIX):
-        meta = json.loads(lines[0][len(META_PREFIX):])
-        lines = lines[1:]
-    cells, kind, body = [], None, []
-
-    def flush():
-        if kind is None:
-            if any(line.strip() for line in body):
-                raise ValueError("text before the first '# %%' cell marker")
-            return
-        src = _trim(body)
-        if kind == "markdown":
-            src = [_strip_comment(line) for line in src]
-        cells.append((kind, "\n".join(src)))
-
-    for line in lines:
-        if line.startswith("# %%"):
-            flush()
-            tag = line[4:].strip()
-            if tag not in ("", "[markdown]"):
-                raise ValueError(f"unknown cell marker {line!r}: use '# %%' or '# %% [markdown]'")
-            kind, body = ("markdown" if tag else "code"), []
-        else:
-            body.append(line)
-    flush()
-    return meta, cells
-
-
-def to_notebook(text: str):
-    """An nbformat v4 notebook (no outputs) from a percent script."""
-    meta, cells = parse_script(text)
-    nb = nbformat.v4.new_notebook()
-    for i, (kind, src) in enumerate(cells):
-        if kind == "code":
-            cell = nbformat.v4.new_code_cell(src)
-        else:
-            cell = nbformat.v4.new_markdown_cell(src)
-        cell["id"] = f"cell-{i:03d}"
-        nb.cells.append(cell)
-    nb.metadata["kernelspec"] = dict(KERNELSPEC)
-    nb.metadata["language_info"] = {"name": "python"}
-    if meta:
-        nb.metadata["minigan"] = meta
-    nbformat.validate(nb)
-    return nb
-
-
-def to_script(nb) -> str:
-    """The percent script of a notebook (outputs are dropped)."""
-    out = []
-    meta = nb.metadata.get("minigan")
-    if meta:
-        out.append(META_PREFIX + " " + json.dumps(meta, sort_keys=True))
-    for cell in nb.cells:
-        src = cell.source
-        if cell.cell_type == "markdown":
-            out.append("# %% [markdown]")
-            out.extend(("# " + line) if line else "#" for line in src.splitlines())
-        else:
-            out.append("# %%")
-            out.extend(src.splitlines())
-        out.append("")
-    return "\n".join(out).rstrip() + "\n"
-
-
-def strip_outputs(nb):
+def strip_outputs(nb) -> bool:
     """Remove outputs and execution counts in place; returns whether anything changed."""
     changed = False
     for cell in nb.cells:
@@ -138,45 +56,63 @@ def write_notebook(nb, path: Path) -> None:
     Path(path).write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
 
 
-def problems(path: Path) -> list:
-    """Why a committed notebook is not clean: outputs, execution counts."""
-    nb = nbformat.read(path, as_version=4)
+def _cells(nb):
+    return [(c.cell_type, c.source.strip()) for c in nb.cells]
+
+
+def problems(stem: str) -> list:
+    """Why a chapter's pair is not clean: a missing side, a difference, outputs."""
+    import jupytext
+
+    nb_path, py_path = HERE / f"{stem}.ipynb", HERE / f"{stem}.py"
+    missing = [p.name for p in (nb_path, py_path) if not p.is_file()]
+    if missing:
+        return [f"{stem}: {' and '.join(missing)} missing; run python tutorials/_build.py sync"]
     found = []
+    nb = nbformat.read(nb_path, as_version=4)
     for i, cell in enumerate(nb.cells):
-        if cell.cell_type != "code":
-            continue
-        if cell.get("outputs"):
-            found.append(f"{path.name} cell {i}: has outputs")
-        if cell.get("execution_count") is not None:
-            found.append(f"{path.name} cell {i}: execution_count is {cell.execution_count}")
+        if cell.cell_type == "code" and (cell.get("outputs")
+                                         or cell.get("execution_count") is not None):
+            found.append(f"{nb_path.name} cell {i}: has outputs or an execution count")
+    script = jupytext.read(py_path)
+    a, b = _cells(nb), _cells(script)
+    if a != b:
+        first = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+        found.append(f"{stem}: the notebook ({len(a)} cells) and the script ({len(b)} cells) "
+                     f"differ from cell {first} on; run python tutorials/_build.py sync")
+    if nb.metadata.get("minigan") != script.metadata.get("minigan"):
+        found.append(f"{stem}: metadata['minigan'] differs between the notebook and the script")
     return found
+
+
+def sync() -> None:
+    """jupytext --sync on every pair (the newer side wins), then clear the notebooks."""
+    from jupytext.cli import jupytext as jupytext_cli
+
+    for stem in chapters():
+        nb_path, py_path = HERE / f"{stem}.ipynb", HERE / f"{stem}.py"
+        source = nb_path if nb_path.is_file() else py_path
+        if not nb_path.is_file() or not py_path.is_file():
+            jupytext_cli(["--quiet", "--set-formats", "ipynb,py:percent", str(source)])
+        else:
+            jupytext_cli(["--quiet", "--sync", str(source)])
+        nb = nbformat.read(nb_path, as_version=4)
+        if strip_outputs(nb):
+            write_notebook(nb, nb_path)
+        print(f"synced {stem}")
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("build", help="percent script -> notebook without outputs")
-    p.add_argument("script", type=Path)
-    p.add_argument("-o", "--output", type=Path, help="default: tutorials/<script stem>.ipynb")
-    p = sub.add_parser("export", help="notebook -> percent script")
-    p.add_argument("notebook", type=Path)
-    p.add_argument("-o", "--output", type=Path, help="default: print to stdout")
+    sub.add_parser("sync", help="jupytext --sync every pair, then clear notebook outputs")
+    sub.add_parser("check", help="fail if a pair is incomplete, out of sync or has outputs")
     p = sub.add_parser("strip", help="remove outputs from notebooks in place")
     p.add_argument("notebooks", type=Path, nargs="+")
-    sub.add_parser("check", help="fail if a notebook in tutorials/ has outputs")
     args = parser.parse_args(argv)
 
-    if args.command == "build":
-        nb = to_notebook(args.script.read_text(encoding="utf-8"))
-        out = args.output or HERE / (args.script.stem + ".ipynb")
-        write_notebook(nb, out)
-        print(f"wrote {out} ({len(nb.cells)} cells)")
-    elif args.command == "export":
-        text = to_script(nbformat.read(args.notebook, as_version=4))
-        if args.output:
-            args.output.write_text(text, encoding="utf-8")
-        else:
-            sys.stdout.write(text)
+    if args.command == "sync":
+        sync()
     elif args.command == "strip":
         for path in args.notebooks:
             nb = nbformat.read(path, as_version=4)
@@ -184,7 +120,7 @@ def main(argv=None) -> int:
                 write_notebook(nb, path)
                 print(f"stripped {path}")
     elif args.command == "check":
-        found = [msg for path in sorted(HERE.glob("*.ipynb")) for msg in problems(path)]
+        found = [msg for stem in chapters() for msg in problems(stem)]
         for msg in found:
             print(msg)
         return 1 if found else 0
