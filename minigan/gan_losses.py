@@ -35,8 +35,7 @@ from minigan.backend import array_module
 # is long); they are objects of the same family, so they can be imported from here.
 from minigan.penalty import R1, GradientPenalty, input_gradient_penalty
 
-__all__ = ["NonSaturating", "Minimax", "LeastSquares", "Wasserstein", "Hinge",
-           "GradientPenalty", "R1", "input_gradient_penalty"]
+__all__ = ["NonSaturating", "Minimax", "LeastSquares", "Wasserstein", "Hinge"]
 
 
 def _check_outputs(out, who):
