@@ -70,3 +70,20 @@ def test_memory_reports_a_verdict():
     text = run_script("memory.py", "--steps", "30", "--warmup", "5", "--every", "10",
                       "--batch", "8")
     assert "verdict:" in text
+
+
+def test_plot_results_draws_one_bar_per_run_and_batch(tmp_path):
+    runs = []
+    for k, ratios in enumerate(({64: 1.1, 256: 0.9}, {64: 1.05, 256: 0.95})):
+        path = tmp_path / f"run{k}.json"
+        path.write_text(json.dumps({"results": [{"batch": b, "ratio": r}
+                                                for b, r in ratios.items()]}))
+        runs.append(str(path))
+    out = tmp_path / "ratios.png"
+    text = run_script("plot_results.py", *runs, "--labels", "before", "after", "--out", str(out))
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "wrote" in text
+    no_torch = tmp_path / "no_torch.json"
+    no_torch.write_text(json.dumps({"results": [{"batch": 8}]}))
+    proc = subprocess.run([sys.executable, str(BENCHMARKS / "plot_results.py"), str(no_torch),
+                           "--out", str(out)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "no minigan/PyTorch ratios" in proc.stderr
