@@ -89,6 +89,34 @@ def _set_dropout_states(model, states, who):
         layer.rng.bit_generator.state = state
 
 
+def _layer_kinds(model):
+    """{layer path: kind}: what the weights alone do not say (a ReLU and a Tanh, or
+    two leaky slopes, hold no arrays), checked on load so that a checkpoint of
+    another architecture is not run through a same-shaped model."""
+    kinds = {}
+    for name, layer in model.named_modules():
+        kind = type(layer).__name__
+        if hasattr(layer, "negative_slope"):
+            kind += f"({layer.negative_slope:g})"
+        kinds[name] = kind
+    return kinds
+
+
+def _check_layer_kinds(model, saved, who, path):
+    if saved is None:
+        return  # written before layer kinds were stored
+    own = _layer_kinds(model)
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"{path!r}: metadata entry 'layers.{who}' must be a dict, got "
+                              f"{type(saved).__name__}")
+    for name in sorted(set(own) | set(saved)):
+        if own.get(name) != saved.get(name):
+            raise ArchitectureMismatchError(
+                f"{path!r} was saved from another architecture: {who} layer {name or '(top)'!r} "
+                f"is {saved.get(name, 'missing')} in the checkpoint but "
+                f"{own.get(name, 'missing')} in the model")
+
+
 def _rng_state(rng):
     """A NumPy generator's state (JSON-able); None for a CuPy generator, whose state
     a checkpoint cannot carry (the resumed run then draws other noise)."""
@@ -183,6 +211,7 @@ def save_checkpoint(path, gan, config, extra=None):
         "backend": gan.G.backend,
         "noise_rng": _rng_state(gan.rng),
         "dropout_rng": {"G": _dropout_states(gan.G), "D": _dropout_states(gan.D)},
+        "layers": {"G": _layer_kinds(gan.G), "D": _layer_kinds(gan.D)},
         "ema_updates": gan.ema.updates if gan.ema is not None else 0,
         "optimizers": {
             "g": _optimizer_state(gan.g_optimizer, "opt_g", arrays),
@@ -255,11 +284,59 @@ def _read(path):
             f"minigan {meta.get('minigan_version', '?')}), but this minigan "
             f"({_minigan_version()}) reads version {FORMAT_VERSION}. Load it with the "
             "minigan version that wrote it.")
-    missing = sorted(set(meta.get("arrays", [])) - set(arrays))
+    _check_meta(meta, arrays, path)
+    return meta, arrays
+
+
+# what each metadata entry must be: (name, accepted types, what to say)
+_META_ENTRIES = (
+    ("config", (dict,), "a dict"),
+    ("step", (int,), "an integer"),
+    ("latent_dim", (int,), "an integer"),
+    ("noise_rng", (dict, type(None)), "a dict or null"),
+    ("dropout_rng", (dict,), "a dict"),
+    ("optimizers", (dict,), "a dict"),
+    ("history_keys", (list,), "a list"),
+    ("extra", (dict,), "a dict"),
+    ("extra_arrays", (list,), "a list"),
+    ("arrays", (list,), "a list"),
+)
+
+
+def _bad_meta(path, entry, expected, value):
+    return CheckpointError(f"{path!r} is damaged or hand-made: its metadata entry {entry!r} "
+                           f"must be {expected}, got {type(value).__name__} {str(value)[:60]}. "
+                           "Use a checkpoint written by minigan.save_checkpoint.")
+
+
+def _check_meta(meta, arrays, path):
+    """Every metadata entry the loader uses, checked before any is used, so a
+    damaged or hand-made file is a CheckpointError that names the entry (not a
+    KeyError or TypeError from deep inside the loader)."""
+    for entry, types, expected in _META_ENTRIES:
+        if entry not in meta:
+            raise CheckpointError(f"{path!r} is damaged or hand-made: its metadata has no "
+                                  f"{entry!r} entry")
+        value = meta[entry]
+        if not isinstance(value, types) or isinstance(value, bool):
+            raise _bad_meta(path, entry, expected, value)
+    if meta["step"] < 0:
+        raise _bad_meta(path, "step", "an integer >= 0", meta["step"])
+    for who in ("G", "D"):
+        if not isinstance(meta["dropout_rng"].get(who), dict):
+            raise _bad_meta(path, f"dropout_rng.{who}", "a dict", meta["dropout_rng"].get(who))
+    for who in ("g", "d"):
+        opt = meta["optimizers"].get(who)
+        if not (isinstance(opt, dict) and isinstance(opt.get("type"), str)
+                and isinstance(opt.get("state"), dict)):
+            raise _bad_meta(path, f"optimizers.{who}", "a dict with 'type' (a string) and "
+                            "'state' (a dict)", opt)
+    listed = meta["arrays"] + [f"history/{k}" for k in meta["history_keys"]] + \
+        [f"extra/{k}" for k in meta["extra_arrays"]]
+    missing = sorted({str(k) for k in listed} - set(arrays))
     if missing:
         raise CheckpointError(f"{path!r} is incomplete: arrays {missing[:5]} listed in its "
                               "metadata are missing")
-    return meta, arrays
 
 
 def read_metadata(path):
@@ -272,7 +349,7 @@ def _prefixed(arrays, prefix):
     return {k[n:]: v for k, v in arrays.items() if k.startswith(prefix + "/")}
 
 
-def _load_model(model, state, who, path):
+def _load_model(model, state, who, path, kinds=None):
     """Check names and shapes against the model (naming any mismatch), then copy in place."""
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
@@ -291,6 +368,15 @@ def _load_model(model, state, who, path):
             raise ArchitectureMismatchError(
                 f"{path!r} was saved from another architecture: {who} '{k}' has shape "
                 f"{tuple(value.shape)} in the checkpoint but {tuple(target.shape)} in the model")
+        if value.dtype.kind != "f":
+            raise CheckpointError(f"{path!r}: {who} '{k}' must hold floating-point numbers, "
+                                  f"got {value.dtype}")
+        # NaN weights would load and sample NaN without a word: refuse them by name
+        if not np.isfinite(value).all():
+            raise CheckpointError(
+                f"{path!r}: {who} '{k}' holds NaN or inf, so the model cannot be used (the "
+                "run had diverged when this was saved?). Use an earlier checkpoint.")
+    _check_layer_kinds(model, kinds, who, path)
     model.load_state_dict(state)
 
 
@@ -303,7 +389,7 @@ def _load_optimizer(opt, saved, arrays, who, path):
     state.update(arrays)
     try:
         opt.load_state_dict(state)
-    except ValueError as err:
+    except (ValueError, TypeError) as err:
         raise ArchitectureMismatchError(f"{path!r}: {who} optimiser state does not fit: {err}") \
             from None
 
@@ -347,18 +433,25 @@ def load_checkpoint(path, backend=None, gan=None):
     elif backend is not None and gan.G.backend != backend:
         raise ValueError(f"the GAN is on {gan.G.backend} but backend={backend!r} was asked for")
 
-    _load_model(gan.G, _prefixed(arrays, "G"), "G", path)
-    _load_model(gan.D, _prefixed(arrays, "D"), "D", path)
+    layers = meta.get("layers") or {}
+    _load_model(gan.G, _prefixed(arrays, "G"), "G", path, layers.get("G"))
+    _load_model(gan.D, _prefixed(arrays, "D"), "D", path, layers.get("D"))
     _load_ema(gan, _prefixed(arrays, "G_ema"), meta, path)
     opts = meta["optimizers"]
     _load_optimizer(gan.g_optimizer, opts["g"], _prefixed(arrays, "opt_g"), "generator", path)
     _load_optimizer(gan.d_optimizer, opts["d"], _prefixed(arrays, "opt_d"), "discriminator", path)
 
     gan.step = int(meta["step"])
-    if meta["noise_rng"] is not None and _rng_state(gan.rng) is not None:
-        gan.rng.bit_generator.state = meta["noise_rng"]
-    _set_dropout_states(gan.G, meta["dropout_rng"]["G"], "G")
-    _set_dropout_states(gan.D, meta["dropout_rng"]["D"], "D")
+    try:
+        if meta["noise_rng"] is not None and _rng_state(gan.rng) is not None:
+            gan.rng.bit_generator.state = meta["noise_rng"]
+        _set_dropout_states(gan.G, meta["dropout_rng"]["G"], "G")
+        _set_dropout_states(gan.D, meta["dropout_rng"]["D"], "D")
+    except (TypeError, ValueError, KeyError) as err:
+        if isinstance(err, CheckpointError):
+            raise
+        raise CheckpointError(f"{path!r}: a stored generator state ('noise_rng' or "
+                              f"'dropout_rng') is damaged ({type(err).__name__}: {err})") from None
     from minigan.gan import History
 
     keys = meta.get("history_keys", [])

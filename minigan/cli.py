@@ -8,8 +8,9 @@
 
 ``python -m minigan COMMAND --help`` lists every option. ``train`` is argparse
 and printing around ``minigan.train.fit``, which runs the training itself.
-Exit codes: 0 success, 1 a failed check or a diverged run, 2 a usage error (bad
-option, existing run directory, missing file), 130 interrupted (Ctrl-C).
+Exit codes: 0 success, 1 a failed check, a diverged run or a file that could not
+be written (full disk, read-only folder; what was saved is kept), 2 a usage error
+(bad option, existing or busy run directory, missing file), 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -65,6 +66,11 @@ _positive_int = _argument_type(int, lambda v: v >= 1, "a positive integer")
 _non_negative_int = _argument_type(int, lambda v: v >= 0, "an integer >= 0")
 _positive_float = _argument_type(float, lambda v: math.isfinite(v) and v > 0, "a positive number")
 _unit_float = _argument_type(float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
+# Every frame is kept in memory and in each checkpoint (about 20 KB on a 2-D set)
+# and drawn into the GIF: a frame every step made a 13 s run take 513 s and 3.5 GB.
+MAX_FRAMES = 200
+_frame_count = _argument_type(int, lambda v: 0 <= v <= MAX_FRAMES,
+                              f"an integer from 0 to {MAX_FRAMES}")
 
 
 def _atomic_json(path, obj):
@@ -190,7 +196,7 @@ def _score(run, samples):
     asked = np.arange(len(samples)) % gan.n_classes if _is_conditional(gan) else None
     try:
         scores = metrics.image_scores(samples, name, labels=asked, data_dir=run.args.data_dir)
-    except DataError as err:
+    except (DataError, OSError) as err:
         # The run itself is saved; only the score is missing.
         print(f"Could not score the samples: {err}", file=sys.stderr)
         return {"skipped": f"scoring failed: {err}"}, "not scored"
@@ -239,6 +245,8 @@ class _Run:
         self.config = self.seed = self.resume = self.backend = self.out = None
         self.gan = self.dataset = self.stream = self.frames = self.checkpoints = None
         self.train_seconds = 0.0
+        self.lock = None  # the run directory's lock, held until the command ends
+        self.start_step = 0  # the step training starts from (a resumed run's)
 
     @property
     def checkpoint_path(self):
@@ -264,20 +272,126 @@ def _resolve_out_dir(args):
     return args.out
 
 
+LOCK_FILE = ".minigan-run.lock"
+
+
+def _same_file(a, b):
+    """Whether two paths name the same file once symlinks are resolved."""
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
 def _prepare_out_dir(out, overwrite, resume_path=None):
+    """Claim the run directory before anything trains: refuse a file, a non-empty
+    folder without --overwrite, a folder that cannot be written (found by writing)
+    and one that another run is writing to. Returns the lock (see ``_lock_out_dir``).
+
+    Nothing is deleted here: with --overwrite, the old run's files stay until the
+    new run has saved its checkpoint (``_remove_stale_outputs``), so a run that
+    fails early (a full disk, a bad setting) loses nothing.
+    """
     if os.path.exists(out) and not os.path.isdir(out):
         raise CLIError(f"--out {out!r} exists and is not a directory")
-    if os.path.isdir(out) and os.listdir(out):
+    if os.path.isdir(out) and set(_listdir(out)) - {LOCK_FILE}:
         resuming_here = resume_path is not None and \
-            os.path.dirname(os.path.abspath(resume_path)) == os.path.abspath(out)
+            _same_file(os.path.dirname(os.path.abspath(resume_path)), out)
         if not overwrite and not resuming_here:
             raise CLIError(f"the run directory {out!r} exists and is not empty; pass --overwrite "
                            "to replace its files, or choose another --out")
-        for name in RUN_FILES:
-            p = os.path.join(out, name)
-            if os.path.isfile(p) and not (resuming_here and name == "checkpoint.npz"):
-                os.remove(p)
-    os.makedirs(out, exist_ok=True)
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as err:
+        raise CLIError(f"cannot create the run directory {out!r} ({err.strerror or err}); "
+                       "choose a writable --out") from None
+    lock = _lock_out_dir(out)
+    from minigan._atomic import remove_stale_temporaries
+
+    remove_stale_temporaries(out)  # left by a run that was killed while saving
+    return lock
+
+
+def _listdir(out):
+    try:
+        return os.listdir(out)
+    except OSError as err:
+        raise CLIError(f"cannot read the run directory {out!r} ({err.strerror or err}); "
+                       "choose another --out") from None
+
+
+def _lock_out_dir(out):
+    """Lock ``out`` against a second concurrent run and prove it writable by writing
+    our pid into its lock file. The lock (an open file descriptor with an flock)
+    dies with the process, so a run killed with -9 leaves no lock behind. Where
+    there is no flock (Windows), the folder is only checked for writing."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        fcntl = None
+
+    path = os.path.join(out, LOCK_FILE)
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise CLIError(f"the run directory {out!r} is not writable ({err.strerror or err}); "
+                           "choose a writable --out, or fix its permissions") from None
+        try:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = _read_pid(fd)
+            os.close(fd)
+            raise CLIError(f"another minigan run{f' (process {other})' if other else ''} is "
+                           f"writing to {out!r}; wait for it to finish, stop it, or choose "
+                           "another --out") from None
+        # The previous holder may have deleted the file between our open and our
+        # lock: then we hold a lock on a name nobody sees. Try again.
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        os.fsync(fd)
+    except OSError as err:
+        _release_out_dir((fd, path))
+        raise CLIError(f"the run directory {out!r} is not writable ({err.strerror or err}); "
+                       "choose another --out, or free some space") from None
+    return fd, path
+
+
+def _read_pid(fd):
+    try:
+        text = os.pread(fd, 32, 0).decode().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def _release_out_dir(lock):
+    if lock is None:
+        return
+    fd, path = lock
+    try:
+        os.unlink(path)  # while still locked: a waiting run re-checks the name (see above)
+    except OSError:
+        pass
+    os.close(fd)
+
+
+def _remove_stale_outputs(run):
+    """After the new checkpoint is on disk: remove the old run's outputs that this
+    run has not (yet) replaced, so the folder never mixes two runs' results."""
+    for name in RUN_FILES:
+        path = os.path.join(run.out, name)
+        if name not in run.written and os.path.isfile(path):
+            try:
+                os.remove(path)
+            except OSError:
+                pass
 
 
 # The settings a run's checkpoint stores: options on a new run, fixed on --resume.
@@ -376,12 +490,12 @@ def _notes(run):
     return notes
 
 
-def _setup(args):
+def _setup(run):
     """Everything before the first step: settings, data, run directory, GAN, callbacks."""
     from minigan import _threads
     from minigan.models import build_gan
 
-    run = _Run(args)
+    args = run.args
     run.backend = _use_backend(args.backend)
     if args.resume is not None:
         run.resume, run.config = _resume_config(args, run.backend)
@@ -397,12 +511,18 @@ def _setup(args):
             print(f"Using {threads} BLAS thread{'s' if threads > 1 else ''}: {why}.", flush=True)
     run.dataset, run.stream = _training_data(run)
     run.out = _resolve_out_dir(args)
-    _prepare_out_dir(run.out, args.overwrite, args.resume)
+    run.lock = _prepare_out_dir(run.out, args.overwrite, args.resume)
     if run.resume is not None:
         run.gan = run.resume.gan
-        run.stream.load_state_dict(run.resume.extra["data_state"])
+        try:
+            run.stream.load_state_dict(run.resume.extra["data_state"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise CLIError(f"the checkpoint {args.resume!r} cannot continue its data order: its "
+                           f"extra 'data_state' is missing or damaged ({err}). Use a checkpoint "
+                           "written by 'minigan train'.") from None
     else:
         run.gan = build_gan(run.config, backend=run.backend, seed=run.seed)
+    run.start_step = run.gan.step
     _write_config_json(run)
     return run
 
@@ -427,7 +547,9 @@ def _callbacks(run):
     if not args.quiet:
         callbacks.append(T.ProgressBar())
     if run.dataset is not None and not args.no_gif and config.get("frames", 0):
-        every = max(1, int(config["schedule_steps"]) // int(config["frames"]))
+        # at most MAX_FRAMES over the run, also for a checkpoint written before the cap
+        frames = min(int(config["frames"]), MAX_FRAMES)
+        every = max(1, -(-int(config["schedule_steps"]) // frames))
         run.frames = T.Frames(run.dataset, every, run.seed)
         if run.resume is not None:
             run.frames.load_state_dict(run.resume.extra, run.gan)
@@ -435,8 +557,7 @@ def _callbacks(run):
     every = config.get("checkpoint_every")
     every = max(1, int(config["steps"]) // 10) if every is None else int(every)
     run.checkpoints = T.Checkpoints(run.checkpoint_path, config, every, extra=run.extra_state)
-    if run.resume is not None and os.path.abspath(args.resume) == \
-            os.path.abspath(run.checkpoint_path):
+    if run.resume is not None and _same_file(args.resume, run.checkpoint_path):
         run.checkpoints.last_saved = run.gan.step  # the file we resumed from
     return callbacks + [run.checkpoints]
 
@@ -461,11 +582,36 @@ def _describe(run):
 
 def train(args):
     """The ``train`` command: set up, ``minigan.train.fit``, write the run directory.
-    Returns the exit code."""
+    Returns the exit code. A write that fails late (a full disk, a folder made
+    read-only) keeps what was saved and ends with one message and exit code 1."""
+    run = _Run(args)
+    try:
+        return _train(run)
+    except OSError as err:
+        return _write_failed(run, err)
+    finally:
+        _release_out_dir(run.lock)
+
+
+def _write_failed(run, err):
+    what = f"{err.strerror or err}" + (f": {err.filename}" if err.filename else "")
+    saved = ""
+    if run.checkpoints is not None and run.checkpoints.last_saved is not None:
+        saved = (f" The checkpoint of step {run.checkpoints.last_saved} is safe in "
+                 f"{run.checkpoint_path}; continue with: {_resume_hint(run)}")
+    where = f" in {run.out}" if run.out else ""
+    print(f"minigan train: error: could not write a file ({what}). Nothing already saved "
+          f"was lost: {_listing(run)}{where}.{saved} Free some space or make the folder "
+          "writable, then run again.", file=sys.stderr)
+    return 1
+
+
+def _train(run):
     from minigan.models import lr_factor
     from minigan.train import DivergenceError, check_finite, deferred_interrupts, fit
 
-    run = _setup(args)
+    args = run.args
+    _setup(run)
     callbacks = _callbacks(run)
     config, gan = run.config, run.gan
     span = int(config["schedule_steps"])
@@ -515,6 +661,7 @@ def _save_state(run):
         run.written.append("checkpoint.npz")
         run.gan.history.to_csv(os.path.join(run.out, "history.csv"))
         run.written.append("history.csv")
+    _remove_stale_outputs(run)
 
 
 def _resume_hint(run):
@@ -560,12 +707,18 @@ def _interrupted(run):
 def _diverged(run, err):
     path = run.checkpoint_path
     run.gan.history.to_csv(os.path.join(run.out, "history.csv"))
+    run.written.append("history.csv")
     last = run.checkpoints.last_saved
+    if last is not None and last > run.start_step:  # this run saved: the old outputs are stale
+        run.written.append("checkpoint.npz")
+        _remove_stale_outputs(run)
     if last is not None:
         kept = (f"The last good checkpoint, step {last}, is kept in {path} "
                 f"(continue from it with --resume {path}, or start again with a lower --lr).")
     else:
         kept = "No checkpoint had been saved yet (see --checkpoint-every)."
+        if os.path.isfile(path):
+            kept += f" The {path} there is the previous run's, untouched."
     print(f"minigan train: {err}\nStopped. {kept} The history up to that step is "
           f"in {os.path.join(run.out, 'history.csv')}.", file=sys.stderr)
     return 1
@@ -612,8 +765,44 @@ def _outputs(run):
 # ------------------------------------------------------------------------ sample
 
 
-def sample(args):
+SAMPLE_BATCH = 10_000  # samples generated at a time: memory stays flat for any --n
+MAX_FIGURE_SAMPLES = 100_000  # a .png draws every sample: more is unreadable and slow
+
+
+def _sample_batches(gan, n, seed, ema):
+    """gan.sample's n samples, SAMPLE_BATCH at a time, as NumPy arrays: the same
+    numbers as one call (one noise generator, drawn in order; a conditional GAN's
+    labels keep cycling 0..C-1 across batches)."""
     from minigan.backend import to_numpy
+
+    rng = np.random.default_rng(seed)
+    for start in range(0, n, SAMPLE_BATCH):
+        k = min(SAMPLE_BATCH, n - start)
+        if _is_conditional(gan):
+            labels = np.arange(start, start + k) % gan.n_classes
+            yield start, to_numpy(gan.sample(k, labels=labels, rng=rng, ema=ema))
+        else:
+            yield start, to_numpy(gan.sample(k, rng=rng, ema=ema))
+
+
+def _check_room(args, needed):
+    """Refuse a --n whose samples cannot fit, before generating any."""
+    import shutil
+
+    if args.out.endswith(".png"):
+        if args.n > MAX_FIGURE_SAMPLES:
+            raise CLIError(f"--n {args.n} is too many samples for a figure (at most "
+                           f"{MAX_FIGURE_SAMPLES:,}); write them to a .npy file instead")
+        return
+    free = shutil.disk_usage(os.path.dirname(os.path.abspath(args.out))).free
+    if needed > free:
+        raise CLIError(f"--n {args.n} samples need {needed / 2**30:.2f} GiB in {args.out!r}, "
+                       f"but only {free / 2**30:.2f} GiB is free there; ask for fewer samples "
+                       "or write elsewhere")
+
+
+def sample(args):
+    from minigan._atomic import atomic_path
     from minigan.checkpoint import load_checkpoint
 
     if not (args.out.endswith(".npy") or args.out.endswith(".png")):
@@ -622,22 +811,31 @@ def sample(args):
     if os.path.exists(args.out) and not args.overwrite:
         raise CLIError(f"--out {args.out!r} exists; pass --overwrite to replace it, or "
                        "choose another file")
+    if not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
+        raise CLIError(f"the folder of --out {args.out!r} does not exist")
     try:
         gan, config, extra = load_checkpoint(args.checkpoint)
     except FileNotFoundError as err:
         raise CLIError(str(err)) from None
-    x = to_numpy(gan.sample(args.n, rng=np.random.default_rng(args.seed), ema=not args.no_ema))
-    if not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
-        raise CLIError(f"the folder of --out {args.out!r} does not exist")
+    width = int(config["data_dim"])
+    _check_room(args, args.n * width * np.dtype(gan.dtype).itemsize)
     name = config.get("dataset", extra.get("dataset"))
+    ema = not args.no_ema
     if args.out.endswith(".npy"):
-        _atomic_npy(args.out, x)
-    elif name in DATASETS or x.shape[1] == 784:
+        # written straight into the file as they come: flat memory for any --n
+        with atomic_path(args.out) as tmp:
+            x = np.lib.format.open_memmap(tmp, mode="w+", dtype=gan.dtype, shape=(args.n, width))
+            for start, part in _sample_batches(gan, args.n, args.seed, ema):
+                x[start:start + len(part)] = part
+            x.flush()
+            del x
+    elif name in DATASETS or width == 784:
+        x = np.concatenate([part for _, part in _sample_batches(gan, args.n, args.seed, ema)])
         _headless_matplotlib()
         _plot_samples(args.out, gan, name if name in DATASETS else "mnist", x,
                       f"{name}, step {gan.step}")
     else:
-        raise CLIError(f"cannot draw samples of width {x.shape[1]} from an unknown data set "
+        raise CLIError(f"cannot draw samples of width {width} from an unknown data set "
                        f"{name!r}; write them to a .npy file instead")
     if not args.quiet:
         print(f"Wrote {args.n} samples of {config.get('dataset', 'the GAN')} "
@@ -761,8 +959,9 @@ def _add_model_options(p):
                    help="one-sided label smoothing: real targets become 1 - this")
     p.add_argument("--ema-decay", type=_unit_float, default=None,
                    help="moving average of G's weights used for sampling (0: off)")
-    p.add_argument("--frames", type=_non_negative_int, default=None,
-                   help="snapshots in training.gif (1-D/2-D data; default: the preset's)")
+    p.add_argument("--frames", type=_frame_count, default=None,
+                   help=f"snapshots in training.gif (1-D/2-D data; at most {MAX_FRAMES}; "
+                        "default: the preset's)")
     p.add_argument("--pack", type=_positive_int, default=None, metavar="M",
                    help="PacGAN (Lin et al. 2018): D judges M samples at once, which "
                         "penalises mode collapse; the batch size must be a multiple of M "
@@ -775,8 +974,8 @@ def _add_model_options(p):
                         "and Osindero 2014); samples.png then shows one row per class")
     p.add_argument("--checkpoint-every", type=_non_negative_int, default=None, metavar="N",
                    help="save checkpoint.npz every N steps (default: every tenth of the run; "
-                        "0: only at the end); a run that diverges (NaN/inf losses) stops "
-                        "and keeps the last good one")
+                        "0: only at the end); a run that diverges (a NaN or inf loss, or a "
+                        "loss or gradient norm beyond 1e6) stops and keeps the last good one")
 
 
 def _add_run_options(p):
@@ -895,6 +1094,13 @@ def main(argv=None):
     except (CLIError, CheckpointError) as err:
         print(f"minigan {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:
+        # a file that could not be written (full disk, read-only or forbidden folder):
+        # one line that names it, not a traceback (train says more itself)
+        where = f": {err.filename}" if err.filename else ""
+        print(f"minigan {args.command}: error: could not write a file ({err.strerror or err}"
+              f"{where}); free some space or choose a writable place", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -145,6 +145,26 @@ def _pack_degree(model):
     return 1
 
 
+def check_layers_used_once(generator, discriminator):
+    """Refuse a layer object that appears twice in G and D together.
+
+    A layer keeps one forward cache: used twice in one pass, its second forward
+    overwrites the first's cache, and the backward computes wrong gradients (or
+    stops with a misleading "backward without forward"). Build a new layer for
+    each place instead.
+    """
+    seen = {}
+    for who, model in (("G", generator), ("D", discriminator)):
+        for name, layer in model.named_modules():
+            first = seen.setdefault(id(layer), (who, name or "(the whole model)"))
+            if first != (who, name or "(the whole model)"):
+                raise ValueError(
+                    f"the same {type(layer).__name__} object is used twice: as {first[0]} "
+                    f"layer {first[1]!r} and as {who} layer {name!r}. A layer keeps the cache of "
+                    "one forward pass, so each place needs its own layer: build a new one "
+                    "(or copy.deepcopy it).")
+
+
 class GAN:
     """A generator G, a discriminator D and their optimisers: the training loop.
 
@@ -178,6 +198,13 @@ class GAN:
                              "build two networks")
         if isinstance(d_steps, bool) or not isinstance(d_steps, numbers.Integral) or d_steps < 1:
             raise ValueError(f"d_steps must be a positive int, got {d_steps!r}")
+        if isinstance(latent_dim, bool) or not isinstance(latent_dim, numbers.Integral) \
+                or latent_dim < 1:
+            raise ValueError(f"latent_dim must be a positive int, got {latent_dim!r}")
+        check_layers_used_once(generator, discriminator)
+        for who, opt, model in (("G", g_optimizer, generator), ("D", d_optimizer, discriminator)):
+            if hasattr(opt, "check_holds"):
+                opt.check_holds(model, who)
         if ema is not None and not isinstance(ema, EMA):
             raise TypeError(f"ema must be None or an EMA(generator, decay), got {ema!r}")
         self.G, self.D = generator, discriminator
@@ -291,6 +318,11 @@ class GAN:
         the step), which is also appended to ``self.history``.
         """
         batches = real if isinstance(real, list) else [real] * self.d_steps
+        if isinstance(real, list) and not all(hasattr(b, "shape") for b in real):
+            raise TypeError(
+                "a real batch must be an array (n, ...), got a Python list; convert it with "
+                f"np.asarray(x, dtype='{self.dtype}'). (A list is for d_steps > 1: one "
+                "array per discriminator update.)")
         if len(batches) != self.d_steps:
             raise ValueError(f"got {len(batches)} real batches for d_steps={self.d_steps}")
         for real in batches:

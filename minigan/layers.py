@@ -441,18 +441,31 @@ class BatchNorm1d(Layer):
             raise ValueError(
                 f"{self.short_repr()} expected input of shape (N, {self.num_features}), "
                 f"got {tuple(x.shape)}.")
+        if self.training and x.shape[0] < 2:
+            raise ValueError(
+                f"{self.short_repr()} in training mode needs at least 2 samples per batch (the "
+                f"batch variance of 1 sample is undefined), got {x.shape[0]}; use a larger "
+                "batch, or call .eval() to use the running statistics")
         out, cache = F.batchnorm_forward(
             x, self.params["gamma"], self.params["beta"], train=self.training,
             running_mean=self.running_mean, running_var=self.running_var, eps=self.eps)
         if self.training:
-            n, m = x.shape[0], self.momentum
-            running_mean, running_var = self.running_mean, self.running_var
-            running_mean *= 1.0 - m
-            running_mean += m * cache["mean"]
-            running_var *= 1.0 - m
-            running_var += (m * n / (n - 1)) * cache["var"]  # unbiased, as PyTorch
+            self._update_running_stats(x.shape[0], cache)
         self._save_cache(cache, out)
         return out
+
+    def _update_running_stats(self, n, cache):
+        """running <- (1 - momentum) running + momentum batch, per feature, except
+        where the batch's statistics are NaN or inf: one bad batch must not poison
+        the statistics every later evaluation uses (its outputs are NaN anyway,
+        which the divergence guard reports)."""
+        xp, m = array_module(cache["mean"]), self.momentum
+        ok = xp.isfinite(cache["mean"]) & xp.isfinite(cache["var"])
+        mean = (1.0 - m) * self.running_mean + m * cache["mean"]
+        # the unbiased batch variance, as PyTorch
+        var = (1.0 - m) * self.running_var + (m * n / (n - 1)) * cache["var"]
+        self.running_mean[...] = xp.where(ok, mean, self.running_mean)
+        self.running_var[...] = xp.where(ok, var, self.running_var)
 
     def backward(self, dout, param_grads=True, input_grad=True):
         cache = self._pop_cache(dout)
@@ -522,6 +535,19 @@ class Sequential(Layer):
             if not isinstance(layer, Layer):
                 raise TypeError(f"Sequential: item {i} is a {type(layer).__name__}, not a minigan Layer")
         self.layers = list(layers)
+        self._check_each_layer_once()
+
+    def _check_each_layer_once(self):
+        # A layer keeps the cache of one forward pass: used twice, its second forward
+        # overwrites the first's cache and backward gets wrong gradients.
+        seen = {}
+        for name, layer in self.named_modules():
+            if id(layer) in seen:
+                raise ValueError(
+                    f"Sequential: the same {type(layer).__name__} object is at {seen[id(layer)]!r} "
+                    f"and at {name!r}; a layer keeps the cache of one forward pass, so each "
+                    "place needs its own layer (build a new one, or copy.deepcopy it)")
+            seen[id(layer)] = name
 
     def __getitem__(self, i):
         return self.layers[i]

@@ -9,7 +9,17 @@ its own forward before it.
 from __future__ import annotations
 
 from minigan import functional as F
-from minigan.backend import check_array
+from minigan.backend import check_array, to_numpy
+
+
+def _check_probabilities(owner, target):
+    """Binary cross-entropy targets are probabilities: outside [0, 1] the loss
+    can go negative and training pushes the wrong way, without any error."""
+    inside = (target >= 0) & (target <= 1)  # NaN is outside too
+    if target.size and not bool(inside.all()):
+        bad = to_numpy(target[~inside]).ravel()[:3].tolist()
+        raise ValueError(f"{owner}: targets must be probabilities in [0, 1] (1 real, 0 fake, "
+                         f"or smoothed such as 0.9), got values such as {bad}")
 
 
 class Loss:
@@ -30,6 +40,9 @@ class Loss:
     def value_and_grad(self, pred, target):
         """(loss as a 0-d array on pred's backend, dL/dpred): no device-to-host copy."""
         check_array(pred, f"{type(self).__name__} predictions")
+        if pred.size == 0:  # the mean over no entries: 0/0
+            raise ValueError(f"{type(self).__name__}: the batch is empty (predictions of shape "
+                             f"{tuple(pred.shape)}); a loss is a mean over at least one sample")
         self._check_target(pred, target)
         return type(self)._fn(pred, target)
 
@@ -55,10 +68,18 @@ class BCEWithLogits(Loss):
     """Binary cross-entropy on logits: stable for any logit, never clipped. What GANs use."""
     _fn = staticmethod(F.bce_with_logits)
 
+    def _check_target(self, pred, target):
+        super()._check_target(pred, target)
+        _check_probabilities(type(self).__name__, target)
+
 
 class BCE(Loss):
     """Binary cross-entropy on probabilities (after a sigmoid). For teaching: see ``functional.bce``."""
     _fn = staticmethod(F.bce)
+
+    def _check_target(self, pred, target):
+        super()._check_target(pred, target)
+        _check_probabilities(type(self).__name__, target)
 
 
 class MSE(Loss):
@@ -77,5 +98,19 @@ class SoftmaxCrossEntropy(Loss):
 
     def _check_target(self, pred, target):
         if getattr(target, "ndim", None) == 1:  # class labels: functional checks dtype and length
+            self._check_labels(pred, target)
             return
-        super()._check_target(pred, target)
+        super()._check_target(pred, target)  # soft targets: any weights, as functional allows
+
+    @staticmethod
+    def _check_labels(pred, labels):
+        # NumPy indexing takes -1 as the last class: a label outside [0, C) would
+        # be scored against the wrong class without any error
+        if labels.dtype.kind not in "iu" or not labels.size:
+            return  # functional's own checks say what is wrong
+        n_classes = pred.shape[-1]
+        low, high = int(labels.min()), int(labels.max())
+        if low < 0 or high >= n_classes:
+            raise ValueError(f"SoftmaxCrossEntropy: labels must be class indices in "
+                             f"[0, {n_classes}) for {n_classes} classes, got labels from {low} "
+                             f"to {high}")

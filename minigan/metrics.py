@@ -585,6 +585,9 @@ def load_classifier(data_dir=None, cache_dir=None, retrain=False, seed=0, verbos
     import minigan.data as data  # looked up now, so a test can substitute the loader
 
     path, name = classifier_path(dataset, cache_dir), _NAMES[dataset]
+    from minigan._atomic import remove_stale_temporaries
+
+    remove_stale_temporaries(path.parent)  # half-written weights of a killed process
     if not retrain and path.exists():
         try:
             clf = MnistClassifier.load(path)
@@ -609,7 +612,14 @@ def load_classifier(data_dir=None, cache_dir=None, retrain=False, seed=0, verbos
         warnings.warn(f"The MNIST classifier reached only {clf.test_accuracy:.4f} test "
                       "accuracy (expected at least 0.98); its scores are less reliable.",
                       stacklevel=2)
-    clf.save(path)
+    try:
+        clf.save(path)
+    except OSError as err:
+        # A read-only or full cache must not cost the run its scores: they are
+        # computed all the same, the classifier is just trained again next time.
+        warnings.warn(f"Could not cache the {name} classifier in {path} ({err.strerror or err}); "
+                      f"it will be trained again next time. Set ${CACHE_ENV_VAR} to a writable "
+                      "folder to keep it.", stacklevel=2)
     return clf
 
 

@@ -153,6 +153,33 @@ def mlp(sizes, activation="leaky_relu", slope=0.2, out_activation=None, batchnor
     return Sequential(*layers)
 
 
+# key: (low, high, what is expected); None leaves a side open. A NaN or an out-of-
+# range setting would otherwise train silently to garbage (or never change).
+_NUMBER_RANGES = {
+    "slope": (0.0, 1.0, "a finite number in [0, 1]"),
+    "d_dropout": (0.0, 0.999999, "a number in [0, 1)"),
+    "lr_g": (1e-300, None, "a finite number > 0"),
+    "lr_d": (1e-300, None, "a finite number > 0"),
+    "label_smoothing": (0.0, 0.999999, "a number in [0, 1)"),
+    "ema_decay": (0.0, 0.999999999, "a number in [0, 1)"),
+    "data_scale": (1e-300, None, "a finite number > 0"),
+    "lr_decay_start": (0.0, 1.0, "a fraction in [0, 1]"),
+    "lr_final": (0.0, 1.0, "a fraction in [0, 1]"),
+}
+
+
+def _config_number(config, key, low, high, expected):
+    value = config[key]
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"GAN config {key!r} must be {expected}, got {type(value).__name__} "
+                        f"{value!r}")
+    value = float(value)
+    if not (math.isfinite(value) and (low is None or value >= low)
+            and (high is None or value <= high)):
+        raise ValueError(f"GAN config {key!r} must be {expected}, got {value!r}")
+    return value
+
+
 def complete_config(config):
     """A copy of ``config`` with every default filled in; checks the required keys."""
     if not isinstance(config, dict):
@@ -165,7 +192,8 @@ def complete_config(config):
     full["d_hidden"] = [int(h) for h in full["d_hidden"]]
     full["betas"] = [float(b) for b in full["betas"]]
     full["n_classes"] = int(full["n_classes"] or 0)
-    full["data_scale"] = float(full["data_scale"])
+    for key, (low, high, expected) in _NUMBER_RANGES.items():
+        full[key] = _config_number(full, key, low, high, expected)
     if full["data_scale"] != 1.0 and full["n_classes"]:
         # D's Scale would shrink the one-hot label columns too
         raise ValueError("data_scale is for unconditional GANs (toy sets); use 1.0 with n_classes")

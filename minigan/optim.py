@@ -15,11 +15,43 @@ tests/test_optim.py proves equal to ``_update`` bit for bit.
 from __future__ import annotations
 
 import copy
+import math
+import numbers
 
 import numpy as np
 
 from minigan import kernels
 from minigan.backend import array_module, backend_of, to_device
+
+
+def _number(owner, name, value, low=None, high=None, low_open=False, high_open=True):
+    """``value`` as a float, refused unless it is a finite real number in the range:
+    NaN or inf learning rates, momenta >= 1 and the like train silently to garbage."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{owner}: {name} must be a number, got {type(value).__name__} "
+                        f"{value!r}")
+    value = float(value)
+    ok = math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        lo = "" if low is None else f"{'(' if low_open else '['}{low}, "
+        hi = "inf)" if high is None else f"{high}{')' if high_open else ']'}"
+        expected = f"a finite number in {lo or '(-inf, '}{hi}"
+        raise ValueError(f"{owner}: {name} must be {expected}, got {value!r}")
+    return value
+
+
+def _learning_rate(owner, lr):
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real):
+        raise TypeError(f"{owner}: the learning rate must be a number, got "
+                        f"{type(lr).__name__} {lr!r}")
+    if not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"{owner}: learning rate must be positive, got {lr} (expected a "
+                         "finite number > 0, such as 2e-4)")
+    return float(lr)
 
 
 class Optimizer:
@@ -48,10 +80,9 @@ class Optimizer:
             # The fast kernels update every parameter with scalars of one dtype.
             raise TypeError(f"{type(self).__name__}: parameters mix dtypes {sorted(dtypes)}; "
                             "cast the model with model.astype(...) first")
-        if lr <= 0:
-            raise ValueError(f"{type(self).__name__}: learning rate must be positive, got {lr}")
+        lr = _learning_rate(type(self).__name__, lr)
         self.params = params
-        self.lr = float(lr)
+        self.lr = lr
         self.t = 0  # number of steps taken
         self._state = {}  # name -> one array per parameter (for state_dict)
 
@@ -60,6 +91,22 @@ class Optimizer:
         parameter, kept as ``name`` for state_dict."""
         self._state[name] = [array_module(p).zeros_like(p) for p, _ in self.params]
         return self._state[name]
+
+    def check_holds(self, model, who="the model"):
+        """Refuse to train ``model`` unless this optimiser updates its very arrays.
+
+        ``model.astype(...)`` and ``model.to(...)`` give a model new arrays; an
+        optimiser built before keeps updating the old ones, and the model never
+        learns. One identity comparison per parameter: cheap, done at the start.
+        """
+        mine = {id(p) for p, _ in self.params}
+        for name, p, _ in model.named_parameters():
+            if id(p) not in mine:
+                raise ValueError(
+                    f"{type(self).__name__} does not hold {who}'s parameter {name!r} (it holds "
+                    f"{len(self.params)} other arrays): was {who} moved or cast with .to() or "
+                    f".astype() after the optimiser was built? Build the optimiser after "
+                    f"moving the model: {type(self).__name__}(model.parameters(), ...).")
 
     def zero_grad(self):
         for _, g in self.params:
@@ -87,22 +134,54 @@ class Optimizer:
         return state
 
     def load_state_dict(self, state):
-        """Restore a state from ``state_dict()``; buffers are copied in place."""
+        """Restore a state from ``state_dict()``; buffers are copied in place.
+
+        Everything is checked before anything is changed: a state of another
+        model or optimiser, or a damaged one, leaves this optimiser as it was.
+        """
+        owner = type(self).__name__
+        if not isinstance(state, dict):
+            raise TypeError(f"{owner}: load_state_dict expects the dict of state_dict(), got "
+                            f"{type(state).__name__}")
+        for key in ("t", "lr"):
+            if key not in state:
+                raise ValueError(f"{owner}: optimiser state has no {key!r} (expected the dict "
+                                 "of state_dict(), with 't', 'lr' and the buffers)")
+        t = state["t"]
+        if isinstance(t, bool) or not isinstance(t, numbers.Integral) or t < 0:
+            raise ValueError(f"{owner}: optimiser state 't' must be an integer >= 0, got {t!r}")
+        lr = _learning_rate(f"{owner} state", state["lr"])
+        values = {}
         for name, buffers in self._state_buffers().items():
             for i, b in enumerate(buffers):
-                key = f"{name}.{i}"
-                if key not in state:
-                    raise ValueError(f"{type(self).__name__}: optimiser state has no '{key}' "
-                                     "(saved for another model or optimiser?)")
-                value = state[key]
-                if tuple(value.shape) != tuple(b.shape):
-                    raise ValueError(
-                        f"{type(self).__name__}: '{key}' has shape {tuple(value.shape)} in the "
-                        f"saved state but {tuple(b.shape)} here")
-                b[...] = to_device(value, backend_of(b))
-        self.t = int(state["t"])
-        self.lr = float(state["lr"])
+                values[(name, i)] = self._checked_buffer(state, f"{name}.{i}", b)
+        buffers = self._state_buffers()
+        for (name, i), value in values.items():
+            target = buffers[name][i]
+            target[...] = to_device(value, backend_of(target))
+        self.t, self.lr = int(t), lr
         return self
+
+    def _checked_buffer(self, state, key, b):
+        owner = type(self).__name__
+        if key not in state:
+            raise ValueError(f"{owner}: optimiser state has no '{key}' "
+                             "(saved for another model or optimiser?)")
+        value = state[key]
+        if not hasattr(value, "shape") or not hasattr(value, "dtype"):
+            raise TypeError(f"{owner}: optimiser state '{key}' must be an array, got "
+                            f"{type(value).__name__}")
+        if tuple(value.shape) != tuple(b.shape):
+            raise ValueError(
+                f"{owner}: '{key}' has shape {tuple(value.shape)} in the "
+                f"saved state but {tuple(b.shape)} here")
+        if value.dtype.kind != "f":
+            raise TypeError(f"{owner}: optimiser state '{key}' must be floating point, got "
+                            f"{value.dtype}")
+        if not bool(array_module(value).isfinite(value).all()):
+            raise ValueError(f"{owner}: optimiser state '{key}' holds NaN or inf; it cannot "
+                             "continue a run (use an earlier, intact checkpoint)")
+        return value
 
 
 class SGD(Optimizer):
@@ -116,12 +195,13 @@ class SGD(Optimizer):
 
     def __init__(self, params, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0):
         super().__init__(params, lr)
-        if momentum < 0 or weight_decay < 0:
-            raise ValueError("SGD: momentum and weight_decay must be >= 0")
+        # momentum >= 1 makes the velocity grow without bound
+        momentum = _number("SGD", "momentum", momentum, low=0, high=1)
+        weight_decay = _number("SGD", "weight_decay", weight_decay, low=0, high=None)
         if nesterov and momentum == 0:
             raise ValueError("SGD: Nesterov momentum needs momentum > 0")
-        self.momentum, self.nesterov = float(momentum), bool(nesterov)
-        self.weight_decay = float(weight_decay)
+        self.momentum, self.nesterov = momentum, bool(nesterov)
+        self.weight_decay = weight_decay
         self.velocity = self._new_state("velocity") if momentum else []
 
     def _update(self, i, p, g):
@@ -159,11 +239,17 @@ class Adam(Optimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__(params, lr)
-        b1, b2 = betas
-        if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0):
-            raise ValueError(f"Adam: betas must be in [0, 1), got {betas}")
-        self.betas = (float(b1), float(b2))
-        self.eps, self.weight_decay = float(eps), float(weight_decay)
+        if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
+            raise TypeError(f"Adam: betas must be a pair (beta1, beta2), got {betas!r}")
+        if not all(isinstance(b, numbers.Real) and not isinstance(b, bool) and 0 <= b < 1
+                   for b in betas):  # NaN fails 0 <= b too
+            raise ValueError(f"Adam: betas must be in [0, 1) (finite numbers; beta = 1 never "
+                             f"forgets, > 1 diverges), got {tuple(betas)}")
+        b1, b2 = float(betas[0]), float(betas[1])
+        self.betas = (b1, b2)
+        # eps keeps the step finite where v_hat is 0: it must be > 0
+        self.eps = _number("Adam", "eps", eps, low=0, low_open=True, high=None)
+        self.weight_decay = _number("Adam", "weight_decay", weight_decay, low=0, high=None)
         self.m = self._new_state("m")
         self.v = self._new_state("v")
         self._use_kernel = None  # decided at the first step

@@ -19,8 +19,8 @@ is a callback: any object with some of these methods (or a ``Callback`` subclass
 
 Callbacks run in the order given. Here: ``ProgressBar`` (a tqdm bar with an ETA),
 ``GradNorms`` (the gradient norms of D and G), ``DivergenceGuard`` (stop at the
-first NaN or inf loss), ``Checkpoints`` (save every N steps, only a state with
-finite weights) and ``Frames`` (snapshots of 1-D/2-D training for an animation).
+first NaN, inf or exploding loss or gradient norm), ``Checkpoints`` (save every
+N steps, only a state with finite weights) and ``Frames`` (snapshots of 1-D/2-D training for an animation).
 
 Ctrl-C (SIGINT) never cuts a step in half: ``fit`` holds it until the step ends,
 then stops and raises KeyboardInterrupt, with the GAN at a step boundary, ready
@@ -64,6 +64,7 @@ def fit(gan, batches, steps, *, schedule=None, callbacks=(), base_lrs=None):
 
     Every record gets the learning rates its step used, ``lr_g`` and ``lr_d``.
     """
+    _check_ready(gan, steps)
     batches = iter(batches)
     lr_g, lr_d = base_lrs if base_lrs is not None else (gan.g_optimizer.lr, gan.d_optimizer.lr)
     _call(callbacks, "on_start", gan, steps)
@@ -84,6 +85,22 @@ def fit(gan, batches, steps, *, schedule=None, callbacks=(), base_lrs=None):
     finally:
         _call(callbacks, "on_end", gan)
     return gan.history
+
+
+def _check_ready(gan, steps):
+    """What can be checked once, before the first step, instead of in every step."""
+    import numbers
+
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
+        raise ValueError(f"fit: steps must be an integer >= 0 (the step to stop at), got "
+                         f"{steps!r}")
+    from minigan.gan import check_layers_used_once
+
+    # models changed since the GAN was built: a layer reused, a model cast or moved
+    check_layers_used_once(gan.G, gan.D)
+    for who, opt, model in (("G", gan.g_optimizer, gan.G), ("D", gan.d_optimizer, gan.D)):
+        if hasattr(opt, "check_holds"):
+            opt.check_holds(model, who)
 
 
 def _call(callbacks, hook, *args):
@@ -153,7 +170,8 @@ def interrupted():
 
 
 class DivergenceError(FloatingPointError):
-    """Training produced a NaN or inf loss (or parameter): the run cannot recover."""
+    """Training produced a NaN, inf or exploding loss, gradient or parameter: the run
+    cannot recover."""
 
 
 def check_finite(record, gan=None):
@@ -184,10 +202,57 @@ def check_finite(record, gan=None):
 
 
 class DivergenceGuard(Callback):
-    """Stops the run with ``DivergenceError`` at the first step whose loss is NaN or inf."""
+    """Stops the run with ``DivergenceError`` at the first step that has diverged:
+
+    * a loss (``d_loss``, ``g_loss``, ``d_penalty``) that is NaN or inf, or larger
+      in size than ``max_loss`` (default 1e6);
+    * a gradient norm of D or G (``d_grad_norm``, ``g_grad_norm``) that is NaN,
+      inf, or larger than ``max_grad_norm`` (default 1e6).
+
+    The thresholds are far beyond any healthy run: cross-entropy losses stay
+    below about 10 and gradient norms below about 100, and even a Wasserstein
+    critic's losses stay in the hundreds; a learning rate of 1e6 reaches losses
+    of 1e27 and infinite gradient norms in a few steps, while every loss is still
+    finite. Pass ``None`` to turn a threshold off.
+
+    The gradient norms are read from the record when ``GradNorms`` ran before
+    (as in the command line); otherwise the guard computes them (one copy to the
+    host per step).
+    """
+
+    LOSS_KEYS = ("d_loss", "g_loss", "d_penalty")
+
+    def __init__(self, max_loss=1e6, max_grad_norm=1e6):
+        for name, value in (("max_loss", max_loss), ("max_grad_norm", max_grad_norm)):
+            if value is not None and not (isinstance(value, (int, float))
+                                          and not isinstance(value, bool)
+                                          and math.isfinite(value) and value > 0):
+                raise ValueError(f"DivergenceGuard: {name} must be a positive finite number "
+                                 f"or None, got {value!r}")
+        self.max_loss, self.max_grad_norm = max_loss, max_grad_norm
 
     def on_step(self, gan, record):
         check_finite(record)
+        if self.max_loss is not None:
+            self._check(record, [(k, record[k]) for k in self.LOSS_KEYS if k in record],
+                        self.max_loss, "max_loss", "a loss exploded")
+        if self.max_grad_norm is not None:
+            if "d_grad_norm" in record and "g_grad_norm" in record:
+                norms = [record["d_grad_norm"], record["g_grad_norm"]]
+            else:
+                norms = grad_norms(gan.D, gan.G)
+            self._check(record, list(zip(("d_grad_norm", "g_grad_norm"), norms)),
+                        self.max_grad_norm, "max_grad_norm", "a gradient exploded")
+
+    @staticmethod
+    def _check(record, values, limit, name, what):
+        bad = [(k, v) for k, v in values if not abs(float(v)) <= limit]  # NaN fails <= too
+        if bad:
+            shown = ", ".join(f"{k}={float(v):.3g}" for k, v in bad)
+            raise DivergenceError(
+                f"training diverged at step {record.get('step', '?')}: {shown} ({what}: "
+                f"beyond DivergenceGuard's {name}={limit:g}, or not finite). Try a lower "
+                "learning rate, or check the data for NaN/inf.")
 
 
 # ---------------------------------------------------------------------- callbacks
@@ -274,7 +339,8 @@ class Checkpoints(Callback):
     """
 
     def __init__(self, path, config, every, extra=None):
-        self.path, self.config, self.every, self.extra = path, config, int(every), extra
+        self.path, self.config, self.extra = path, config, extra
+        self.every = _every("Checkpoints", every)
         self.last_saved = None
 
     def on_step(self, gan, record):
@@ -290,6 +356,15 @@ class Checkpoints(Callback):
         self.last_saved = gan.step
 
 
+def _every(owner, every):
+    import numbers
+
+    if isinstance(every, bool) or not isinstance(every, numbers.Integral) or every < 0:
+        raise ValueError(f"{owner}: every must be an integer >= 0 (steps between saves; 0: "
+                         f"never), got {every!r}")
+    return int(every)
+
+
 class Frames(Callback):
     """Snapshots for an animation of 1-D or 2-D training (``plot.animate_1d/2d``):
     the samples of fixed noise and D's probability on a grid, every ``every`` steps
@@ -300,7 +375,7 @@ class Frames(Callback):
     N_SAMPLES, GRID_SIZE = 500, 60
 
     def __init__(self, dataset, every, seed=0):
-        self.dataset, self.every = dataset, int(every)
+        self.dataset, self.every = dataset, _every("Frames", every)
         self.noise_seed = [seed, 4]
         self.real = dataset.sample(self.N_SAMPLES, np.random.default_rng([seed, 6]))
         self.lim = dataset.plot_lim

@@ -146,11 +146,23 @@ class Minibatches:
 
         The data, batch size and shuffling must be the ones the state was taken with.
         """
+        _check_state(state, "Minibatches", ("epoch", "batches_done", "epoch_rng", "rng"))
+        for key in ("epoch", "batches_done"):
+            value = state[key]
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+                raise ValueError(f"Minibatches state: {key!r} must be an integer >= 0, got "
+                                 f"{value!r}")
         saved = (state.get("n_samples", self.n_samples), state.get("batch_size", self.batch_size))
         if saved != (self.n_samples, self.batch_size):
             raise ValueError(
                 f"this state is of {saved[0]} samples in batches of {saved[1]}, but these "
                 f"Minibatches have {self.n_samples} samples in batches of {self.batch_size}")
+        if state["batches_done"] > len(self):
+            raise ValueError(f"Minibatches state: 'batches_done' is {state['batches_done']} but "
+                             f"an epoch has {len(self)} batches")
+        _check_rng_state(self.rng, state["rng"], "Minibatches", "rng")
+        if state["epoch_rng"] is not None:
+            _check_rng_state(self.rng, state["epoch_rng"], "Minibatches", "epoch_rng")
         self.epoch, self._done = int(state["epoch"]), int(state["batches_done"])
         self._epoch_rng_state, self._resume = state["epoch_rng"], None
         if self._epoch_rng_state is not None and self._done < len(self):
@@ -203,11 +215,33 @@ class ToySampler:
         return {"rng": self.rng.bit_generator.state}
 
     def load_state_dict(self, state: dict) -> None:
+        _check_state(state, "ToySampler", ("rng",))
+        _check_rng_state(self.rng, state["rng"], "ToySampler", "rng")
         self.rng.bit_generator.state = copy.deepcopy(state["rng"])
 
     def __repr__(self) -> str:
         return (f"ToySampler({self.dataset!r}, batch_size={self.batch_size}, "
                 f"backend={self.backend!r})")
+
+
+def _check_state(state, owner, keys):
+    if not isinstance(state, dict):
+        raise TypeError(f"{owner}.load_state_dict expects the dict of state_dict(), got "
+                        f"{type(state).__name__}")
+    missing = [k for k in keys if k not in state]
+    if missing:
+        raise ValueError(f"{owner} state lacks {missing} (expected the dict of state_dict(), "
+                         f"with {list(keys)})")
+
+
+def _check_rng_state(rng, value, owner, key):
+    """Try the generator state on a copy first: a bad one changes nothing."""
+    probe = copy.deepcopy(rng.bit_generator)
+    try:
+        probe.state = copy.deepcopy(value)
+    except (TypeError, ValueError, KeyError) as err:
+        raise ValueError(f"{owner} state: {key!r} is not a state of this "
+                         f"{type(rng.bit_generator).__name__} generator ({err})") from None
 
 
 def infinite(batches):

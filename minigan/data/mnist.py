@@ -20,8 +20,10 @@ import gzip
 import hashlib
 import math
 import os
+import re
 import sys
 import tempfile
+import time
 import zlib
 from pathlib import Path
 
@@ -98,7 +100,15 @@ FASHION_MNIST_CLASSES = (
 _IDX_MAGIC = {2049: ("labels", 1), 2051: ("images", 3)}  # magic -> (kind, ndim)
 _GZIP_MAGIC = b"\x1f\x8b"
 _CHUNK = 1 << 16
-_TIMEOUT_S = 30
+_TIMEOUT_S = 30  # per read: a silent server is given up after this
+# The whole download of one file must end by this deadline: a per-read timeout
+# alone lets a server that trickles a byte every few seconds hold a run for days.
+# A base for connecting plus the file at a slow _MIN_RATE (20 KB/s: 21 minutes
+# for MNIST's largest file, 26 MB).
+_DEADLINE_BASE_S = 60
+_MIN_RATE = 20_000  # bytes per second
+# .NAME.PID.XXXXXXXX.part: a download in progress (see _download_to)
+_PARTIAL = re.compile(r"^\..+\.(?P<pid>\d+)\.[^.]+\.part$")
 
 # Files whose sha256 matched in this process: resolved path -> (mtime_ns, size).
 # A file rewritten since (new mtime or size) is hashed again.
@@ -344,7 +354,11 @@ def _download_to(url: str, dest: Path, size: int, sha: str, progress: bool) -> N
     import urllib.request
 
     request = urllib.request.Request(url, headers={"User-Agent": "minigan (python urllib)"})
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    deadline_s = _DEADLINE_BASE_S + size / _MIN_RATE
+    deadline = time.monotonic() + deadline_s
+    # our pid in the name: a later run removes the file if this one was killed
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.{os.getpid()}.", suffix=".part",
+                               dir=dest.parent)
     try:
         with os.fdopen(fd, "wb") as out:
             try:
@@ -358,8 +372,14 @@ def _download_to(url: str, dest: Path, size: int, sha: str, progress: bool) -> N
                 bar = _progress_bar(size, dest.name, progress)
                 try:
                     while True:
+                        if time.monotonic() > deadline:
+                            raise _BadContent(
+                                "short", f"too slow: {got} of {size} bytes after the "
+                                f"{deadline_s:.0f} s allowed for this file")
                         try:
-                            chunk = resp.read(_CHUNK)
+                            # read1: what has arrived, at most _CHUNK, so the deadline is
+                            # checked at least every _TIMEOUT_S however slowly bytes come
+                            chunk = resp.read1(_CHUNK)
                         except (OSError, http.client.HTTPException) as err:
                             # reset, timeout or IncompleteRead once bytes were flowing
                             raise _BadContent(
@@ -368,6 +388,10 @@ def _download_to(url: str, dest: Path, size: int, sha: str, progress: bool) -> N
                             ) from None
                         if not chunk:
                             break
+                        if got + len(chunk) > size:  # endless or wrong: stop, not fill the disk
+                            raise _BadContent(
+                                "short", f"wrong file: the server sent more than the "
+                                f"expected {size} bytes")
                         out.write(chunk)  # a local write error (disk full) propagates as is
                         h.update(chunk)
                         got += len(chunk)
@@ -427,6 +451,10 @@ def fetch_files(dataset: str, filenames=None, data_dir=None, download: bool = Tr
 
     folder = resolve_data_dir(data_dir) / dataset
     paths = {name: folder / name for name in filenames}
+    from minigan._atomic import remove_stale_temporaries
+
+    # .part files of downloads whose process was killed (kill -9, power loss)
+    remove_stale_temporaries(folder, _PARTIAL)
     missing = [name for name, p in paths.items() if not p.is_file()]
     # Files already there are checked first, so a bad one fails fast, before any download.
     for name in filenames:
