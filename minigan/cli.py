@@ -16,7 +16,6 @@ be written (full disk, read-only folder; what was saved is kept), 2 a usage erro
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import math
 import os
@@ -28,6 +27,7 @@ import time
 import numpy as np
 
 from minigan._atomic import atomic_open
+from minigan import rundir
 from minigan.checkpoint import CheckpointError
 from minigan.data import DataError
 from minigan.presets import CONDITIONAL, DATASETS, IMAGE_DATASETS, PRESETS, TOY_DATASETS, preset
@@ -261,139 +261,6 @@ class _Run:
         return extra
 
 
-def _resolve_out_dir(args):
-    if args.out is None:
-        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        base = os.path.join("runs", f"{args.dataset}-{stamp}")
-        out, k = base, 2
-        while os.path.exists(out):
-            out, k = f"{base}-{k}", k + 1
-        return out
-    return args.out
-
-
-LOCK_FILE = ".minigan-run.lock"
-
-
-def _same_file(a, b):
-    """Whether two paths name the same file once symlinks are resolved."""
-    return os.path.realpath(a) == os.path.realpath(b)
-
-
-def _prepare_out_dir(out, overwrite, resume_path=None):
-    """Claim the run directory before anything trains: refuse a file, a non-empty
-    folder without --overwrite, a folder that cannot be written (found by writing)
-    and one that another run is writing to. Returns the lock (see ``_lock_out_dir``).
-
-    Nothing is deleted here: with --overwrite, the old run's files stay until the
-    new run has saved its checkpoint (``_remove_stale_outputs``), so a run that
-    fails early (a full disk, a bad setting) loses nothing.
-    """
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise CLIError(f"--out {out!r} exists and is not a directory")
-    if os.path.isdir(out) and set(_listdir(out)) - {LOCK_FILE}:
-        resuming_here = resume_path is not None and \
-            _same_file(os.path.dirname(os.path.abspath(resume_path)), out)
-        if not overwrite and not resuming_here:
-            raise CLIError(f"the run directory {out!r} exists and is not empty; pass --overwrite "
-                           "to replace its files, or choose another --out")
-    try:
-        os.makedirs(out, exist_ok=True)
-    except OSError as err:
-        raise CLIError(f"cannot create the run directory {out!r} ({err.strerror or err}); "
-                       "choose a writable --out") from None
-    lock = _lock_out_dir(out)
-    from minigan._atomic import remove_stale_temporaries
-
-    remove_stale_temporaries(out)  # left by a run that was killed while saving
-    return lock
-
-
-def _listdir(out):
-    try:
-        return os.listdir(out)
-    except OSError as err:
-        raise CLIError(f"cannot read the run directory {out!r} ({err.strerror or err}); "
-                       "choose another --out") from None
-
-
-def _lock_out_dir(out):
-    """Lock ``out`` against a second concurrent run and prove it writable by writing
-    our pid into its lock file. The lock (an open file descriptor with an flock)
-    dies with the process, so a run killed with -9 leaves no lock behind. Where
-    there is no flock (Windows), the folder is only checked for writing."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX
-        fcntl = None
-
-    path = os.path.join(out, LOCK_FILE)
-    while True:
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as err:
-            raise CLIError(f"the run directory {out!r} is not writable ({err.strerror or err}); "
-                           "choose a writable --out, or fix its permissions") from None
-        try:
-            if fcntl is not None:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            other = _read_pid(fd)
-            os.close(fd)
-            raise CLIError(f"another minigan run{f' (process {other})' if other else ''} is "
-                           f"writing to {out!r}; wait for it to finish, stop it, or choose "
-                           "another --out") from None
-        # The previous holder may have deleted the file between our open and our
-        # lock: then we hold a lock on a name nobody sees. Try again.
-        try:
-            same = os.stat(path).st_ino == os.fstat(fd).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
-            break
-        os.close(fd)
-    try:
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        os.fsync(fd)
-    except OSError as err:
-        _release_out_dir((fd, path))
-        raise CLIError(f"the run directory {out!r} is not writable ({err.strerror or err}); "
-                       "choose another --out, or free some space") from None
-    return fd, path
-
-
-def _read_pid(fd):
-    try:
-        text = os.pread(fd, 32, 0).decode().strip()
-    except (OSError, UnicodeDecodeError):
-        return None
-    return int(text) if text.isdigit() else None
-
-
-def _release_out_dir(lock):
-    if lock is None:
-        return
-    fd, path = lock
-    try:
-        os.unlink(path)  # while still locked: a waiting run re-checks the name (see above)
-    except OSError:
-        pass
-    os.close(fd)
-
-
-def _remove_stale_outputs(run):
-    """After the new checkpoint is on disk: remove the old run's outputs that this
-    run has not (yet) replaced, so the folder never mixes two runs' results."""
-    for name in RUN_FILES:
-        path = os.path.join(run.out, name)
-        if name not in run.written and os.path.isfile(path):
-            try:
-                os.remove(path)
-            except OSError:
-                pass
-
-
 # The settings a run's checkpoint stores: options on a new run, fixed on --resume.
 _SETTINGS = ("batch_size", "lr_g", "lr_d", "g_loss", "d_steps", "label_smoothing", "ema_decay",
              "frames", "pack", "loss", "checkpoint_every")
@@ -510,8 +377,8 @@ def _setup(run):
                 threads, force=args.threads is not None) and why and not args.quiet:
             print(f"Using {threads} BLAS thread{'s' if threads > 1 else ''}: {why}.", flush=True)
     run.dataset, run.stream = _training_data(run)
-    run.out = _resolve_out_dir(args)
-    run.lock = _prepare_out_dir(run.out, args.overwrite, args.resume)
+    run.out = args.out if args.out is not None else rundir.new_name(args.dataset)
+    run.lock = rundir.claim(run.out, args.overwrite, args.resume)
     if run.resume is not None:
         run.gan = run.resume.gan
         try:
@@ -557,7 +424,7 @@ def _callbacks(run):
     every = config.get("checkpoint_every")
     every = max(1, int(config["steps"]) // 10) if every is None else int(every)
     run.checkpoints = T.Checkpoints(run.checkpoint_path, config, every, extra=run.extra_state)
-    if run.resume is not None and _same_file(args.resume, run.checkpoint_path):
+    if run.resume is not None and rundir.same_file(args.resume, run.checkpoint_path):
         run.checkpoints.last_saved = run.gan.step  # the file we resumed from
     return callbacks + [run.checkpoints]
 
@@ -590,7 +457,7 @@ def train(args):
     except OSError as err:
         return _write_failed(run, err)
     finally:
-        _release_out_dir(run.lock)
+        rundir.release(run.lock)
 
 
 def _write_failed(run, err):
@@ -661,7 +528,7 @@ def _save_state(run):
         run.written.append("checkpoint.npz")
         run.gan.history.to_csv(os.path.join(run.out, "history.csv"))
         run.written.append("history.csv")
-    _remove_stale_outputs(run)
+    rundir.remove_stale_outputs(run.out, RUN_FILES, run.written)
 
 
 def _resume_hint(run):
@@ -711,7 +578,7 @@ def _diverged(run, err):
     last = run.checkpoints.last_saved
     if last is not None and last > run.start_step:  # this run saved: the old outputs are stale
         run.written.append("checkpoint.npz")
-        _remove_stale_outputs(run)
+        rundir.remove_stale_outputs(run.out, RUN_FILES, run.written)
     if last is not None:
         kept = (f"The last good checkpoint, step {last}, is kept in {path} "
                 f"(continue from it with --resume {path}, or start again with a lower --lr).")
@@ -1091,7 +958,7 @@ def main(argv=None):
     except KeyboardInterrupt:
         print(f"\nminigan {args.command}: interrupted", file=sys.stderr)
         return 130
-    except (CLIError, CheckpointError) as err:
+    except (CLIError, CheckpointError, rundir.RunDirectoryError) as err:
         print(f"minigan {args.command}: error: {err}", file=sys.stderr)
         return 2
     except OSError as err:

@@ -166,7 +166,7 @@ def test_every_page_of_the_book_is_there(book):
                 + [f"chapters/{c}" for c in CHAPTERS]
                 + [f"api/{m}" for m in ("functional", "layers", "losses", "optim", "gradcheck",
                                         "gan", "gan_losses", "penalty", "spectral", "train", "data", "metrics", "plot",
-                                        "checkpoint", "kernels")])
+                                        "checkpoint", "rundir", "kernels")])
     missing = [name for name in expected if not (html / f"{name}.html").is_file()]
     assert not missing, f"pages missing from the book: {missing}"
 

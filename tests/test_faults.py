@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minigan import cli
+from minigan import cli, rundir
 from minigan.checkpoint import (ArchitectureMismatchError, CheckpointError, load_checkpoint,
                                 save_checkpoint)
 from minigan.data import mnist
@@ -136,7 +136,7 @@ def test_a_second_concurrent_run_is_refused_naming_the_other_process(tmp_path, c
     out.mkdir()
     holder = subprocess.Popen(
         ["python3", "-c", "import fcntl, os, sys, time\n"
-         f"fd = os.open({str(out / cli.LOCK_FILE)!r}, os.O_RDWR | os.O_CREAT)\n"
+         f"fd = os.open({str(out / rundir.LOCK_FILE)!r}, os.O_RDWR | os.O_CREAT)\n"
          "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, str(os.getpid()).encode())\n"
          "print('locked', flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)
     try:
@@ -152,7 +152,7 @@ def test_a_second_concurrent_run_is_refused_naming_the_other_process(tmp_path, c
 
 
 def test_the_lock_is_released_and_removed_after_a_run(finished_run):
-    assert not (finished_run / cli.LOCK_FILE).exists()
+    assert not (finished_run / rundir.LOCK_FILE).exists()
     assert train(finished_run, "--overwrite") == 0
 
 
@@ -664,8 +664,8 @@ def test_run_directories_are_compared_after_resolving_symlinks(tmp_path):
     real = tmp_path / "real"
     real.mkdir()
     (tmp_path / "link").symlink_to(real)
-    assert cli._same_file(tmp_path / "link" / "checkpoint.npz", real / "checkpoint.npz")
-    assert not cli._same_file(tmp_path / "link", tmp_path)
+    assert rundir.same_file(tmp_path / "link" / "checkpoint.npz", real / "checkpoint.npz")
+    assert not rundir.same_file(tmp_path / "link", tmp_path)
 
 
 @pytest.mark.parametrize("key, value, message", [
