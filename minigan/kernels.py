@@ -27,7 +27,7 @@ from minigan.backend import _is_cupy, array_module
 __all__ = [
     "dense_backward", "relu_forward", "relu_backward", "leaky_relu_forward",
     "leaky_relu_backward", "sigmoid", "sigmoid_forward", "sigmoid_backward",
-    "tanh_forward", "tanh_backward", "bce_with_logits", "ema_update", "adam_step",
+    "tanh_forward", "tanh_backward", "bce_with_logits", "ema_update", "adam_scratch", "adam_step",
 ]
 
 
@@ -150,20 +150,37 @@ def ema_update(ema, p, beta):
 ADAM_BLOCK = 1 << 16
 
 
-def adam_step(pairs, ms, vs, *, lr, betas, eps, weight_decay, t):
+def adam_scratch(pairs):
+    """The two temporaries ``adam_step`` needs for these parameters on NumPy (as
+    large as the largest block, shared by every block); None on a GPU.
+
+    Allocate them once and pass them to every step: a new 512 KiB buffer each
+    step would come from a fresh memory mapping, and its page faults cost more
+    than a small network's whole update.
+    """
+    p0 = pairs[0][0]
+    if _on_gpu(p0):
+        return None
+    largest = max(min(p.size, ADAM_BLOCK) if p.flags.c_contiguous else p.size for p, _ in pairs)
+    return np.empty((2, largest), dtype=p0.dtype)
+
+
+def adam_step(pairs, ms, vs, *, lr, betas, eps, weight_decay, t, scratch=None):
     """``optim.Adam._update`` for every (param, grad) pair and its m and v, in place.
 
     ``t`` is the step count after this step (1 on the first). The same numbers as
     the plain update, bit for bit: on CuPy one fused kernel per parameter, on
-    NumPy the in-place update over cache-sized blocks (``_adam_numpy``).
+    NumPy the in-place update over cache-sized blocks (``_adam_numpy``), with the
+    temporaries of ``adam_scratch`` (allocated here when not given).
     """
     hyper = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, t=t)
     if _on_gpu(pairs[0][0]):
         _fused.adam_step(pairs, ms, vs, **hyper)
         return
     blocks = [block for (p, g), m, v in zip(pairs, ms, vs) for block in _blocks(p, g, m, v)]
-    # two temporaries as large as the largest block, shared by every block
-    scratch = np.empty((2, max(p.size for p, _, _, _ in blocks)), dtype=pairs[0][0].dtype)
+    if scratch is None or scratch.dtype != pairs[0][0].dtype \
+            or scratch.shape[1] < max(p.size for p, _, _, _ in blocks):
+        scratch = adam_scratch(pairs)
     for p, g, m, v in blocks:
         tmp, tmp2 = (row[:p.size].reshape(p.shape) for row in scratch)
         _adam_numpy(p, g, m, v, tmp, tmp2, **hyper)

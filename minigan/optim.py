@@ -264,8 +264,11 @@ class Adam(Optimizer):
 
     def _kernel_step(self):
         self.t += 1
+        if getattr(self, "_scratch", None) is None:
+            self._scratch = kernels.adam_scratch(self.params)  # once, not every step
         kernels.adam_step(self.params, self.m, self.v, lr=self.lr, betas=self.betas,
-                          eps=self.eps, weight_decay=self.weight_decay, t=self.t)
+                          eps=self.eps, weight_decay=self.weight_decay, t=self.t,
+                          scratch=self._scratch)
 
     def _update(self, i, p, g):
         # BEGIN SOLUTION Exercise 3.2: update p in place by Adam, with bias correction
