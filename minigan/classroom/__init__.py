@@ -4,11 +4,12 @@ From the teacher's copy (the repository)::
 
     python -m minigan.classroom list                         # the exercises found
     python -m minigan.classroom release --out hw1 --exercises 1.2 3.2
-    python -m minigan.classroom grade submissions/alice --out reports/alice
+    python -m minigan.classroom grade submissions/alice --manifest hw1.manifest.json --out reports/alice
+    python -m minigan.classroom grade submissions/ --manifest hw1.manifest.json --out reports/
 
 and, in a student's copy::
 
-    python -m minigan.classroom check
+    python check.py
 
 See docs/teachers.md. The functions below are the same commands from Python;
 nothing here is imported by ``import minigan``.
@@ -31,6 +32,13 @@ def grade(directory, out=None, **kwargs):
     return _grade(directory, out, **kwargs)
 
 
+def grade_class(folder, out, **kwargs):
+    """Grade a folder of submissions into a gradebook (see ``minigan.classroom.batch``)."""
+    from minigan.classroom.batch import grade_class as _grade_class
+
+    return _grade_class(folder, out, **kwargs)
+
+
 def check(directory=None, **kwargs):
     """Run the visible checks of a copy (see ``minigan.classroom.grader.check``)."""
     from minigan.classroom.grader import check as _check
@@ -46,4 +54,4 @@ def find_exercises(root=None):
     return markers.scan(root or source_root())
 
 
-__all__ = ["release", "grade", "check", "find_exercises"]
+__all__ = ["release", "grade", "grade_class", "check", "find_exercises"]

@@ -1,45 +1,28 @@
-"""Runs the checks of one exercise on a student's copy of minigan, in its own process.
+"""The student runner: calls a student's minigan through the probes, in a sandboxed process.
 
-Started by the grader as ``python -I -B _runner.py SPEC.json``: isolated mode
-ignores PYTHON* variables and the user's site-packages, and puts neither the
-working directory nor this script's folder on ``sys.path``. The script then
-puts the student's copy first on ``sys.path``, loads the grader's check files
-by path (they are not imported through ``minigan``, which is the student's
-package here), imports ``minigan`` and makes sure it is the student's, and
-runs the checks one by one. After every step it rewrites a JSON result file,
-so a crash or a timeout still leaves everything finished before it.
+Started by the grader (see sandbox.py) as::
 
-Nothing here is imported by the grader; it only reads the result file.
+    python -I -S -B _runner.py JOB_DIR OUT_DIR SUBMISSION_ROOT [SITE_DIR ...]
+
+JOB_DIR holds ``job.json`` (which probes to run, with which options) and
+``inputs.npz`` (the arrays). The runner writes ``results.npz`` and
+``results.json`` to OUT_DIR after every probe, and ``progress.json`` before
+each, so a crash or a timeout still leaves what finished. It judges nothing:
+the grader reads these files as untrusted data.
+
+``minigan`` is registered as a bare package over SUBMISSION_ROOT/minigan, WITHOUT
+running its ``__init__.py``: each probe imports only the modules it needs
+(``minigan.functional``, ``minigan.optim``, ...), so a syntax error in
+``optim.py`` costs only the exercises that import it.
 """
 
 import importlib
 import importlib.util
-import json
 import os
 import sys
 import time
 import traceback
-
-CHECKS_MODULE = "_minigan_classroom_checks"
-HIDDEN_MODULE = "_minigan_classroom_hidden_checks"
-
-
-def _write(path, result):
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(result, f)
-    os.replace(tmp, path)
-
-
-def error_info(err):
-    """Type, message and the traceback frames (file, line, function) of an exception."""
-    frames = [[f.filename, f.lineno, f.name] for f in traceback.extract_tb(err.__traceback__)]
-    if isinstance(err, SyntaxError) and err.filename:
-        frames.append([err.filename, err.lineno or 0, "<module>"])
-    message = str(err)
-    if isinstance(err, SyntaxError):
-        message = err.msg or message
-    return {"type": type(err).__name__, "message": message[:1000], "frames": frames[-40:]}
+import types
 
 
 def _load(name, path):
@@ -50,6 +33,28 @@ def _load(name, path):
     return module
 
 
+def _relative(filename, root):
+    path = os.path.realpath(filename or "")
+    if path.startswith(root + os.sep):
+        return os.path.relpath(path, root).replace(os.sep, "/")
+    return None
+
+
+def error_info(err, root):
+    """Type, message and the frames (file relative to the submission, line, function)."""
+    frames = []
+    for f in traceback.extract_tb(err.__traceback__):
+        rel = _relative(f.filename, root)
+        if rel is not None:
+            frames.append([rel, f.lineno, f.name])
+    if isinstance(err, SyntaxError) and err.filename:
+        rel = _relative(err.filename, root)
+        if rel is not None:
+            frames.append([rel, err.lineno or 0, "<module>"])
+    message = (err.msg or str(err)) if isinstance(err, SyntaxError) else str(err)
+    return {"type": type(err).__name__[:80], "message": message[:600], "frames": frames[-20:]}
+
+
 class _Modules:
     """``stu.functional`` is the student's ``minigan.functional``, imported on first use."""
 
@@ -57,78 +62,56 @@ class _Modules:
         return importlib.import_module("minigan." + name)
 
 
-def main(spec_path):
-    with open(spec_path, encoding="utf-8") as f:
-        spec = json.load(f)
-    result = {"phase": "start", "checks": [], "done": False}
-    out = spec["result"]
-    root = os.path.realpath(spec["root"])
+def _bare_package(root):
+    """``minigan`` as a package over the student's folder, its __init__.py not run."""
+    pkg = types.ModuleType("minigan")
+    pkg.__path__ = [os.path.join(root, "minigan")]
+    pkg.__file__ = os.path.join(root, "minigan", "__init__.py")
+    pkg.__package__ = "minigan"
+    sys.modules["minigan"] = pkg
 
+
+def main(job_dir, out_dir, root, sites):
     here = os.path.dirname(os.path.realpath(__file__))
-    sys.path[:] = [p for p in sys.path if p and os.path.realpath(p) != here]
-    sys.path.insert(0, root)
+    root = os.path.realpath(root)
+    sys.path[:] = [root] + list(sites) + [p for p in sys.path if p and os.path.realpath(p) != here]
+    channel = _load("_minigan_classroom_channel", os.path.join(here, "channel.py"))
+    probes = _load("_minigan_classroom_probes", os.path.join(here, "probes.py"))
 
     import warnings
 
-    import numpy as np  # the grader's NumPy, imported before any student code
+    import numpy as np  # imported before any student code
 
-    np_errors = np.geterr()
-    warning_filters = list(warnings.filters)
-
-    def reset_globals():
-        """Undo what a student's code may have changed globally (np.seterr, warning filters)."""
-        np.seterr(**np_errors)
-        warnings.filters[:] = warning_filters
-
-    checks = _load(CHECKS_MODULE, spec["checks_files"][0])
-    for path in spec["checks_files"][1:]:
-        _load(HIDDEN_MODULE, path)
-    with np.load(spec["fixtures"], allow_pickle=False) as data:
-        fixtures = {k: data[k] for k in data.files}
-
-    result["phase"] = "import"
-    _write(out, result)
-    started = time.perf_counter()
-    try:
-        import minigan
-        where = os.path.realpath(getattr(minigan, "__file__", None) or "")
-        if not where.startswith(root + os.sep):
-            raise ImportError(
-                f"'import minigan' found {where or 'a namespace package'}, not the copy being "
-                f"graded in {root}: is the folder the one that contains minigan/?")
-    except BaseException as err:  # noqa: BLE001 - a student's import may raise anything
-        result["import_error"] = error_info(err)
-        result["phase"] = "done"
-        result["done"] = True
-        _write(out, result)
-        return
-    result["import_seconds"] = time.perf_counter() - started
+    np_errors, filters = np.geterr(), list(warnings.filters)
+    job = channel.load_json(os.path.join(job_dir, "job.json"), 1 << 20)
+    inputs = channel.load_arrays(os.path.join(job_dir, "inputs.npz"), 256 << 20)
+    _bare_package(root)
     stu = _Modules()
-
-    for item in spec["checks"]:
-        chk = checks.CHECKS[(item["target"], item["name"])]
-        prefix = item["key"] + "__"
-        fx = {k[len(prefix):]: v for k, v in fixtures.items() if k.startswith(prefix)}
-        result["phase"] = "check"
-        result["current"] = item["key"]
-        _write(out, result)
-        reset_globals()
-        started = time.perf_counter()
-        entry = {"key": item["key"]}
-        try:
-            note = chk.run(stu, fx)
-            entry.update(status="pass", message=note or "")
-        except checks.Fail as fail:
-            entry.update(status="fail", message=str(fail))
-        except BaseException as err:  # noqa: BLE001 - SystemExit, KeyboardInterrupt, anything
-            entry.update(status="error", error=error_info(err))
-        entry["seconds"] = time.perf_counter() - started
-        result["checks"].append(entry)
-    result["phase"] = "done"
-    result["done"] = True
-    result.pop("current", None)
-    _write(out, result)
+    arrays, results = {}, {}
+    for item in job["items"]:
+        key = item["key"]
+        channel.save_json(os.path.join(out_dir, "progress.json"), {"current": key})
+        cases = {}
+        for case in item["cases"]:
+            suffix = case["suffix"]
+            inp = {k[len(key) + 2:-len(suffix) or None]: v for k, v in inputs.items()
+                   if k.startswith(key + "__") and k.endswith(suffix)}
+            np.seterr(**np_errors)
+            warnings.filters[:] = filters
+            started = time.perf_counter()
+            try:
+                out = probes.PROBES[item["probe"]](stu, inp, case.get("opt", {}))
+                entry = {"status": "ok", "value": channel.encode(out, arrays, f"{key}/{suffix}")}
+            except BaseException as err:  # noqa: BLE001 - SystemExit, anything a student raises
+                entry = {"status": "error", "error": error_info(err, root)}
+            entry["seconds"] = time.perf_counter() - started
+            cases[suffix] = entry
+        results[key] = cases
+        channel.save_arrays(os.path.join(out_dir, "results.npz"), arrays)
+        channel.save_json(os.path.join(out_dir, "results.json"), {"items": results, "done": False})
+    channel.save_json(os.path.join(out_dir, "results.json"), {"items": results, "done": True})
+    channel.save_json(os.path.join(out_dir, "progress.json"), {"current": None})
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:])

@@ -1,32 +1,28 @@
 """The visible checks of every exercise, and the small framework they are written in.
 
 A check tests one thing about the function (or class) around a solution region
-and is worth a number of points, all or nothing. It has two halves that run in
-two different processes:
+and is worth a number of points, all or nothing. It has three parts, and only
+the middle one touches student code:
 
 ``prepare(ref, rng) -> dict of NumPy arrays``
-    runs in the grader's own process, on the REFERENCE minigan (the teacher's
-    copy with the solutions in it): it draws the inputs and computes what the
-    answer must be, including numerical gradients of the reference forward
-    pass, so no expected value ever depends on a student's code.
-``run(stu, fx)``
-    runs in a fresh subprocess on the STUDENT's copy, with ``fx`` those arrays
-    (passed through an ``.npz`` file, no pickle). It calls the student's code
-    and raises ``Fail("what is wrong")`` when the answer is off. Any other
-    exception is reported by the runner with its type, message and the
-    student's file and line.
-
-``ref`` and ``stu`` give modules by attribute: ``ref.functional``,
-``stu.optim``, ``stu.gan``, ...
+    runs in the grader, on the REFERENCE minigan (the teacher's copy with the
+    solutions in it): it draws the inputs and computes what the answer must be,
+    including numerical gradients of the reference forward pass.
+``probe`` and ``inputs``
+    name a function of probes.py and the arrays of ``prepare`` it receives. It
+    runs in the sandboxed runner on the STUDENT's copy, calls the student's code
+    and sends back what came out, as plain arrays (channel.py). The expected
+    values never leave the grader.
+``judge(fx, out)``
+    runs in the grader: compares ``out`` (what the probe sent back) with the
+    expected values in ``fx`` and raises ``Fail("what is wrong")`` when the
+    answer is off. It must treat ``out`` as untrusted data: any other exception
+    it raises on malformed values scores the check 0.
 
 A check is attached to a *target*, the dotted name of the function or class
 that holds the solution region ("minigan.functional.dense_backward",
 "minigan.optim.Adam"); an exercise owns every check whose target contains one
 of its regions. So exercise ids can be renumbered without touching the checks.
-
-This file is loaded by path (as ``_minigan_classroom_checks``), never through
-``minigan.classroom``: in the grading subprocess ``minigan`` is the student's
-package, and the checks must be the grader's. It imports only NumPy.
 Checks with ``hidden=True`` live in ``hidden_checks.py``, which releases leave out.
 """
 
@@ -36,7 +32,7 @@ import zlib
 
 import numpy as np
 
-MODULE_NAME = "_minigan_classroom_checks"
+from minigan.classroom.channel import Opaque
 
 # (target, name) -> check instance, in registration order
 CHECKS: dict = {}
@@ -53,9 +49,11 @@ class Check:
     name: str = ""
     points: float = 1
     hidden: bool = False
-    # Targets of OTHER exercises that ``run`` goes through. ``grade`` replaces
-    # them by the reference; ``check`` cannot, and names them when this fails.
+    # Targets of OTHER exercises that the probe goes through. When one of them
+    # fails its own checks, ``grade`` grades this check again with the reference there.
     uses: tuple = ()
+    probe: str = ""
+    inputs: tuple = ()          # names of fx entries sent to the runner (with any '@case' suffix)
 
     @property
     def key(self) -> str:
@@ -65,8 +63,24 @@ class Check:
     def prepare(self, ref, rng):  # pragma: no cover - overridden
         return {}
 
-    def run(self, stu, fx):  # pragma: no cover - overridden
+    def options(self) -> dict:
+        """JSON options for the probe."""
+        return {}
+
+    def cases(self) -> list:
+        """[(suffix, options)]: the probe runs once per case, on the inputs ending in suffix."""
+        return [("", self.options())]
+
+    def sent(self, fx) -> dict:
+        """The arrays of ``fx`` the runner receives (inputs only, never an expected value)."""
+        return {k: v for k, v in fx.items() if k.split("@")[0] in self.inputs}
+
+    def judge(self, fx, out):  # pragma: no cover - overridden
         raise NotImplementedError
+
+    def judge_cases(self, fx, outs: dict):
+        """Judge every case's output; one-case checks judge ``outs['']``."""
+        return self.judge(fx, outs[""])
 
     def matches(self, region_target: str | None) -> bool:
         return bool(region_target) and (region_target == self.target
@@ -92,9 +106,9 @@ def checks_for(targets, hidden: bool = True) -> list:
     return [c for c in found if not c.hidden] + [c for c in found if c.hidden]
 
 
-def seed_for(chk) -> int:
-    """The seed of a check's ``rng``: fixed per check, so fixtures are reproducible."""
-    return zlib.crc32(f"{chk.target}|{chk.name}|seed".encode())
+def seed_for(chk, salt: int = 0) -> int:
+    """The seed of a check's ``rng``: fixed per check and salt (``grade`` draws a fresh salt)."""
+    return zlib.crc32(f"{chk.target}|{chk.name}|seed|{salt}".encode())
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -138,6 +152,8 @@ def numerical_gradient(f, x, dout=None, h=1e-6):
 
 def describe(value) -> str:
     """A short description of what a student's function returned."""
+    if isinstance(value, Opaque):
+        return value.text
     if isinstance(value, np.ndarray):
         return f"an array of shape {value.shape} and dtype {value.dtype}"
     if value is None:
@@ -218,7 +234,8 @@ def expect(problems):
 
 
 def unchanged(name, before, after):
-    if not (before.shape == after.shape and np.array_equal(before, after)):
+    if not (isinstance(after, np.ndarray) and before.shape == after.shape
+            and np.array_equal(before, after)):
         return (f"{name} was modified in place; the functions must not change their inputs "
                 "(write `dx = dout * ...`, not `dout *= ...`)")
     return None
@@ -276,72 +293,86 @@ def _float32(fx, *names):
     return {n: fx[n].astype(np.float32) for n in names}
 
 
+
+
 # ------------------------------------------------------------------------- 1: layers
 
 DENSE_SHAPES = {"x": (4, 5), "W": (5, 3), "b": (3,)}
+DENSE_INPUTS = ("x", "W", "b", "dout")
 
 
 def _dense_out(ref, x, W, b):
     return ref.functional.dense_forward(x, W, b)[0]
 
 
+class _DenseCheck(Check):
+    probe, inputs = "dense", DENSE_INPUTS
+    backward: tuple = ()         # the keyword sets dense_backward is called with, in order
+
+    def options(self):
+        return {"backward": [dict(kw) for kw in self.backward]}
+
+    def forward_out(self, out):
+        res, _cache = unpack(out["forward"], ("out", "cache"), "dense_forward")
+        return res
+
+    def backward_out(self, out, i=0):
+        calls = out.get("backward")
+        if not isinstance(calls, list) or len(calls) <= i:
+            raise Fail("dense_backward returned nothing readable")
+        return calls[i]
+
+
 @check("minigan.functional.dense_forward", "out matches the reference (float64)", points=2)
-class DenseForwardValues(Check):
+class DenseForwardValues(_DenseCheck):
     def prepare(self, ref, rng):
         fx = {k: rng.standard_normal(s) for k, s in DENSE_SHAPES.items()}
         fx["out"] = _dense_out(ref, fx["x"].copy(), fx["W"].copy(), fx["b"].copy())
         return fx
 
-    def run(self, stu, fx):
-        x, W, b = fx["x"].copy(), fx["W"].copy(), fx["b"].copy()
-        out, _cache = unpack(stu.functional.dense_forward(x, W, b), ("out", "cache"), "dense_forward")
-        expect([compare("out", out, fx["out"], 1e-10)])
+    def judge(self, fx, out):
+        expect([compare("out", self.forward_out(out), fx["out"], 1e-10)])
 
 
 @check("minigan.functional.dense_forward", "float32 stays float32; x, W, b are not modified")
-class DenseForwardFloat32(Check):
+class DenseForwardFloat32(_DenseCheck):
     def prepare(self, ref, rng):
         fx = {k: rng.standard_normal(s).astype(np.float32) for k, s in DENSE_SHAPES.items()}
         fx["out"] = _dense_out(ref, *(fx[k].astype(np.float64) for k in "xWb"))
         return fx
 
-    def run(self, stu, fx):
-        x, W, b = fx["x"].copy(), fx["W"].copy(), fx["b"].copy()
-        out, _ = unpack(stu.functional.dense_forward(x, W, b), ("out", "cache"), "dense_forward")
-        expect([compare("out", out, fx["out"], 1e-5, dtype=np.float32),
-                unchanged("x", fx["x"], x), unchanged("W", fx["W"], W), unchanged("b", fx["b"], b)])
+    def judge(self, fx, out):
+        expect([compare("out", self.forward_out(out), fx["out"], 1e-5, dtype=np.float32)]
+               + [unchanged(k, fx[k], out.get(k)) for k in ("x", "W", "b")])
 
 
 @check("minigan.functional.dense_backward", "dx, dW, db match numerical gradients (float64)", points=2)
-class DenseBackwardGradients(Check):
+class DenseBackwardGradients(_DenseCheck):
     uses = ("minigan.functional.dense_forward",)
+    backward = ({},)
 
     def prepare(self, ref, rng):
         return gradient_fixture(ref, rng, _dense_out, DENSE_SHAPES, ("dx", "dW", "db"))
 
-    def run(self, stu, fx):
-        F = stu.functional
-        _, cache = F.dense_forward(fx["x"].copy(), fx["W"].copy(), fx["b"].copy())
-        got = F.dense_backward(fx["dout"].copy(), cache)
-        expect(gradient_problems("dense_backward", got, ("dx", "dW", "db"), fx))
+    def judge(self, fx, out):
+        expect(gradient_problems("dense_backward", self.backward_out(out), ("dx", "dW", "db"), fx))
 
 
 @check("minigan.functional.dense_backward", "float32 stays float32; dout is not modified")
-class DenseBackwardFloat32(Check):
+class DenseBackwardFloat32(_DenseCheck):
     uses = ("minigan.functional.dense_forward",)
+    backward = ({},)
 
     def prepare(self, ref, rng):
         fx = gradient_fixture(ref, rng, _dense_out, DENSE_SHAPES, ("dx", "dW", "db"))
-        fx.update({k + "32": v for k, v in _float32(fx, "x", "W", "b", "dout").items()})
+        sent = _float32(fx, "x", "W", "b", "dout")
+        fx.update(sent)  # the runner gets the float32 inputs; num_* stay float64
         return fx
 
-    def run(self, stu, fx):
-        F = stu.functional
-        _, cache = F.dense_forward(fx["x32"].copy(), fx["W32"].copy(), fx["b32"].copy())
-        dout = fx["dout32"].copy()
-        got = F.dense_backward(dout, cache)
-        expect(gradient_problems("dense_backward", got, ("dx", "dW", "db"), fx, tol=1e-5,
-                              dtype=np.float32) + [unchanged("dout", fx["dout32"], dout)])
+    def judge(self, fx, out):
+        problems = gradient_problems("dense_backward", self.backward_out(out), ("dx", "dW", "db"), fx,
+                                     tol=1e-5, dtype=np.float32)
+        expect(problems + [unchanged("dout", fx["dout"], out.get("dout"))])
 
 
 def _leaky_out(slope):
@@ -354,72 +385,66 @@ def _off_kinks(rng, shape, margin=0.1):
     return x * rng.choice([-1.0, 1.0], size=shape)
 
 
+class _ActivationCheck(Check):
+    probe, inputs = "activation", ("x", "dout")
+    kind, slope, dtype, tol = "leaky_relu", None, None, 1e-6
+
+    def options(self):
+        return {"kind": self.kind, "slope": self.slope}
+
+    def judge(self, fx, out):
+        problems = gradient_problems(f"{self.kind}_backward", out.get("dx"), ("dx",), fx,
+                                     tol=self.tol, dtype=self.dtype)
+        if self.dtype is not None:
+            problems.append(unchanged("dout", fx["dout"], out.get("dout")))
+        expect(problems)
+
+
 @check("minigan.functional.leaky_relu_backward", "dx matches the numerical gradient (slope 0.2, float64)",
        points=2)
-class LeakyReluGradients(Check):
+class LeakyReluGradients(_ActivationCheck):
+    slope = 0.2
+
     def prepare(self, ref, rng):
         return gradient_fixture(ref, rng, _leaky_out(0.2), {"x": (5, 6)}, ("dx",),
-                            make=lambda n, s: _off_kinks(rng, s))
-
-    def run(self, stu, fx):
-        F = stu.functional
-        _, cache = F.leaky_relu_forward(fx["x"].copy(), 0.2)
-        got = F.leaky_relu_backward(fx["dout"].copy(), cache)
-        expect(gradient_problems("leaky_relu_backward", got, ("dx",), fx))
+                                make=lambda n, s: _off_kinks(rng, s))
 
 
 @check("minigan.functional.leaky_relu_backward",
        "default slope 0.01; float32 stays float32; dout is not modified")
-class LeakyReluFloat32(Check):
+class LeakyReluFloat32(_ActivationCheck):
+    dtype, tol = np.float32, 1e-5
+
     def prepare(self, ref, rng):
         fx = gradient_fixture(ref, rng, _leaky_out(0.01), {"x": (4, 3)}, ("dx",),
-                          make=lambda n, s: _off_kinks(rng, s))
-        fx.update({k + "32": v for k, v in _float32(fx, "x", "dout").items()})
+                              make=lambda n, s: _off_kinks(rng, s))
+        fx.update(_float32(fx, "x", "dout"))
         return fx
-
-    def run(self, stu, fx):
-        F = stu.functional
-        _, cache = F.leaky_relu_forward(fx["x32"].copy())
-        dout = fx["dout32"].copy()
-        got = F.leaky_relu_backward(dout, cache)
-        expect(gradient_problems("leaky_relu_backward", got, ("dx",), fx, tol=1e-5, dtype=np.float32)
-               + [unchanged("dout", fx["dout32"], dout)])
 
 
 def _activation_checks(kind, low, high):
-    fwd_name, bwd_name = f"{kind}_forward", f"{kind}_backward"
-    target = f"minigan.functional.{bwd_name}"
+    target = f"minigan.functional.{kind}_backward"
 
     def out(ref, x):
-        return getattr(ref.functional, fwd_name)(x)[0]
+        return getattr(ref.functional, f"{kind}_forward")(x)[0]
 
     @check(target, "dx matches the numerical gradient (float64)", points=2)
-    class Gradients(Check):
+    class Gradients(_ActivationCheck):
         def prepare(self, ref, rng):
             return gradient_fixture(ref, rng, out, {"x": (4, 5)}, ("dx",),
-                                make=lambda n, s: rng.uniform(low, high, size=s))
-
-        def run(self, stu, fx):
-            F = stu.functional
-            _, cache = getattr(F, fwd_name)(fx["x"].copy())
-            got = getattr(F, bwd_name)(fx["dout"].copy(), cache)
-            expect(gradient_problems(bwd_name, got, ("dx",), fx))
+                                    make=lambda n, s: rng.uniform(low, high, size=s))
 
     @check(target, "float32 stays float32; dout is not modified")
-    class Float32(Check):
+    class Float32(_ActivationCheck):
+        dtype, tol = np.float32, 1e-5
+
         def prepare(self, ref, rng):
             fx = gradient_fixture(ref, rng, out, {"x": (3, 4)}, ("dx",),
-                              make=lambda n, s: rng.uniform(low, high, size=s))
-            fx.update({k + "32": v for k, v in _float32(fx, "x", "dout").items()})
+                                  make=lambda n, s: rng.uniform(low, high, size=s))
+            fx.update(_float32(fx, "x", "dout"))
             return fx
 
-        def run(self, stu, fx):
-            F = stu.functional
-            _, cache = getattr(F, fwd_name)(fx["x32"].copy())
-            dout = fx["dout32"].copy()
-            got = getattr(F, bwd_name)(dout, cache)
-            expect(gradient_problems(bwd_name, got, ("dx",), fx, tol=1e-5, dtype=np.float32)
-                   + [unchanged("dout", fx["dout32"], dout)])
+    Gradients.kind = Float32.kind = kind
 
 
 _activation_checks("sigmoid", -4.0, 4.0)
@@ -431,6 +456,7 @@ def _bn_out(ref, x, gamma, beta):
 
 
 BN_SHAPES = {"x": (6, 4), "gamma": (4,), "beta": (4,)}
+BN_NAMES = ("dx", "dgamma", "dbeta")
 
 
 def _bn_inputs(rng):
@@ -443,34 +469,30 @@ def _bn_inputs(rng):
     return make
 
 
+class _BatchNormCheck(Check):
+    probe, inputs = "batchnorm", ("x", "gamma", "beta", "dout", "rm", "rv")
+
+
 @check("minigan.functional.batchnorm_backward",
        "dx, dgamma, dbeta match numerical gradients in training mode (float64)", points=2)
-class BatchNormGradients(Check):
+class BatchNormGradients(_BatchNormCheck):
     def prepare(self, ref, rng):
-        return gradient_fixture(ref, rng, _bn_out, BN_SHAPES, ("dx", "dgamma", "dbeta"), make=_bn_inputs(rng))
+        return gradient_fixture(ref, rng, _bn_out, BN_SHAPES, BN_NAMES, make=_bn_inputs(rng))
 
-    def run(self, stu, fx):
-        F = stu.functional
-        _, cache = F.batchnorm_forward(fx["x"].copy(), fx["gamma"].copy(), fx["beta"].copy(), train=True)
-        got = F.batchnorm_backward(fx["dout"].copy(), cache)
-        expect(gradient_problems("batchnorm_backward", got, ("dx", "dgamma", "dbeta"), fx))
+    def judge(self, fx, out):
+        expect(gradient_problems("batchnorm_backward", out.get("grads"), BN_NAMES, fx))
 
 
 @check("minigan.functional.batchnorm_backward", "float32 stays float32; dout is not modified")
-class BatchNormFloat32(Check):
+class BatchNormFloat32(_BatchNormCheck):
     def prepare(self, ref, rng):
-        fx = gradient_fixture(ref, rng, _bn_out, BN_SHAPES, ("dx", "dgamma", "dbeta"), make=_bn_inputs(rng))
-        fx.update({k + "32": v for k, v in _float32(fx, "x", "gamma", "beta", "dout").items()})
+        fx = gradient_fixture(ref, rng, _bn_out, BN_SHAPES, BN_NAMES, make=_bn_inputs(rng))
+        fx.update(_float32(fx, "x", "gamma", "beta", "dout"))
         return fx
 
-    def run(self, stu, fx):
-        F = stu.functional
-        _, cache = F.batchnorm_forward(fx["x32"].copy(), fx["gamma32"].copy(), fx["beta32"].copy(),
-                                       train=True)
-        dout = fx["dout32"].copy()
-        got = F.batchnorm_backward(dout, cache)
-        expect(gradient_problems("batchnorm_backward", got, ("dx", "dgamma", "dbeta"), fx, tol=1e-4,
-                              dtype=np.float32) + [unchanged("dout", fx["dout32"], dout)])
+    def judge(self, fx, out):
+        expect(gradient_problems("batchnorm_backward", out.get("grads"), BN_NAMES, fx, tol=1e-4,
+                                 dtype=np.float32) + [unchanged("dout", fx["dout"], out.get("dout"))])
 
 
 # --------------------------------------------------------------------------- 2: loss
@@ -482,7 +504,8 @@ def _bce_fixture(ref, logits, targets):
     return {"logits": logits, "targets": targets, "loss": np.float64(loss), "num_dlogits": num}
 
 
-def _bce_problems(fx, loss, dlogits, tol, dtype=None):
+def _bce_problems(fx, ret, tol, dtype=None):
+    loss, dlogits = unpack(ret, ("loss", "dlogits"), "bce_with_logits")
     n = fx["logits"].size
     hints = {float(n): f"the gradient of the MEAN over all {n} entries divides by {n}",
              1.0 / n: f"the gradient of the MEAN over all {n} entries divides by {n} once, not twice"}
@@ -498,44 +521,47 @@ def _bce_problems(fx, loss, dlogits, tol, dtype=None):
     return problems
 
 
+class _BCECheck(Check):
+    probe, inputs = "bce", ("logits", "targets")
+
+
 @check("minigan.functional.bce_with_logits", "loss and dlogits match the reference (float64)", points=2)
-class BCEValues(Check):
+class BCEValues(_BCECheck):
     def prepare(self, ref, rng):
         logits = rng.uniform(-4, 4, size=(8, 1))
         targets = rng.integers(0, 2, size=(8, 1)).astype(np.float64)
         return _bce_fixture(ref, logits, targets)
 
-    def run(self, stu, fx):
-        loss, dlogits = unpack(stu.functional.bce_with_logits(fx["logits"].copy(), fx["targets"].copy()),
-                               ("loss", "dlogits"), "bce_with_logits")
-        expect(_bce_problems(fx, loss, dlogits, 1e-7))
+    def judge(self, fx, out):
+        expect(_bce_problems(fx, out.get("ret"), 1e-7))
 
 
 @check("minigan.functional.bce_with_logits",
        "stable for logits of +-1000 (no overflow, no NaN); float32 stays float32; inputs not modified")
-class BCEStable(Check):
+class BCEStable(_BCECheck):
+    def options(self):
+        return {"raise_on_overflow": True}
+
     def prepare(self, ref, rng):
-        logits = np.array([[-1000.0], [1000.0], [-60.0], [60.0], [0.0], [3.0]])
-        targets = np.array([[0.0], [1.0], [1.0], [0.0], [1.0], [0.0]])
-        fx = _bce_fixture(ref, logits, targets)
-        fx["logits32"], fx["targets32"] = logits.astype(np.float32), targets.astype(np.float32)
+        # Extreme logits in a random order and scale, so no answer can be looked up.
+        pool = np.array([-1000.0, 1000.0, -60.0, 60.0, 0.0, 3.0, -800.0, 500.0])
+        logits = rng.permutation(pool * rng.uniform(0.9, 1.1, size=pool.size)).reshape(-1, 1)
+        targets = rng.integers(0, 2, size=logits.shape).astype(np.float64)
+        fx = _bce_fixture(ref, logits.astype(np.float32).astype(np.float64), targets)
+        fx.update(_float32(fx, "logits", "targets"))
         return fx
 
-    def run(self, stu, fx):
-        logits, targets = fx["logits32"].copy(), fx["targets32"].copy()
-        with np.errstate(over="raise", invalid="raise", divide="raise"):
-            try:
-                result = stu.functional.bce_with_logits(logits, targets)
-            except FloatingPointError as err:
-                raise Fail(f"not numerically stable: NumPy reported '{err}' for logits of "
-                           "+-1000; no exp() may overflow and no log() may see 0") from None
-        loss, dlogits = unpack(result, ("loss", "dlogits"), "bce_with_logits")
+    def judge(self, fx, out):
+        if isinstance(out.get("fpe"), np.ndarray):
+            raise Fail(f"not numerically stable: NumPy reported '{str(out['fpe'])[:100]}' for logits "
+                       "of +-1000; no exp() may overflow and no log() may see 0")
+        loss, _ = unpack(out.get("ret"), ("loss", "dlogits"), "bce_with_logits")
         if not np.isfinite(as_float("loss", loss)):
             raise Fail(f"loss is {as_float('loss', loss)} for logits of +-1000: not numerically "
                        "stable (no exp() may overflow and no log() may see 0)")
-        expect(_bce_problems(fx, loss, dlogits, 1e-5, dtype=np.float32)
-               + [unchanged("logits", fx["logits32"], logits),
-                  unchanged("targets", fx["targets32"], targets)])
+        expect(_bce_problems(fx, out.get("ret"), 1e-5, dtype=np.float32)
+               + [unchanged("logits", fx["logits"], out.get("logits")),
+                  unchanged("targets", fx["targets"], out.get("targets"))])
 
 
 # --------------------------------------------------------------------- 3: optimisers
@@ -544,56 +570,59 @@ class BCEStable(Check):
 class _OptimizerCheck(Check):
     """Runs an optimiser on two parameters for a few steps, feeding gradients in place."""
 
+    probe = "optimizer"
     cls = "SGD"
     kwargs: dict = {}
     steps = 5
     dtype = np.float64
     constant = False
+    tol = 1e-7
+    shapes = ((3, 4), (4,))
 
-    def make_grads(self, rng, shapes):
+    def sent(self, fx):
+        return {k: v for k, v in fx.items() if not k.startswith("after")}
+
+    def options(self):
+        kwargs = {k: list(v) if isinstance(v, tuple) else v for k, v in self.kwargs.items()}
+        return {"cls": self.cls, "kwargs": kwargs, "n": len(self.shapes), "steps": self.steps}
+
+    def make_grads(self, rng):
         if self.constant:
-            g = [rng.standard_normal(s) for s in shapes]
+            g = [rng.standard_normal(s) for s in self.shapes]
             return [[gi.copy() for gi in g] for _ in range(self.steps)]
-        return [[rng.standard_normal(s) for s in shapes] for _ in range(self.steps)]
+        return [[rng.standard_normal(s) for s in self.shapes] for _ in range(self.steps)]
 
     def prepare(self, ref, rng):
-        shapes = [(3, 4), (4,)]
-        fx = {f"p{i}": rng.standard_normal(s).astype(self.dtype) for i, s in enumerate(shapes)}
-        grads = self.make_grads(rng, shapes)
-        for t, gs in enumerate(grads):
+        fx = {f"p{i}": rng.standard_normal(s).astype(self.dtype) for i, s in enumerate(self.shapes)}
+        for t, gs in enumerate(self.make_grads(rng)):
             for i, g in enumerate(gs):
                 fx[f"g{i}_{t}"] = g.astype(self.dtype)
-        fx.update(self.expected(ref, fx, len(shapes)))
+        fx.update(self.expected(ref, fx, len(self.shapes)))
         return fx
 
-    def trajectory(self, mod, fx, n):
-        """Parameter values after each step, running ``mod``'s optimiser."""
-        params = [(fx[f"p{i}"].copy(), np.zeros_like(fx[f"p{i}"])) for i in range(n)]
-        opt = getattr(mod.optim, self.cls)(params, **self.kwargs)
-        out, objects = [], [p for p, _ in params]
-        for t in range(self.steps):
-            for i, (_, g) in enumerate(params):
-                g[...] = fx[f"g{i}_{t}"]
-            opt.step()
-            out.append([p.copy() for p, _ in params])
-        return out, objects, [p for p, _ in params]
-
     def expected(self, ref, fx, n):
-        traj, _, _ = self.trajectory(ref, fx, n)
+        from minigan.classroom import probes
+
+        traj = probes.optimizer(ref, fx, self.options())["trajectory"]
         return {f"after{i}_{t}": traj[t][i] for t in range(self.steps) for i in range(n)}
 
-    def run(self, stu, fx):
-        n = sum(1 for k in fx if k.startswith("p") and k[1:].isdigit())
-        traj, objects, final = self.trajectory(stu, fx, n)
-        for i in range(n):
-            if final[i] is not objects[i]:
-                raise Fail("step() replaced a parameter array; it must update it in place")
+    def judge(self, fx, out):
+        n = len(self.shapes)
+        traj, same = out.get("trajectory"), out.get("same")
+        if not (isinstance(traj, list) and len(traj) == self.steps
+                and all(isinstance(s, list) and len(s) == n for s in traj)):
+            raise Fail("the optimiser's parameters could not be read back after its steps")
+        if not (isinstance(same, list) and all(bool(np.all(s)) for s in same)):
+            raise Fail("step() replaced a parameter array; it must update it in place")
         for t in range(self.steps):
             for i in range(n):
                 before = fx[f"p{i}"] if t == 0 else fx[f"after{i}_{t - 1}"]
-                got_step = traj[t][i] - (fx[f"p{i}"] if t == 0 else traj[t - 1][i])
+                got = traj[t][i]
+                if not isinstance(got, np.ndarray) or got.shape != before.shape:
+                    raise Fail(f"after step {t + 1}, parameter {i} is {describe(got)}")
+                got_step = got - (fx[f"p{i}"] if t == 0 else traj[t - 1][i])
                 want_step = fx[f"after{i}_{t}"] - before
-                if t == 0 and np.array_equal(traj[0][i], fx[f"p{i}"]) and np.any(want_step):
+                if t == 0 and np.array_equal(got, fx[f"p{i}"]) and np.any(want_step):
                     raise Fail("step() did not change the parameters: update them in place "
                                "(p -= ..., or p[...] = ...; `p = p - ...` only rebinds a local name)")
                 err = rel_error(got_step, want_step)
@@ -602,9 +631,6 @@ class _OptimizerCheck(Check):
                     raise Fail(f"the update of step {t + 1} (parameter {i}, shape {want_step.shape}) "
                                f"is wrong: relative error {err:.1e}, its size is {ratio:.3g} times "
                                f"the expected one{self.hint(t, ratio)}")
-        return None
-
-    tol = 1e-7
 
     def hint(self, t, ratio):
         return ""
@@ -676,54 +702,24 @@ class AdamReference(_OptimizerCheck):
 # --------------------------------------------------------------------------- 4: GAN
 
 
-class RecordingOptimizer:
-    """A stand-in optimiser for the GAN checks: p -= lr * g, and a copy of every gradient seen.
-
-    It keeps the check of the generator step independent of the optimiser exercises.
-    """
-
-    def __init__(self, params, lr=0.1):
-        self.params, self.lr, self.seen = list(params), lr, []
-
-    def step(self):
-        self.seen.append([g.copy() for _, g in self.params])
-        for p, g in self.params:
-            p -= self.lr * g
-
-    def zero_grad(self):
-        for _, g in self.params:
-            g.fill(0)
-
-
-def _gan_models(mod, dtype):
-    L = mod.layers
-    G = L.Sequential(L.Dense(3, 6, dtype=dtype), L.LeakyReLU(0.2), L.Dense(6, 2, dtype=dtype))
-    D = L.Sequential(L.Dense(2, 5, dtype=dtype), L.LeakyReLU(0.2), L.Dense(5, 1, dtype=dtype))
-    return G, D
-
-
-def _gan_setup(mod, fx, dtype, g_loss="non-saturating"):
-    """Models with the fixture's parameters (and gradients), a GAN, and its noise."""
-    G, D = _gan_models(mod, dtype)
-    for prefix, model in (("G", G), ("D", D)):
-        for i, (p, g) in enumerate(model.parameters()):
-            p[...] = fx[f"{prefix}p{i}"]
-            g[...] = fx[f"{prefix}g{i}"]
-    g_opt, d_opt = RecordingOptimizer(G.parameters()), RecordingOptimizer(D.parameters())
-    loss = mod.gan_losses.Minimax() if g_loss == "minimax" else mod.gan_losses.NonSaturating()
-    gan = mod.gan.GAN(G, D, 3, g_opt, d_opt, loss=loss)
-    return gan, G, D, g_opt, d_opt
-
-
 class _GeneratorStepCheck(Check):
+    probe = "generator_step"
     uses = ("minigan.functional.dense_forward", "minigan.functional.dense_backward",
             "minigan.functional.leaky_relu_backward", "minigan.functional.bce_with_logits")
     dtype = np.float64
     g_loss = "non-saturating"
     stale_g_grads = False
 
+    def options(self):
+        return {"dtype": np.dtype(self.dtype).name, "loss": self.g_loss}
+
+    def sent(self, fx):
+        return {k: v for k, v in fx.items() if k == "z" or k[:2] in ("Gp", "Gg", "Dp", "Dg")}
+
     def prepare(self, ref, rng):
-        G, D = _gan_models(ref, self.dtype)
+        from minigan.classroom import probes
+
+        G, D = probes.gan_models(ref, self.dtype)
         fx = {"z": rng.standard_normal((7, 3)).astype(self.dtype)}
         for prefix, model in (("G", G), ("D", D)):
             for i, (p, g) in enumerate(model.parameters()):
@@ -731,23 +727,17 @@ class _GeneratorStepCheck(Check):
                 stale = prefix == "D" or self.stale_g_grads
                 fx[f"{prefix}g{i}"] = (rng.standard_normal(p.shape) if stale
                                        else np.zeros(p.shape)).astype(self.dtype)
-        gan, G, D, g_opt, _ = _gan_setup(ref, fx, self.dtype, self.g_loss)
-        stats = gan.generator_step(gan.generate(fx["z"].copy()))
-        fx["g_loss"] = np.float64(stats["g_loss"])
-        for i, g in enumerate(g_opt.seen[0]):
+        res = probes.run_generator_step(ref, fx, self.dtype, self.g_loss)
+        fx["g_loss"] = np.float64(res["stats"]["g_loss"])
+        for i, g in enumerate(res["g_seen"][0]):
             fx[f"want_g{i}"] = g
-        for i, (p, _) in enumerate(G.parameters()):
-            fx[f"want_p{i}"] = p.copy()
         return fx
 
-    def outcome(self, stu, fx):
-        gan, G, D, g_opt, d_opt = _gan_setup(stu, fx, self.dtype, self.g_loss)
-        stats = gan.generator_step(gan.generate(fx["z"].copy()))
-        return stats, G, D, g_opt, d_opt
-
-    def g_problems(self, stats, G, g_opt, fx, tol):
-        if len(g_opt.seen) != 1:
-            return [f"generator_step called G's optimizer step() {len(g_opt.seen)} times, expected once"]
+    def g_problems(self, out, fx, tol):
+        seen, stats = out.get("g_seen"), out.get("stats")
+        if not isinstance(seen, list) or len(seen) != 1 or not isinstance(seen[0], list):
+            count = len(seen) if isinstance(seen, list) else "an unknown number of"
+            return [f"generator_step called G's optimizer step() {count} times, expected once"]
         problems = []
         if not isinstance(stats, dict) or "g_loss" not in stats:
             problems.append(f"generator_step must return a dict with 'g_loss', got {describe(stats)}")
@@ -756,8 +746,11 @@ class _GeneratorStepCheck(Check):
             if not err <= tol:
                 problems.append(f"g_loss is wrong: got {as_float('g_loss', stats['g_loss']):.8g}, "
                                 f"expected {float(fx['g_loss']):.8g} (relative error {err:.1e})")
-        names = [f"G {'W' if i % 2 == 0 else 'b'}{i // 2 + 1}" for i in range(len(g_opt.seen[0]))]
-        for i, g in enumerate(g_opt.seen[0]):
+        wanted = sorted(k for k in fx if k.startswith("want_g"))
+        if len(seen[0]) != len(wanted):
+            return problems + ["G's optimizer saw the wrong number of gradients"]
+        names = [f"G {'W' if i % 2 == 0 else 'b'}{i // 2 + 1}" for i in range(len(wanted))]
+        for i, g in enumerate(seen[0]):
             msg = compare(f"the gradient of {names[i]} at the optimizer step", g, fx[f"want_g{i}"], tol)
             if msg:
                 problems.append(msg)
@@ -768,9 +761,8 @@ class _GeneratorStepCheck(Check):
 @check("minigan.gan.GAN.generator_step",
        "G's gradients, its update and g_loss match the reference (float64)", points=2)
 class GeneratorStepValues(_GeneratorStepCheck):
-    def run(self, stu, fx):
-        stats, G, D, g_opt, d_opt = self.outcome(stu, fx)
-        expect(self.g_problems(stats, G, g_opt, fx, 1e-8))
+    def judge(self, fx, out):
+        expect(self.g_problems(out, fx, 1e-8))
 
 
 @check("minigan.gan.GAN.generator_step",
@@ -778,19 +770,68 @@ class GeneratorStepValues(_GeneratorStepCheck):
 class GeneratorStepLeavesD(_GeneratorStepCheck):
     dtype = np.float32
 
-    def run(self, stu, fx):
-        stats, G, D, g_opt, d_opt = self.outcome(stu, fx)
+    def judge(self, fx, out):
         problems = []
-        if d_opt.seen:
+        if not isinstance(out.get("d_steps"), np.ndarray) or int(out["d_steps"]) != 0:
             problems.append("the generator step called D's optimizer step(); only G is updated")
-        for i, (p, g) in enumerate(D.parameters()):
-            if p.dtype != np.float32 or not np.array_equal(p, fx[f"Dp{i}"]):
-                problems.append(f"D's parameter {i} (shape {p.shape}) changed: the generator step "
-                                "must not touch D's parameters")
+        params, grads = out.get("D"), out.get("Dgrad")
+        if not isinstance(params, list) or not isinstance(grads, list):
+            raise Fail("D's parameters could not be read back")
+        for i, (p, g) in enumerate(zip(params, grads)):
+            if not isinstance(p, np.ndarray) or p.dtype != np.float32 or not np.array_equal(p, fx[f"Dp{i}"]):
+                problems.append(f"D's parameter {i} changed: the generator step must not touch "
+                                "D's parameters")
                 break
-            if not np.array_equal(g, fx[f"Dg{i}"]):
-                problems.append(f"D's gradient {i} (shape {g.shape}) changed: run D's backward "
-                                "with param_grads=False in the generator step")
+            if not isinstance(g, np.ndarray) or not np.array_equal(g, fx[f"Dg{i}"]):
+                problems.append(f"D's gradient {i} changed: run D's backward with "
+                                "param_grads=False in the generator step")
                 break
-        problems += self.g_problems(stats, G, g_opt, fx, 1e-4)
+        problems += self.g_problems(out, fx, 1e-4)
         expect(problems)
+
+
+# ------------------------------------------------------------------- notebooks
+# A notebook exercise is graded like the library's when its cell defines functions
+# that can run on their own (probes.notebook_functions runs only the cell's defs).
+
+
+@check("tutorials/02_backprop::dense_tanh_backward",
+       "dx, dW, db of tanh(x @ W + b) match numerical gradients (float64)", points=2)
+class DenseTanhBackward(Check):
+    probe, inputs = "notebook_function", ("x", "W", "b", "dout")
+
+    def options(self):
+        return {"notebook": "tutorials/02_backprop", "function": "dense_tanh_backward",
+                "call": "dense_tanh"}
+
+    def prepare(self, ref, rng):
+        return gradient_fixture(ref, rng, lambda ref, x, W, b: np.tanh(x @ W + b),
+                                {"x": (4, 5), "W": (5, 3), "b": (3,)}, ("dx", "dW", "db"))
+
+    def judge(self, fx, out):
+        expect(gradient_problems("dense_tanh_backward", out.get("ret"), ("dx", "dW", "db"), fx))
+
+
+@check("tutorials/02_backprop::forward_difference",
+       "one-sided differences of sum(x**3), eps 1e-4; x is restored", points=2)
+class ForwardDifference(Check):
+    probe, inputs = "notebook_function", ("x",)
+    EPS = 1e-4
+
+    def options(self):
+        return {"notebook": "tutorials/02_backprop", "function": "forward_difference",
+                "call": "forward_difference", "eps": self.EPS}
+
+    def prepare(self, ref, rng):
+        # ((x + eps)^3 - x^3) / eps in closed form: this file ships with releases, so it
+        # must not spell out the loop the exercise asks for.
+        x = rng.standard_normal((3, 4))
+        eps = self.EPS
+        return {"x": x, "want": 3 * x ** 2 + 3 * x * eps + eps ** 2, "exact": 3 * x ** 2}
+
+    def judge(self, fx, out):
+        got = out.get("ret")
+        msg = compare("the gradient", got, fx["want"], 1e-6)
+        if msg and isinstance(got, np.ndarray) and compare("g", got, fx["exact"], 1e-7) is None:
+            msg += " (that is the exact derivative: central differences? use (f(x + eps) - f(x)) / eps)"
+        expect([msg, unchanged("x", fx["x"], out.get("x"))])

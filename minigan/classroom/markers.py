@@ -74,9 +74,14 @@ class Region:
         return f"{self.path} cell {self.cell} line {self.begin}"
 
     @property
+    def in_library(self) -> bool:
+        """In the package (minigan/...), not in a tutorial (a notebook or its percent script)."""
+        return self.cell is None and self.path.startswith(LIBRARY_DIR + "/")
+
+    @property
     def module(self) -> str | None:
-        """Dotted module of a library region ("minigan.functional"), None in a notebook."""
-        if self.cell is not None or not self.path.endswith(".py"):
+        """Dotted module of a library region ("minigan.functional"), None in a tutorial."""
+        if not self.in_library or not self.path.endswith(".py"):
             return None
         parts = self.path[:-3].split("/")
         if parts[-1] == "__init__":
@@ -85,9 +90,13 @@ class Region:
 
     @property
     def target(self) -> str | None:
-        """"minigan.functional.dense_backward": what the checks of this region test."""
-        if self.module is None or self.function is None:
+        """What the checks of this region test: "minigan.functional.dense_backward" in the
+        library, "tutorials/02_backprop::dense_tanh_backward" in a tutorial (its notebook
+        and its percent script share it)."""
+        if self.function is None:
             return None
+        if self.module is None:
+            return f"{self.path.rsplit('.', 1)[0]}::{self.function}"
         return f"{self.module}.{self.function}"
 
 
@@ -108,7 +117,7 @@ class Exercise:
 
     @property
     def in_library(self) -> bool:
-        return any(r.cell is None for r in self.regions)
+        return any(r.in_library for r in self.regions)
 
     @property
     def targets(self) -> list:
