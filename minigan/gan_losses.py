@@ -171,7 +171,7 @@ class Wasserstein:
         return "Wasserstein()"
 
 
-class Hinge:
+class Hinge(Wasserstein):
     """The hinge loss of geometric GAN and SAGAN (Lim & Ye 2017; Miyato et al. 2018).
 
     D wants real scores above +1 and fake scores below -1, and is indifferent
@@ -199,13 +199,7 @@ class Hinge:
         d_fake *= 1.0 / fake_out.shape[0]
         return loss, d_real, d_fake
 
-    def generator(self, fake_out):
-        _check_outputs(fake_out, "generator loss")
-        xp = array_module(fake_out)
-        return -fake_out.mean(), xp.full_like(fake_out, -1.0 / fake_out.shape[0])
-
-    def score(self, out):
-        return out
+    # generator and score: Wasserstein's
 
     def __repr__(self):
         return "Hinge()"
