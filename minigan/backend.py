@@ -118,6 +118,13 @@ def backend_of(x) -> str:
     return "cupy" if _is_cupy(x) else "numpy"
 
 
+def to_floats(scalars):
+    """Numbers and 0-d arrays (on one backend) -> Python floats, in ONE device-to-host
+    copy: on a GPU each float(x) would wait for the GPU to finish its queue."""
+    xp = array_module(*[s for s in scalars if hasattr(s, "shape")])
+    return [float(v) for v in to_numpy(xp.stack([xp.asarray(s) for s in scalars]))]
+
+
 def to_numpy(x):
     """A NumPy copy (or view) of ``x``; use at the edges only: plots, saving, tests."""
     if _is_cupy(x):

@@ -41,7 +41,7 @@ import numpy as np
 
 from minigan import kernels
 from minigan._atomic import atomic_open
-from minigan.backend import array_module, backend_of, make_rng, to_device, to_numpy
+from minigan.backend import array_module, backend_of, make_rng, to_device, to_floats
 from minigan.gan_losses import NonSaturating
 from minigan.layers import BatchNorm1d, Layer, Pack, forward_in_eval_mode
 
@@ -88,13 +88,6 @@ class History(Mapping):
     def from_csv(cls, path):
         with open(path, newline="") as f:
             return cls([{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)])
-
-
-def _to_floats(scalars):
-    """Numbers and 0-d arrays (on one backend) -> Python floats, in ONE device-to-host
-    copy: on a GPU each float(x) would wait for the GPU to finish its queue."""
-    xp = array_module(*[s for s in scalars if hasattr(s, "shape")])
-    return [float(v) for v in to_numpy(xp.stack([xp.asarray(s) for s in scalars]))]
 
 
 class EMA:
@@ -260,7 +253,7 @@ class GAN:
             # e.g. a gradient penalty: it adds its own gradient into D's grads
             watch["d_penalty"] = self.regularizer(self.D, real, fake)
         self.d_optimizer.step()
-        return dict(zip(watch, _to_floats(list(watch.values()))))
+        return dict(zip(watch, to_floats(list(watch.values()))))
 
     def _d_forward_backward(self, real, fake):
         """(loss, D(real), D(fake)), with D's parameter gradients of the loss added.

@@ -339,15 +339,7 @@ def input_gradient_penalty(D, x, weight, center=1.0):
     if not chain:
         raise ValueError("input_gradient_penalty: D has no layers")
     layers, rules = zip(*chain)
-    check_array(x, "input_gradient_penalty: x")
-    first = D._first_param()
-    if first is not None:
-        xp = array_module(x, first)   # a clear error when x and D are on different backends
-        if x.dtype != first.dtype:
-            raise TypeError(f"input_gradient_penalty: x is {x.dtype} but D's parameters are "
-                            f"{first.dtype}; convert x with x.astype('{first.dtype}')")
-    else:
-        xp = array_module(x)
+    xp = _array_module_of_input(D, x)
 
     # forward: h_0 = x, h_k = f_k(h_{k-1})
     ctxs, h = [], x
@@ -366,16 +358,7 @@ def input_gradient_penalty(D, x, weight, center=1.0):
         deltas[k - 1] = rules[k - 1].input_backward(ctxs[k - 1], deltas[k])
     g = deltas[0].reshape(n_out, -1)          # one row per D output (per pack)
 
-    # the penalty and its adjoint a_0 = dP/dg
-    sq = (g * g).sum(axis=1, keepdims=True)
-    if center == 0.0:
-        penalty = weight * sq.mean()
-        a = g * (2.0 * weight / n_out)
-    else:
-        norm = xp.sqrt(sq + NORM_EPS)
-        gap = norm - center
-        penalty = weight * (gap * gap).mean()
-        a = g * (gap * (2.0 * weight / n_out) / norm)
+    penalty, a = _penalty_and_adjoint(g, weight, center, xp)
     a = a.reshape(x.shape)
 
     # second pass, forward: a_k = J_k a_{k-1}; the parameters' and the h's part of
@@ -403,6 +386,33 @@ def input_gradient_penalty(D, x, weight, center=1.0):
         if g_layer:
             rule.add_grads(layer, ctx, g_layer)
     return penalty
+
+
+def _array_module_of_input(D, x):
+    """NumPy or CuPy for x, with clear errors when x and D's parameters differ in
+    backend or dtype."""
+    check_array(x, "input_gradient_penalty: x")
+    first = D._first_param()
+    if first is None:
+        return array_module(x)
+    xp = array_module(x, first)   # a clear error when x and D are on different backends
+    if x.dtype != first.dtype:
+        raise TypeError(f"input_gradient_penalty: x is {x.dtype} but D's parameters are "
+                        f"{first.dtype}; convert x with x.astype('{first.dtype}')")
+    return xp
+
+
+def _penalty_and_adjoint(g, weight, center, xp):
+    """P = weight * mean_i (||g_i|| - center)^2 over the rows of g (n_out, m), and its
+    adjoint a_0 = dP/dg = 2 weight (||g_i|| - center) g_i / (||g_i|| n_out)
+    (for center 0, without the square root: dP/dg = 2 weight g_i / n_out)."""
+    n_out = g.shape[0]
+    sq = (g * g).sum(axis=1, keepdims=True)
+    if center == 0.0:
+        return weight * sq.mean(), g * (2.0 * weight / n_out)
+    norm = xp.sqrt(sq + NORM_EPS)
+    gap = norm - center
+    return weight * (gap * gap).mean(), g * (gap * (2.0 * weight / n_out) / norm)
 
 
 def check_penalty(D, x, weight=10.0, center=1.0, *, eps=None, atol=None, rtol=None):

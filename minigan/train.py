@@ -38,7 +38,7 @@ import time
 
 import numpy as np
 
-from minigan.backend import array_module, to_numpy
+from minigan.backend import to_floats, to_numpy
 
 __all__ = ["fit", "Callback", "ProgressBar", "GradNorms", "DivergenceGuard", "Checkpoints",
            "Frames", "DivergenceError", "check_finite", "deferred_interrupts", "interrupted"]
@@ -322,7 +322,7 @@ def grad_norms(*models):
     flat = [s for per_model in squares for s in per_model]
     if not flat:
         return [0.0] * len(models)
-    values = to_numpy(array_module(*flat).stack(flat)).astype(np.float64)
+    values = np.asarray(to_floats(flat))
     ends = np.cumsum([len(s) for s in squares])
     return [math.sqrt(float(part.sum())) for part in np.split(values, ends[:-1])]
 

@@ -461,50 +461,63 @@ def fetch_files(dataset: str, filenames=None, data_dir=None, download: bool = Tr
         if name not in missing:
             verify_file(paths[name], dataset, name)
 
-    if missing and not download:
+    if missing:
+        _check_can_download(dataset, folder, missing, mirrors, download)
+    for i, name in enumerate(missing):
+        failures = _download_from_mirrors(paths[name], name, files[name], mirrors, progress)
+        if failures:
+            _raise_download_failure(dataset, folder, name, missing[i:], mirrors, failures)
+    return paths
+
+
+def _check_can_download(dataset, folder, missing, mirrors, download):
+    """Raise DataNotFoundError, saying how to get the files by hand, when the
+    missing files cannot be downloaded: not allowed, no mirrors, or a folder that
+    cannot be written (found by writing a probe file)."""
+    if not download:
         raise DataNotFoundError(
             f"{dataset} files not found in {folder}/: {', '.join(missing)} "
             f"(download=False, so nothing was fetched).\n"
             + _manual_help(dataset, folder, missing, mirrors or MIRRORS[dataset])
         )
-    if missing and not mirrors:
+    if not mirrors:
         raise DataNotFoundError(
             f"{dataset} files not found in {folder}/: {', '.join(missing)}, and no mirrors "
             "were given to download them from.\n"
             + _manual_help(dataset, folder, missing, MIRRORS[dataset])
         )
-    if missing:
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            probe_fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=folder)
-            os.close(probe_fd)
-            os.unlink(probe)
-        except OSError as err:
-            raise DataNotFoundError(
-                f"{dataset} files are missing from {folder}/ ({', '.join(missing)}) and "
-                f"cannot be downloaded there: the folder is not writable "
-                f"({type(err).__name__}: {err}). Set ${ENV_VAR} or data_dir= to a writable "
-                "folder.\n" + _manual_help(dataset, folder, missing, mirrors)
-            ) from None
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe_fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=folder)
+        os.close(probe_fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise DataNotFoundError(
+            f"{dataset} files are missing from {folder}/ ({', '.join(missing)}) and "
+            f"cannot be downloaded there: the folder is not writable "
+            f"({type(err).__name__}: {err}). Set ${ENV_VAR} or data_dir= to a writable "
+            "folder.\n" + _manual_help(dataset, folder, missing, mirrors)
+        ) from None
 
-    for i, name in enumerate(missing):
-        size, sha = files[name]
-        failures = []  # (kind, url, message)
-        for base in mirrors:
-            url = _url(base, name)
-            try:
-                _download_to(url, paths[name], size, sha, progress)
-            except _BadContent as err:
-                failures.append((err.kind, url, str(err)))
-            except _Unreachable as err:
-                failures.append(("unreachable", url, str(err)))
-            else:
-                st = paths[name].stat()
-                _verified[os.path.realpath(paths[name])] = (st.st_mtime_ns, st.st_size)
-                break
+
+def _download_from_mirrors(path, name, size_sha, mirrors, progress):
+    """Download one file from the first mirror that serves it intact. Returns []
+    on success, else every mirror's failure as (kind, url, message)."""
+    size, sha = size_sha
+    failures = []
+    for base in mirrors:
+        url = _url(base, name)
+        try:
+            _download_to(url, path, size, sha, progress)
+        except _BadContent as err:
+            failures.append((err.kind, url, str(err)))
+        except _Unreachable as err:
+            failures.append(("unreachable", url, str(err)))
         else:
-            _raise_download_failure(dataset, folder, name, missing[i:], mirrors, failures)
-    return paths
+            st = path.stat()
+            _verified[os.path.realpath(path)] = (st.st_mtime_ns, st.st_size)
+            return []
+    return failures
 
 
 def _raise_download_failure(dataset, folder, name, still_missing, mirrors, failures):
