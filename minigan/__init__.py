@@ -17,12 +17,17 @@ from minigan.backend import (
 )
 from minigan.layers import (
     BatchNorm1d,
+    BatchNorm2d,
+    Conv2d,
+    ConvTranspose2d,
     Dense,
     Dropout,
+    Flatten,
     Layer,
     LeakyReLU,
     Pack,
     ReLU,
+    Reshape,
     Sequential,
     Sigmoid,
     Tanh,
@@ -34,8 +39,9 @@ from minigan.spectral import SpectralNorm
 __all__ = [
     "__version__",
     "array_module", "get_backend", "rng", "seed", "to_device", "to_numpy", "use",
-    "Layer", "Dense", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Dropout",
-    "BatchNorm1d", "Pack", "Sequential", "SpectralNorm",
+    "Layer", "Dense", "Conv2d", "ConvTranspose2d", "ReLU", "LeakyReLU", "Sigmoid", "Tanh",
+    "Dropout", "BatchNorm1d", "BatchNorm2d", "Flatten", "Reshape", "Pack", "Sequential",
+    "SpectralNorm",
     "BCE", "BCEWithLogits", "MSE", "SoftmaxCrossEntropy",
     "SGD", "Adam",
 ]

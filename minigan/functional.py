@@ -257,6 +257,315 @@ def batchnorm_backward(dout, cache):
     # END SOLUTION
 
 
+# ---------------------------------------------------------------------- convolutions
+#
+# Images are NCHW, as in PyTorch: x[n, c, h, w]. A (kH, kW) kernel slides over the
+# zero-padded image in steps of the stride; output pixel (h, w) sees the window of
+# the padded image whose top-left corner is at (sH * h, sW * w). Everything below is
+# built from two data movers, im2col (windows -> columns) and col2im (its adjoint),
+# and matrix products: a convolution is a dense layer applied to every window.
+
+
+def _pair(value, name):
+    """(a, b) from an int or a pair of ints: kernel_size=4 means (4, 4), as in PyTorch."""
+    pair = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                                 for v in pair):
+        raise TypeError(f"{name} must be an int or a pair of ints (height, width), got {value!r}")
+    return int(pair[0]), int(pair[1])
+
+
+def conv_params(kernel_size, stride=1, padding=0):
+    """((kH, kW), (sH, sW), (pH, pW)) from ints or pairs, checked: kernel and stride
+    at least 1, padding at least 0."""
+    k, s, p = _pair(kernel_size, "kernel_size"), _pair(stride, "stride"), _pair(padding, "padding")
+    if min(k) < 1 or min(s) < 1 or min(p) < 0:
+        raise ValueError(f"a convolution needs kernel_size >= 1, stride >= 1 and padding >= 0; "
+                         f"got kernel_size={k}, stride={s}, padding={p}")
+    return k, s, p
+
+
+def conv2d_output_shape(in_hw, kernel_size, stride=1, padding=0):
+    """(H_out, W_out) of a convolution of an (H, W) image: per axis
+    floor((H + 2 p - k) / s) + 1, the number of windows that fit in the padded image."""
+    (kH, kW), (sH, sW), (pH, pW) = conv_params(kernel_size, stride, padding)
+    H, W = in_hw
+    if H + 2 * pH < kH or W + 2 * pW < kW:
+        raise ValueError(
+            f"a {kH}x{kW} kernel does not fit in a {H}x{W} image padded by {(pH, pW)}: the "
+            f"padded image is {H + 2 * pH}x{W + 2 * pW}; use a larger image, a smaller kernel "
+            "or more padding")
+    return (H + 2 * pH - kH) // sH + 1, (W + 2 * pW - kW) // sW + 1
+
+
+def conv_transpose2d_output_shape(in_hw, kernel_size, stride=1, padding=0, output_padding=0):
+    """(H_out, W_out) of a transposed convolution of an (H, W) image: per axis
+    (H - 1) s - 2 p + k + output_padding, the largest image (for output_padding = s - 1)
+    or smallest (for 0) that a convolution with these settings maps to size H.
+
+    output_padding must be smaller than the stride (PyTorch's rule, with dilation 1):
+    from output_padding = s on, the convolution would give H + 1, not H.
+    """
+    (kH, kW), (sH, sW), (pH, pW) = conv_params(kernel_size, stride, padding)
+    opH, opW = _pair(output_padding, "output_padding")
+    if not (0 <= opH < sH and 0 <= opW < sW):
+        raise ValueError(
+            f"output_padding must be at least 0 and smaller than the stride (PyTorch's rule; "
+            f"dilation is 1 here), got output_padding={(opH, opW)} with stride={(sH, sW)}")
+    H, W = in_hw
+    out = ((H - 1) * sH - 2 * pH + kH + opH, (W - 1) * sW - 2 * pW + kW + opW)
+    if min(out) < 1:
+        raise ValueError(
+            f"a transposed convolution of a {H}x{W} image with kernel {(kH, kW)}, stride "
+            f"{(sH, sW)}, padding {(pH, pW)} would have size {out}: the padding removes "
+            "more than the kernel adds; use less padding")
+    return out
+
+
+def _check_image(x, fn, name="x", channels=None):
+    if x.ndim != 4:
+        raise ValueError(f"{fn}: {name} must be a batch of images (N, C, H, W) (NCHW, as in "
+                         f"PyTorch), got shape {tuple(x.shape)}; add the missing axes, e.g. "
+                         "x.reshape(N, 1, H, W) for one channel")
+    if channels is not None and x.shape[1] != channels:
+        raise ValueError(f"{fn}: {name} has {x.shape[1]} channels (shape {tuple(x.shape)}) but "
+                         f"the weights expect {channels}")
+
+
+def _check_conv_args(fn, x, W, b, layout, in_axis, out_axis):
+    """Shapes and dtypes of a convolution's x, W (``layout`` names W's axes) and b."""
+    if W.ndim != 4:
+        raise ValueError(f"{fn}: W must have shape {layout}, got {tuple(W.shape)}")
+    _check_image(x, fn, channels=W.shape[in_axis])
+    if b is not None and tuple(b.shape) != (W.shape[out_axis],):
+        raise ValueError(f"{fn}: b must have shape ({W.shape[out_axis]},), one per output "
+                         f"channel, got {tuple(b.shape)}")
+    if any(a.dtype != x.dtype for a in (W, b) if a is not None):
+        raise TypeError(f"{fn}: x is {x.dtype} but W or b is not; convert them to one dtype "
+                        "(minigan never mixes dtypes silently)")
+
+
+def im2col(x, kH, kW, stride=1, padding=0):
+    """Every (kH, kW) window of the padded images, flattened into a column.
+
+    Shapes: x (N, C, H, W) -> cols (N, C kH kW, H_out W_out), with (H_out, W_out)
+    from ``conv2d_output_shape``. Column l = h W_out + w of sample n holds the window
+    under output pixel (h, w), flattened in (c, i, j) order, the order of
+    ``W.reshape(C_out, -1)`` for a conv2d weight W (C_out, C, kH, kW); this is
+    PyTorch's ``unfold`` layout. Windows overlap when the stride is smaller than
+    the kernel, so a pixel is copied into several columns.
+
+    Kernel offset (i, j) meets padded pixel (sH h + i, sW w + j) at output pixel
+    (h, w): for each of the kH kW offsets, one strided slice of the padded images
+    fills one row of every window at once (no loop over pixels or samples).
+    """
+    xp = array_module(x)
+    _check_image(x, "im2col")
+    N, C, H, W = x.shape
+    (kH, kW), (sH, sW), (pH, pW) = conv_params((kH, kW), stride, padding)
+    H_out, W_out = conv2d_output_shape((H, W), (kH, kW), (sH, sW), (pH, pW))
+    x_pad = xp.pad(x, ((0, 0), (0, 0), (pH, pH), (pW, pW)))
+    cols = xp.empty((N, C, kH, kW, H_out, W_out), dtype=x.dtype)
+    for i in range(kH):
+        for j in range(kW):
+            cols[:, :, i, j] = x_pad[:, :, i:i + sH * H_out:sH, j:j + sW * W_out:sW]
+    return cols.reshape(N, C * kH * kW, H_out * W_out)
+
+
+def col2im(cols, x_shape, kH, kW, stride=1, padding=0):
+    """The adjoint of ``im2col``: put every column back into its window, ADDING overlaps.
+
+    Shapes: cols (N, C kH kW, H_out W_out) -> (N, C, H, W) = x_shape.
+
+    Why add: im2col is linear, cols = M x, where M copies each pixel into every
+    window that contains it (a 0/1 matrix). Its adjoint M^T, the map with
+    <M x, c> = <x, M^T c> for all x and c, sends each entry of c back to the
+    pixel it was copied from and sums the entries of one pixel. That is what a
+    backward pass needs (by the chain rule, a pixel used by several windows
+    collects the gradient of each use), and what a transposed convolution does.
+    So col2im(im2col(x)) is not x: each pixel comes back multiplied by the number
+    of windows it lies in. Sums that land on the padding are dropped (the padding
+    is a constant, not an input).
+    """
+    xp = array_module(cols)
+    N, C, H, W = x_shape
+    (kH, kW), (sH, sW), (pH, pW) = conv_params((kH, kW), stride, padding)
+    H_out, W_out = conv2d_output_shape((H, W), (kH, kW), (sH, sW), (pH, pW))
+    if tuple(cols.shape) != (N, C * kH * kW, H_out * W_out):
+        raise ValueError(f"col2im: cols must have shape {(N, C * kH * kW, H_out * W_out)} for "
+                         f"images of shape {tuple(x_shape)}, got {tuple(cols.shape)}")
+    cols = cols.reshape(N, C, kH, kW, H_out, W_out)
+    x_pad = xp.zeros((N, C, H + 2 * pH, W + 2 * pW), dtype=cols.dtype)
+    for i in range(kH):
+        for j in range(kW):
+            x_pad[:, :, i:i + sH * H_out:sH, j:j + sW * W_out:sW] += cols[:, :, i, j]
+    if pH == pW == 0:
+        return x_pad
+    return xp.ascontiguousarray(x_pad[:, :, pH:pH + H, pW:pW + W])
+
+
+def conv2d_forward(x, W, b, stride=1, padding=0):
+    """2-D convolution (cross-correlation, as in every deep-learning library).
+
+    Shapes: x (N, C_in, H, W), W (C_out, C_in, kH, kW), b (C_out,) or None
+    -> out (N, C_out, H_out, W_out), with (H_out, W_out) from ``conv2d_output_shape``.
+
+        out[n, o, h, w] = b[o] + sum_{c,i,j} W[o, c, i, j] x_pad[n, c, sH h + i, sW w + j]
+
+    With cols = im2col(x) (N, C_in kH kW, L), L = H_out W_out, and the weights as
+    a matrix W_row = W.reshape(C_out, C_in kH kW), that sum is one matrix product
+    per sample: out[n] = W_row @ cols[n] + b. A convolution is a dense layer applied
+    to every window, with the weights shared by all windows. The cache holds cols
+    (the backward needs the windows, not x).
+    """
+    _check_conv_args("conv2d_forward", x, W, b, "(C_out, C_in, kH, kW)", in_axis=1, out_axis=0)
+    C_out, _, kH, kW = W.shape
+    H_out, W_out = conv2d_output_shape(x.shape[2:], (kH, kW), stride, padding)
+    cols = im2col(x, kH, kW, stride, padding)           # (N, C_in kH kW, L)
+    out = W.reshape(C_out, -1) @ cols                   # (N, C_out, L)
+    if b is not None:
+        out += b.reshape(C_out, 1)
+    out = out.reshape(x.shape[0], C_out, H_out, W_out)
+    return out, (cols, x.shape, W, stride, padding, b is not None)
+
+
+def conv2d_backward(dout, cache, *, need_dx=True, need_param_grads=True):
+    """Gradients (dx, dW, db) of ``conv2d_forward``.
+
+    Per sample the forward is a dense layer, out[n] = W_row @ cols[n] + b, so with
+    dout[n] as a (C_out, L) matrix:
+
+        dW_row   = sum_n dout[n] @ cols[n].T   (C_out, C_in kH kW): sums over samples
+                                                and windows (the weights are shared)
+        db       = sum of dout over n, h, w    (C_out,)
+        dcols[n] = W_row.T @ dout[n]           (C_in kH kW, L)
+        dx       = col2im(dcols)               (N, C_in, H, W)
+
+    col2im adds up the gradients of every window a pixel lies in. (For stride 1,
+    dx is itself a convolution: of dout padded by k - 1 - p, with the kernel
+    flipped in both axes and its two channel axes swapped.)
+    ``need_dx`` and ``need_param_grads`` skip what is not needed (returned as None),
+    as in ``dense_backward``. db is None when the forward had no bias.
+    """
+    xp = array_module(dout)
+    cols, x_shape, W, stride, padding, has_bias = cache
+    C_out, _, kH, kW = W.shape
+    dout = dout.reshape(dout.shape[0], C_out, -1)       # (N, C_out, L)
+    dx = dW = db = None
+    if need_param_grads:
+        dW = xp.tensordot(dout, cols, axes=([0, 2], [0, 2])).reshape(W.shape)
+        db = dout.sum(axis=(0, 2)) if has_bias else None
+    if need_dx:
+        dcols = W.reshape(C_out, -1).T @ dout           # (N, C_in kH kW, L)
+        dx = col2im(dcols, x_shape, kH, kW, stride, padding)
+    return dx, dW, db
+
+
+def conv_transpose2d_forward(x, W, b, stride=1, padding=0, output_padding=0):
+    """Transposed convolution: the adjoint of ``conv2d_forward`` (without its bias).
+
+    Shapes: x (N, C_in, H, W), W (C_in, C_out, kH, kW), b (C_out,) or None
+    -> out (N, C_out, H_out, W_out), H_out = (H - 1) sH - 2 pH + kH + output_padding.
+
+    Why it is conv2d's input gradient. Read W as the weight of a convolution that
+    goes the other way, from C_out channels to C_in (conv2d's layout (C_out', C_in',
+    kH, kW) with C_out' = C_in: that is why PyTorch stores W as (C_in, C_out, ...)).
+    That convolution is linear in its input, conv(y) = A y for a matrix A, and the
+    transposed convolution is A^T, the map with
+
+        <conv(y), x> = <y, conv_T(x)>   for every y (N, C_out, H_out, W_out), x (N, C_in, H, W).
+
+    conv2d_backward computes A^T already: for L = <conv(y), x>, dL/d conv(y) = x and
+    dL/dy = A^T x. So, step by step as there, with W_row = W.reshape(C_in, C_out kH kW):
+
+        cols[n] = W_row.T @ x[n]     (C_out kH kW, H W): each input pixel's weighted
+                                       copy of the kernel, one column per pixel
+        out     = col2im(cols) + b   the copies land in their windows and overlaps add
+
+    With stride s each input pixel moves s output pixels on: an upsampling by s
+    (several H_out give the same conv2d output size H; output_padding picks one).
+    """
+    _check_conv_args("conv_transpose2d_forward", x, W, b, "(C_in, C_out, kH, kW)",
+                     in_axis=0, out_axis=1)
+    N, C_in, H, W_in = x.shape
+    _, C_out, kH, kW = W.shape
+    H_out, W_out = conv_transpose2d_output_shape((H, W_in), (kH, kW), stride, padding,
+                                                 output_padding)
+    cols = W.reshape(C_in, -1).T @ x.reshape(N, C_in, H * W_in)    # (N, C_out kH kW, H W)
+    out = col2im(cols, (N, C_out, H_out, W_out), kH, kW, stride, padding)
+    if b is not None:
+        out += b.reshape(C_out, 1, 1)
+    return out, (x, W, stride, padding, b is not None)
+
+
+def conv_transpose2d_backward(dout, cache, *, need_dx=True, need_param_grads=True):
+    """Gradients (dx, dW, db) of ``conv_transpose2d_forward``.
+
+    The forward is the linear map A^T (plus the bias), so its input gradient is
+    (A^T)^T = A: a plain convolution of dout with the same W. In im2col terms,
+    with dcols = im2col(dout) (N, C_out kH kW, H W) (the windows of dout that each
+    input pixel's kernel copy landed on) and W_row = W.reshape(C_in, C_out kH kW):
+
+        dx[n]  = W_row @ dcols[n]               (C_in, H W)
+        dW_row = sum_n x[n] @ dcols[n].T        (C_in, C_out kH kW)
+        db     = sum of dout over n, h, w       (C_out,)
+
+    dout's windows fit exactly H x W times: output_padding only added rows that
+    no window of a stride-s convolution reaches in full.
+    """
+    xp = array_module(dout)
+    x, W, stride, padding, has_bias = cache
+    N, C_in, H, W_in = x.shape
+    _, _, kH, kW = W.shape
+    dcols = im2col(dout, kH, kW, stride, padding)                  # (N, C_out kH kW, H W)
+    dx = dW = db = None
+    if need_dx:
+        dx = (W.reshape(C_in, -1) @ dcols).reshape(x.shape)
+    if need_param_grads:
+        x_rows = x.reshape(N, C_in, H * W_in)
+        dW = xp.tensordot(x_rows, dcols, axes=([0, 2], [0, 2])).reshape(W.shape)
+        db = dout.sum(axis=(0, 2, 3)) if has_bias else None
+    return dx, dW, db
+
+
+def _check_batchnorm2d(x, gamma, train):
+    _check_image(x, "batchnorm2d_forward", channels=gamma.shape[0])
+    N, _, H, W = x.shape
+    if train and N * H * W < 2:
+        raise ValueError(f"batchnorm2d in training mode needs at least 2 values per channel "
+                         f"(N H W >= 2), got x of shape {tuple(x.shape)}")
+
+
+def batchnorm2d_forward(x, gamma, beta, *, train=True, running_mean=None,
+                        running_var=None, eps=1e-5):
+    """Batch normalisation of images, per channel over (N, H, W).
+
+    Shapes: x (N, C, H, W), gamma (C,), beta (C,) -> out (N, C, H, W).
+    It is ``batchnorm_forward`` with each channel a feature and every pixel of
+    every sample one of its samples: with the channels moved last, x becomes
+    (N H W, C) rows and the 1-d math applies unchanged (statistics over N H W
+    values per channel; the cache's "var" is their biased variance).
+    """
+    _check_batchnorm2d(x, gamma, train)
+    N, C, H, W = x.shape
+    rows = x.transpose(0, 2, 3, 1).reshape(-1, C)                  # (N H W, C)
+    out, cache = batchnorm_forward(rows, gamma, beta, train=train, running_mean=running_mean,
+                                   running_var=running_var, eps=eps)
+    xp = array_module(out)
+    return xp.ascontiguousarray(out.reshape(N, H, W, C).transpose(0, 3, 1, 2)), cache
+
+
+def batchnorm2d_backward(dout, cache):
+    """Gradients (dx, dgamma, dbeta) of ``batchnorm2d_forward``: ``batchnorm_backward``
+    on the (N H W, C) rows, and dx back to (N, C, H, W)."""
+    xp = array_module(dout)
+    N, C, H, W = dout.shape
+    rows = dout.transpose(0, 2, 3, 1).reshape(-1, C)
+    drows, dgamma, dbeta = batchnorm_backward(rows, cache)
+    dx = xp.ascontiguousarray(drows.reshape(N, H, W, C).transpose(0, 3, 1, 2))
+    return dx, dgamma, dbeta
+
+
 # -------------------------------------------------------------------------- losses
 
 
@@ -392,6 +701,9 @@ __all__ = [
     "sigmoid", "sigmoid_forward", "sigmoid_backward", "tanh_forward", "tanh_backward",
     "dropout_mask", "dropout_forward", "dropout_backward",
     "batchnorm_forward", "batchnorm_backward",
+    "conv_params", "conv2d_output_shape", "conv_transpose2d_output_shape", "im2col", "col2im",
+    "conv2d_forward", "conv2d_backward", "conv_transpose2d_forward", "conv_transpose2d_backward",
+    "batchnorm2d_forward", "batchnorm2d_backward",
     "bce_with_logits", "bce", "mse", "least_squares", "log_softmax",
     "softmax_cross_entropy", "softplus",
 ]

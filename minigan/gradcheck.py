@@ -360,7 +360,7 @@ def builtin_checks():
         ("softmax_cross_entropy", lambda: check_loss(
             F.softmax_cross_entropy, class_logits, labels)),
     ]
-    return cases + _gan_loss_checks(logits, soft * 4 - 2) + _layer_checks(x) + [
+    return cases + _gan_loss_checks(logits, soft * 4 - 2) + _layer_checks(x) + _conv_checks() + [
         ("GAN generator step through D", gan_generator_check),
         ("gradient penalty (double backward)", _penalty_check)]
 
@@ -420,6 +420,45 @@ def _layer_checks(x):
             L.Dense(4, 6, dtype="float64", rng=4), L.LeakyReLU(0.2),
             L.BatchNorm1d(6, dtype="float64"), L.Dense(6, 2, dtype="float64", rng=5),
             L.Tanh()))),
+    ]
+
+
+def _conv_checks():
+    """The convolutions and image batch norm, functional and as layers, on tiny
+    non-square images with stride 2, padding and output_padding (every rule at once)."""
+    from minigan import functional as F
+    from minigan import layers as L
+
+    rng = np.random.default_rng(10)
+    img = rng.standard_normal((2, 2, 5, 4))
+    W, W_t, b = rng.standard_normal((3, 2, 3, 2)), rng.standard_normal((2, 3, 3, 2)), \
+        rng.standard_normal(3)
+    gamma, beta = rng.uniform(0.5, 2.0, 2), rng.standard_normal(2)
+    conv = {"stride": 2, "padding": 1}
+
+    def layer(lay, x=img):
+        return lambda: check_layer(lay, x)
+
+    return [
+        ("conv2d_forward/backward", lambda: check_backward(F.conv2d_forward, [img, W, b],
+                                                           kwargs=conv)),
+        ("conv_transpose2d_forward/backward", lambda: check_backward(
+            F.conv_transpose2d_forward, [img, W_t, b], kwargs={**conv, "output_padding": 1})),
+        ("batchnorm2d_forward/backward (train)", lambda: check_backward(
+            F.batchnorm2d_forward, [img, gamma, beta], kwargs={"train": True})),
+        ("Conv2d", layer(L.Conv2d(2, 3, (3, 2), stride=2, padding=1, init="pytorch",
+                                  dtype="float64", rng=11))),
+        ("ConvTranspose2d", layer(L.ConvTranspose2d(2, 3, (3, 2), stride=2, padding=1,
+                                                    output_padding=1, init="pytorch",
+                                                    dtype="float64", rng=12))),
+        ("BatchNorm2d (train)", layer(L.BatchNorm2d(2, dtype="float64"))),
+        ("Sequential DCGAN-style", layer(L.Sequential(
+            L.Reshape(2, 2, 2), L.ConvTranspose2d(2, 3, 4, stride=2, padding=1, dtype="float64",
+                                                  rng=13),
+            L.Tanh(), L.BatchNorm2d(3, dtype="float64"),
+            L.Conv2d(3, 2, 3, stride=2, padding=1, dtype="float64", rng=14),
+            L.Flatten(), L.Dense(8, 1, dtype="float64", rng=15)),
+            rng.standard_normal((3, 8)))),
     ]
 
 

@@ -7,7 +7,11 @@ faster where the arrays allow it:
 * CuPy arrays: a one-pass kernel of ``minigan._fused`` (a GPU spends its time
   launching kernels, so one kernel instead of three to twelve is the speed-up);
 * NumPy arrays: the functional code itself, except for Adam, whose update runs
-  over cache-sized blocks with no temporaries (``adam_step`` below).
+  over cache-sized blocks with no temporaries (``adam_step`` below), and the
+  convolutions, which run as one large matrix product per layer with the channels
+  last inside (see "convolutions" below; the same array code on CuPy, with
+  cuBLAS's products and no cuDNN), and the image batch norm, which sums over
+  (N, H, W) in place instead of moving the channels last and back.
 
 The layers, the optimisers and the GAN loop call these functions and never ask
 which backend they are on. Every forward returns ``(out, cache)`` and every
@@ -17,6 +21,8 @@ where no exp or log is involved).
 """
 
 from __future__ import annotations
+
+import importlib
 
 import numpy as np
 
@@ -28,6 +34,8 @@ __all__ = [
     "dense_backward", "relu_forward", "relu_backward", "leaky_relu_forward",
     "leaky_relu_backward", "sigmoid", "sigmoid_forward", "sigmoid_backward",
     "tanh_forward", "tanh_backward", "bce_with_logits", "ema_update", "adam_scratch", "adam_step",
+    "conv2d_forward", "conv2d_backward", "conv_transpose2d_forward", "conv_transpose2d_backward",
+    "batchnorm2d_forward", "batchnorm2d_backward",
 ]
 
 
@@ -106,6 +114,208 @@ def tanh_backward(dout, cache):
     if _on_gpu(dout):
         return _fused.tanh_backward(dout, cache)
     return F.tanh_backward(dout, cache)
+
+
+# ----------------------------------------------------------------------- convolutions
+#
+# ``functional``'s convolutions are written for reading: im2col in PyTorch's unfold
+# layout (N, C kH kW, L) and one matrix product per sample. The fast path computes
+# the same sums with the channels last (NHWC) inside, on both backends:
+#
+# * im2col is ONE copy out of a strided view of the padded NHWC image: a window's
+#   row is kW C numbers side by side in memory, so the copy moves long runs, where
+#   the NCHW layout moves runs of one number (``_im2col_rows``);
+# * every sample's windows are rows of one matrix (N H_out W_out, kH kW C), so a
+#   layer is ONE large matrix product (BLAS's best case), not N small ones;
+# * col2im runs one kernel offset at a time, each a matrix product whose result is
+#   added into a strided slice of the padded output (``_col2im_rows``): as fast as
+#   one large product followed by the additions, without its (N L, kH kW C)
+#   temporary (13 MB for DCGAN's 64 -> 128 layer at batch 64; kH kW times the input).
+#
+# The same numbers as ``functional`` up to rounding: each output is the same sum of
+# products, added in another order (another K order, BLAS blocking), so float32
+# results agree to a few ulp, not bit for bit (tests/test_conv.py).
+# A cache from these forwards belongs to these backwards, not to ``functional``'s.
+
+
+def _as_strided(x, shape, strides):
+    """NumPy's or CuPy's ``as_strided``, whichever owns x: a view, nothing copied."""
+    tricks = importlib.import_module(array_module(x).__name__ + ".lib.stride_tricks")
+    return tricks.as_strided(x, shape=shape, strides=strides)
+
+
+def _to_rows(x):
+    """(N, C, H, W) -> (N H W, C): channels last, one row per pixel (a copy)."""
+    N, C, H, W = x.shape
+    return x.transpose(0, 2, 3, 1).reshape(N * H * W, C)
+
+
+def _from_rows(rows, shape):
+    """(N H W, C) or a (N, H, W, C) view -> contiguous (N, C, H, W) of ``shape``."""
+    N, C, H, W = shape
+    return array_module(rows).ascontiguousarray(rows.reshape(N, H, W, C).transpose(0, 3, 1, 2))
+
+
+def _im2col_rows(x, k, s, p):
+    """Windows of x (N, C, H, W) as rows (N H_out W_out, kH kW C), in (i, j, c) order."""
+    xp = array_module(x)
+    (kH, kW), (sH, sW), (pH, pW) = k, s, p
+    N, C, H, W = x.shape
+    H_out, W_out = F.conv2d_output_shape((H, W), k, s, p)
+    x_pad = xp.zeros((N, H + 2 * pH, W + 2 * pW, C), dtype=x.dtype)
+    x_pad[:, pH:pH + H, pW:pW + W] = x.transpose(0, 2, 3, 1)
+    bN, bH, bW, bC = x_pad.strides
+    windows = _as_strided(x_pad, (N, H_out, W_out, kH, kW, C),
+                          (bN, sH * bH, sW * bW, bH, bW, bC))
+    return xp.ascontiguousarray(windows).reshape(N * H_out * W_out, kH * kW * C)
+
+
+def _col2im_rows(rows, taps, out_shape, k, s, p):
+    """col2im(rows @ taps) in NHWC: for each kernel offset (i, j), rows (N L, C_a) @
+    taps[i, j] (C_a, C_b) holds the (i, j) entry of every window; it is ADDED into the
+    strided slice of the padded output those entries sit on. Returns the (N, H, W, C_b)
+    view of the padded output without its padding."""
+    xp = array_module(rows)
+    (kH, kW), (sH, sW), (pH, pW) = k, s, p
+    N, C, H, W = out_shape
+    H_in, W_in = F.conv2d_output_shape((H, W), k, s, p)
+    out = xp.zeros((N, H + 2 * pH, W + 2 * pW, C), dtype=rows.dtype)
+    product = xp.empty((rows.shape[0], C), dtype=rows.dtype)
+    for i in range(kH):
+        for j in range(kW):
+            xp.matmul(rows, taps[i, j], out=product)
+            out[:, i:i + sH * H_in:sH, j:j + sW * W_in:sW] += product.reshape(N, H_in, W_in, C)
+    return out[:, pH:pH + H, pW:pW + W]
+
+
+def conv2d_forward(x, W, b, stride=1, padding=0):
+    """``functional.conv2d_forward`` (the same numbers, to rounding): (out, cache).
+
+    out (N L, C_out) = rows (N L, kH kW C_in) @ W_rows.T, with W's entries put in
+    the rows' (i, j, c) order, then back to NCHW.
+    """
+    F._check_conv_args("conv2d_forward", x, W, b, "(C_out, C_in, kH, kW)", in_axis=1, out_axis=0)
+    C_out, _, kH, kW = W.shape
+    k, s, p = F.conv_params((kH, kW), stride, padding)
+    N, _, H, W_in = x.shape
+    H_out, W_out = F.conv2d_output_shape((H, W_in), k, s, p)
+    rows = _im2col_rows(x, k, s, p)
+    W_rows = W.transpose(0, 2, 3, 1).reshape(C_out, -1)
+    out = rows @ W_rows.T
+    if b is not None:
+        out += b
+    return _from_rows(out, (N, C_out, H_out, W_out)), (rows, x.shape, W, k, s, p)
+
+
+def conv2d_backward(dout, cache, grad_W, grad_b, *, need_dx=True, need_param_grads=True):
+    """``functional.conv2d_backward`` with dW and db ADDED into ``grad_W`` and ``grad_b``
+    (``grad_b`` None without a bias). Returns dx (None with ``need_dx=False``)."""
+    rows, x_shape, W, k, s, p = cache
+    C_out, C_in, kH, kW = W.shape
+    d_rows = _to_rows(dout)                                        # (N L, C_out)
+    if need_param_grads:
+        dW = (d_rows.T @ rows).reshape(C_out, kH, kW, C_in)
+        grad_W += dW.transpose(0, 3, 1, 2)
+        if grad_b is not None:
+            grad_b += dout.sum(axis=(0, 2, 3))
+    if not need_dx:
+        return None
+    taps = array_module(W).ascontiguousarray(W.transpose(2, 3, 0, 1))  # [i, j]: (C_out, C_in)
+    dx = _col2im_rows(d_rows, taps, x_shape, k, s, p)
+    return _from_rows(dx, x_shape)
+
+
+def conv_transpose2d_forward(x, W, b, stride=1, padding=0, output_padding=0):
+    """``functional.conv_transpose2d_forward`` (the same numbers, to rounding): (out, cache).
+
+    col2im(x_rows @ W's taps), one kernel offset at a time: no (N H W, kH kW C_out)
+    temporary."""
+    F._check_conv_args("conv_transpose2d_forward", x, W, b, "(C_in, C_out, kH, kW)",
+                       in_axis=0, out_axis=1)
+    _, C_out, kH, kW = W.shape
+    k, s, p = F.conv_params((kH, kW), stride, padding)
+    N, _, H, W_in = x.shape
+    out_shape = (N, C_out) + F.conv_transpose2d_output_shape((H, W_in), k, s, p, output_padding)
+    x_rows = _to_rows(x)                                           # (N H W, C_in)
+    taps = array_module(W).ascontiguousarray(W.transpose(2, 3, 0, 1))  # [i, j]: (C_in, C_out)
+    out = _col2im_rows(x_rows, taps, out_shape, k, s, p)
+    if b is not None:
+        out += b
+    return _from_rows(out, out_shape), (x_rows, x.shape, W, k, s, p)
+
+
+def conv_transpose2d_backward(dout, cache, grad_W, grad_b, *, need_dx=True,
+                              need_param_grads=True):
+    """``functional.conv_transpose2d_backward`` with dW and db ADDED into ``grad_W`` and
+    ``grad_b`` (``grad_b`` None without a bias). Returns dx (None with ``need_dx=False``)."""
+    x_rows, x_shape, W, k, s, p = cache
+    C_in, C_out, kH, kW = W.shape
+    d_rows = _im2col_rows(dout, k, s, p)                           # (N H W, kH kW C_out)
+    if need_param_grads:
+        dW = (x_rows.T @ d_rows).reshape(C_in, kH, kW, C_out)
+        grad_W += dW.transpose(0, 3, 1, 2)
+        if grad_b is not None:
+            grad_b += dout.sum(axis=(0, 2, 3))
+    if not need_dx:
+        return None
+    W_rows = W.transpose(0, 2, 3, 1).reshape(C_in, -1)             # (C_in, kH kW C_out)
+    return _from_rows(d_rows @ W_rows.T, x_shape)
+
+
+def batchnorm2d_forward(x, gamma, beta, *, train=True, running_mean=None, running_var=None,
+                        eps=1e-5):
+    """``functional.batchnorm2d_forward`` (the same numbers, to rounding): (out, cache).
+
+    The channels stay where they are: with x viewed as (N, C, H W), every statistic
+    is a sum over axes 0 and 2, so nothing is transposed, and each step is one
+    pass over the data (the functional code moves the channels last and back).
+    """
+    F._check_batchnorm2d(x, gamma, train)
+    xp = array_module(x, gamma, beta)
+    N, C, H, W = x.shape
+    x3 = x.reshape(N, C, H * W)
+    if train:
+        m = N * H * W
+        mean = x3.sum(axis=(0, 2)) * (1.0 / m)
+        xhat = x3 - mean[:, None]                                 # centred, for now
+        var = xp.einsum("ncl,ncl->c", xhat, xhat) * (1.0 / m)     # biased, as the 1-d code
+    else:
+        if running_mean is None or running_var is None:
+            raise ValueError("batch norm in evaluation mode needs running_mean and running_var")
+        mean, var = running_mean, running_var
+        xhat = x3 - mean[:, None]
+    inv_std = 1.0 / xp.sqrt(var + eps)
+    xhat *= inv_std[:, None]
+    out = xhat * gamma[:, None]
+    out += beta[:, None]
+    cache = {"xhat": xhat, "inv_std": inv_std, "gamma": gamma, "train": train,
+             "mean": mean, "var": var}
+    return out.reshape(x.shape), cache
+
+
+def batchnorm2d_backward(dout, cache):
+    """``functional.batchnorm2d_backward`` (the same numbers, to rounding): (dx, dgamma, dbeta).
+
+    With m = N H W values per channel, mean_m(g) = gamma dbeta / m and
+    mean_m(g xhat) = gamma dgamma / m for g = dout gamma, so the training-mode
+    dx = inv_std (g - mean_m(g) - xhat mean_m(g xhat)) is
+    dx = gamma inv_std (dout - dbeta / m - xhat dgamma / m): four passes.
+    """
+    xp = array_module(dout)
+    xhat, inv_std, gamma = cache["xhat"], cache["inv_std"], cache["gamma"]
+    N, C, H, W = dout.shape
+    d3 = dout.reshape(N, C, H * W)
+    dbeta = d3.sum(axis=(0, 2))
+    dgamma = xp.einsum("ncl,ncl->c", d3, xhat)
+    if cache["train"]:
+        m = N * H * W
+        dx = xhat * (dgamma * (1.0 / m))[:, None]
+        xp.subtract(d3, dx, out=dx)
+        dx -= (dbeta * (1.0 / m))[:, None]
+        dx *= (gamma * inv_std)[:, None]
+    else:
+        dx = d3 * (gamma * inv_std)[:, None]
+    return dx.reshape(dout.shape), dgamma, dbeta
 
 
 # --------------------------------------------------------------------------- losses

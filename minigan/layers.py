@@ -32,7 +32,7 @@ from minigan.backend import (
     make_rng,
     to_device,
 )
-from minigan.init import get_initialiser, lecun_uniform
+from minigan.init import fan_in_out, get_initialiser, lecun_uniform
 
 
 class Layer:
@@ -477,6 +477,252 @@ class BatchNorm1d(Layer):
 
     def short_repr(self):
         return f"BatchNorm1d({self.num_features})"
+
+
+class BatchNorm2d(BatchNorm1d):
+    """Batch normalisation of images (N, num_features, H, W), per channel over (N, H, W).
+
+    BatchNorm1d's parameters, buffers and conventions (PyTorch's: eps=1e-5,
+    momentum=0.1, unbiased running variance), with every pixel of every sample
+    counted as a sample of its channel: the statistics of a channel come from
+    N H W values (``functional.batchnorm2d_forward``, through ``minigan.kernels``).
+    A BatchNorm1d by inheritance, so whatever treats batch norm specially (the
+    GAN's discriminator step, the gradient penalty's refusal) treats this one the
+    same way.
+    """
+
+    def forward(self, x):
+        self._check_input(x)
+        if x.ndim != 4 or x.shape[1] != self.num_features:
+            raise ValueError(
+                f"{self.short_repr()} expected input of shape (N, {self.num_features}, H, W), "
+                f"got {tuple(x.shape)}.")
+        N, _, H, W = x.shape
+        if self.training and N * H * W < 2:
+            raise ValueError(
+                f"{self.short_repr()} in training mode needs at least 2 values per channel "
+                f"(N H W >= 2), got input of shape {tuple(x.shape)}; use a larger batch, or "
+                "call .eval() to use the running statistics")
+        out, cache = kernels.batchnorm2d_forward(
+            x, self.params["gamma"], self.params["beta"], train=self.training,
+            running_mean=self.running_mean, running_var=self.running_var, eps=self.eps)
+        if self.training:
+            self._update_running_stats(N * H * W, cache)
+        self._save_cache(cache, out)
+        return out
+
+    def backward(self, dout, param_grads=True, input_grad=True):
+        cache = self._pop_cache(dout)
+        dx, dgamma, dbeta = kernels.batchnorm2d_backward(dout, cache)
+        if param_grads:
+            self.grads["gamma"] += dgamma
+            self.grads["beta"] += dbeta
+        return dx if input_grad else None
+
+    def short_repr(self):
+        return f"BatchNorm2d({self.num_features})"
+
+
+class _Conv(Layer):
+    """What Conv2d and ConvTranspose2d share: arguments, weights, checks, the repr.
+
+    The weight has PyTorch's layout (``_weight_shape``), so a state dict moves
+    between the two libraries unchanged. ``init`` names an initialiser from
+    ``minigan.init`` (or is a callable (shape, rng, dtype)); fan_in and fan_out
+    follow PyTorch's rule for a weight (a, b, kH, kW): fan_in = b kH kW,
+    fan_out = a kH kW. The default, "glorot_uniform" with zero bias, is Dense's;
+    "pytorch" reproduces PyTorch's default (W and b drawn from U(+-1/sqrt(fan_in)),
+    kaiming_uniform with a = sqrt(5)).
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride, padding, bias,
+                 init, dtype, rng, backend):
+        super().__init__()
+        for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{type(self).__name__}: {name} must be a positive int, "
+                                 f"got {value!r}")
+        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        self.kernel_size, self.stride, self.padding = F.conv_params(kernel_size, stride, padding)
+        generator = make_rng(rng)
+        init_fn = get_initialiser(init)
+        shape = self._weight_shape()
+        W = init_fn(shape, generator, dtype=dtype)
+        if tuple(W.shape) != shape:
+            raise ValueError(f"{type(self).__name__}: the initialiser returned shape "
+                             f"{tuple(W.shape)}, expected {shape}")
+        backend = get_backend() if backend is None else backend
+        self._add_param("W", to_device(W, backend))
+        if bias:
+            if init_fn is lecun_uniform:  # PyTorch's bias: U(+-1/sqrt(fan_in)), fan_in as for W
+                bound = 1.0 / np.sqrt(fan_in_out(shape)[0])
+                b = generator.uniform(-bound, bound, size=self.out_channels).astype(dtype)
+            else:
+                b = np.zeros(self.out_channels, dtype=dtype)
+            self._add_param("b", to_device(b, backend))
+
+    def _check_image(self, x):
+        """x must be (N, in_channels, H, W), with an image large enough for the kernel."""
+        self._check_input(x)
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"{self.short_repr()} expected input of shape (N, {self.in_channels}, H, W) "
+                f"(NCHW), got {tuple(x.shape)}.")
+        try:
+            self.output_shape(x.shape[2:])
+        except ValueError as err:
+            raise ValueError(f"{self.short_repr()}: {err}") from None
+
+    def _backward(self, backward, dout, param_grads, input_grad):
+        cache = self._pop_cache(dout)
+        return backward(dout, cache, self.grads["W"], self.grads.get("b"),
+                        need_dx=input_grad, need_param_grads=param_grads)
+
+    def _describe(self, extra=""):
+        def show(pair):
+            return str(pair[0]) if pair[0] == pair[1] else str(pair)
+        k, s, p = (show(v) for v in (self.kernel_size, self.stride, self.padding))
+        no_bias = "" if "b" in self.params else ", no bias"
+        return (f"{type(self).__name__}({self.in_channels} -> {self.out_channels}, "
+                f"k={k}, s={s}, p={p}{extra}{no_bias})")
+
+
+class Conv2d(_Conv):
+    """2-D convolution of NCHW images, PyTorch's nn.Conv2d: W (out_channels,
+    in_channels, kH, kW), b (out_channels,); (N, C_in, H, W) -> (N, C_out, H_out, W_out)
+    with H_out = floor((H + 2 padding - kH) / stride) + 1.
+
+    ``kernel_size``, ``stride`` and ``padding`` are ints or (height, width) pairs.
+    ``init`` as Dense's (default "glorot_uniform" with zero bias; "pytorch" for
+    nn.Conv2d's default), with fan_in = in_channels kH kW. The math is
+    ``functional.conv2d_forward``/``conv2d_backward``, reached through
+    ``minigan.kernels`` (one matrix product per layer).
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
+                 init="glorot_uniform", dtype="float32", rng=None, backend=None):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, bias,
+                         init, dtype, rng, backend)
+
+    def _weight_shape(self):
+        return (self.out_channels, self.in_channels) + self.kernel_size
+
+    def output_shape(self, in_hw):
+        """(H_out, W_out) for an (H, W) input."""
+        return F.conv2d_output_shape(in_hw, self.kernel_size, self.stride, self.padding)
+
+    def forward(self, x):
+        self._check_image(x)
+        out, cache = kernels.conv2d_forward(x, self.params["W"], self.params.get("b"),
+                                            self.stride, self.padding)
+        self._save_cache(cache, out)
+        return out
+
+    def backward(self, dout, param_grads=True, input_grad=True):
+        return self._backward(kernels.conv2d_backward, dout, param_grads, input_grad)
+
+    def short_repr(self):
+        return self._describe()
+
+
+class ConvTranspose2d(_Conv):
+    """Transposed 2-D convolution (the adjoint of Conv2d), PyTorch's nn.ConvTranspose2d:
+    W (in_channels, out_channels, kH, kW), b (out_channels,); (N, C_in, H, W) ->
+    (N, C_out, H_out, W_out) with H_out = (H - 1) stride - 2 padding + kH + output_padding.
+
+    With stride s it upsamples by s: DCGAN's generator is made of these.
+    ``output_padding`` (smaller than the stride) picks among the sizes that a
+    Conv2d with the same settings maps back to H. ``init`` as Conv2d's, with
+    PyTorch's fan_in for this layout, out_channels kH kW (``minigan.init.fan_in_out``).
+    The math is ``functional.conv_transpose2d_forward``/``_backward``, through
+    ``minigan.kernels``.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
+                 output_padding=0, bias=True, init="glorot_uniform", dtype="float32",
+                 rng=None, backend=None):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, bias,
+                         init, dtype, rng, backend)
+        self.output_padding = F._pair(output_padding, "output_padding")
+        F.conv_transpose2d_output_shape((1, 1), self.kernel_size, self.stride, 0,
+                                        self.output_padding)  # checks output_padding < stride
+
+    def _weight_shape(self):
+        return (self.in_channels, self.out_channels) + self.kernel_size
+
+    def output_shape(self, in_hw):
+        """(H_out, W_out) for an (H, W) input."""
+        return F.conv_transpose2d_output_shape(in_hw, self.kernel_size, self.stride,
+                                               self.padding, self.output_padding)
+
+    def forward(self, x):
+        self._check_image(x)
+        out, cache = kernels.conv_transpose2d_forward(
+            x, self.params["W"], self.params.get("b"), self.stride, self.padding,
+            self.output_padding)
+        self._save_cache(cache, out)
+        return out
+
+    def backward(self, dout, param_grads=True, input_grad=True):
+        return self._backward(kernels.conv_transpose2d_backward, dout, param_grads, input_grad)
+
+    def short_repr(self):
+        op = self.output_padding
+        extra = "" if op == (0, 0) else f", op={op[0] if op[0] == op[1] else op}"
+        return self._describe(extra)
+
+
+class Flatten(Layer):
+    """(N, d1, d2, ...) -> (N, d1 d2 ...): each sample as one row (row-major, as
+    PyTorch's nn.Flatten); backward reshapes back. No parameters."""
+
+    def forward(self, x):
+        self._check_input(x)
+        if x.ndim < 2:
+            raise ValueError(f"Flatten expected input of shape (N, ...) with at least 2 axes, "
+                             f"got {tuple(x.shape)}.")
+        out = x.reshape(x.shape[0], -1)
+        self._save_cache(x.shape, out)
+        return out
+
+    def backward(self, dout, param_grads=True, input_grad=True):
+        in_shape = self._pop_cache(dout)
+        return dout.reshape(in_shape) if input_grad else None
+
+
+class Reshape(Layer):
+    """``(N, ...) -> (N, *shape)``: each sample reshaped (row-major), e.g. Reshape(128, 7, 7)
+    turns a Dense layer's (N, 6272) output into images; backward reshapes back.
+    No parameters."""
+
+    def __init__(self, *shape):
+        super().__init__()
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        if not shape or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool)
+                                and d >= 1 for d in shape):
+            raise ValueError(f"Reshape: the per-sample shape must be positive ints, e.g. "
+                             f"Reshape(128, 7, 7), got {shape!r}")
+        self.shape = tuple(int(d) for d in shape)
+
+    def forward(self, x):
+        self._check_input(x)
+        size = int(np.prod(self.shape))
+        if x.ndim < 1 or int(np.prod(x.shape[1:])) != size:
+            raise ValueError(
+                f"{self.short_repr()} expected samples of {size} values (input of shape (N, "
+                f"{size}) or any (N, ...) with {size} values per sample), got input of shape "
+                f"{tuple(x.shape)}.")
+        out = x.reshape((x.shape[0],) + self.shape)
+        self._save_cache(x.shape, out)
+        return out
+
+    def backward(self, dout, param_grads=True, input_grad=True):
+        in_shape = self._pop_cache(dout)
+        return dout.reshape(in_shape) if input_grad else None
+
+    def short_repr(self):
+        return f"Reshape({', '.join(map(str, self.shape))})"
 
 
 class Pack(Layer):
