@@ -276,6 +276,8 @@ def test_classifier_api_save_and_load_without_pickle(tmp_path):
     assert clf.predict(x[:7]).dtype == np.int64
     assert clf.features(x[:7]).shape == (7, 16)
     assert clf.predict(x.reshape(-1, 28, 28)[:7]).tolist() == clf.predict(x[:7]).tolist()
+    # NCHW, as a convolutional generator gives them
+    assert clf.predict(x.reshape(-1, 1, 28, 28)[:7]).tolist() == clf.predict(x[:7]).tolist()
 
     path = clf.save(tmp_path / "sub" / "clf.npz")
     assert sorted(p.name for p in path.parent.iterdir()) == ["clf.npz"]  # no temporary left
@@ -291,7 +293,8 @@ def test_classifier_api_save_and_load_without_pickle(tmp_path):
 
 def test_classifier_input_errors(tmp_path):
     clf = MnistClassifier(hidden=(8, 8))
-    with pytest.raises(ValueError, match=r"shape \(N, 784\) or \(N, 28, 28\), got \(3, 10\)"):
+    with pytest.raises(ValueError, match=r"shape \(N, 784\), \(N, 28, 28\) or "
+                                         r"\(N, 1, 28, 28\), got \(3, 10\)"):
         clf.predict(np.zeros((3, 10), np.float32))
     with pytest.raises(ValueError, match=r"scaled to \[-1, 1\].*got values in \[0, 255\]"):
         clf.predict(np.linspace(0, 255, 2 * 784, dtype=np.float32).reshape(2, 784))
@@ -376,6 +379,196 @@ def test_mnist_classifier_reaches_98_percent(trained):
     fd_real = metrics.frechet_to_mnist(images[:5000], clf, real_images=images[5000:])
     fd_ones = metrics.frechet_to_mnist(images[labels == 1], clf, real_images=images[5000:])
     assert fd_real < 0.1 * fd_ones
+
+
+# ------------------------------------------------- classification accuracy score
+
+
+@pytest.fixture(scope="module")
+def mnist_train():
+    """The real MNIST training digits, read once for the CAS tests."""
+    from minigan.data import load_mnist
+
+    return load_mnist("train", data_dir=_mnist_root())
+
+
+def real_digit_sampler(images, labels, place=np.asarray, labelling="right"):
+    """A stand-in conditional generator, ``draw(asked, rng)``, that returns real
+    training digits: of the asked classes ("right"), of random classes
+    ("shuffled": the labels say nothing about the images), or of the next class
+    ("shifted": every label names the wrong digit, consistently)."""
+    by_class = [np.flatnonzero(labels == c) for c in range(10)]
+
+    def draw(asked, rng):
+        asked = np.asarray(asked)
+        if labelling == "shuffled":
+            return place(images[rng.integers(len(images), size=len(asked))])
+        classes = asked if labelling == "right" else (asked + 1) % 10
+        idx = np.empty(len(asked), np.int64)
+        for c in range(10):
+            where = np.flatnonzero(classes == c)
+            idx[where] = rng.choice(by_class[c], size=len(where))
+        return place(images[idx])
+
+    return draw
+
+
+def test_cas_of_real_digits_is_close_to_the_real_baseline(mnist_train, dev):
+    """A "generator" that draws real digits of the asked class trains the classifier
+    as well as real data does: CAS within noise of the baseline. The images go
+    through the backend (CuPy images are copied to the host)."""
+    images, labels = mnist_train
+    out = metrics.classification_accuracy_score(
+        real_digit_sampler(images, labels, dev), n=2000, epochs=2, seed=0,
+        data_dir=_mnist_root())
+    assert out["n"] == 2000 and out["n_test"] == 10000 and out["epochs"] == 2
+    assert out["ema"] is None and out["seed"] == 0
+    # 30 steps on 2000 digits: 82-85% over seeds 0-7, and CAS within 0.017 of it
+    assert out["real_accuracy"] > 0.8, out
+    assert abs(out["cas"] - out["real_accuracy"]) < 0.03, out
+    assert set(out["seconds"]) == {"sampling", "generated", "real", "total"}
+    assert out["seconds"]["total"] >= out["seconds"]["generated"] + out["seconds"]["real"]
+    line = metrics.headline(out)
+    assert line.startswith(f"CAS {100 * out['cas']:.2f}% trained on 2,000 generated digits vs "
+                           f"{100 * out['real_accuracy']:.2f}% trained on 2,000 real digits")
+
+
+@pytest.mark.parametrize("labelling, low, high", [
+    ("shuffled", 0.0, 0.25),  # labels independent of the images: about chance (10%)
+    ("shifted", 0.0, 0.05),   # every label names the next digit: the classifier learns that
+])
+def test_cas_of_wrongly_labelled_digits(mnist_train, labelling, low, high):
+    images, labels = mnist_train
+    out = metrics.classification_accuracy_score(
+        real_digit_sampler(images, labels, labelling=labelling), n=2000, epochs=2, seed=0,
+        data_dir=_mnist_root())
+    assert low <= out["cas"] < high, out
+    assert out["real_accuracy"] > 0.8, out  # the baseline trains on real labels, not these
+
+
+def test_cas_is_deterministic_given_the_seed(mnist_train):
+    images, labels = mnist_train
+    draw = real_digit_sampler(images, labels)
+
+    def accuracies(seed):
+        out = metrics.classification_accuracy_score(draw, n=1000, epochs=1, seed=seed,
+                                                    data_dir=_mnist_root())
+        return out["cas"], out["real_accuracy"]
+
+    first = accuracies(3)
+    assert accuracies(3) == first
+    other = accuracies(4)  # other noise, initial weights, batches and real subset
+    assert other[0] != first[0] and other[1] != first[1]
+
+
+def _tiny_gan(**config):
+    from minigan.models import build_gan
+
+    return build_gan({"latent_dim": 4, "data_dim": 784, "g_hidden": [8], "d_hidden": [8],
+                      "g_out": "tanh", **config}, backend="numpy", seed=0)
+
+
+def _synthetic_mnist(monkeypatch):
+    """load_mnist replaced by small synthetic digits: no files needed, nothing to download."""
+    import minigan.data
+
+    monkeypatch.setattr(minigan.data, "load_mnist", lambda split="train", data_dir=None, **k:
+                        synthetic_digits(1200 if split == "train" else 200, seed=split == "test"))
+
+
+def test_cas_samples_a_conditional_gan_balanced_and_seeded(monkeypatch):
+    """Through ConditionalGAN.sample: n/10 of each class, in batches from one
+    noise generator seeded by ``seed``, from the EMA generator unless ema=False."""
+    _synthetic_mnist(monkeypatch)
+    gan = _tiny_gan(n_classes=10, ema_decay=0.9)
+    calls = []
+    original = gan.sample
+
+    def spy(n, labels=None, rng=None, ema=True):
+        calls.append((n, np.asarray(labels).copy(), rng, ema))
+        return original(n, labels=labels, rng=rng, ema=ema)
+
+    monkeypatch.setattr(gan, "sample", spy)
+    monkeypatch.setattr(metrics, "_CAS_SAMPLE_BATCH", 400)
+    out = metrics.classification_accuracy_score(gan, n=1000, epochs=1, seed=5)
+    assert [c[0] for c in calls] == [400, 400, 200]
+    asked = np.concatenate([c[1] for c in calls])
+    assert np.bincount(asked, minlength=10).tolist() == [100] * 10
+    assert all(c[2] is calls[0][2] for c in calls)  # one noise stream across batches
+    assert all(c[3] is True for c in calls) and out["ema"] is True
+    assert out["real_accuracy"] is not None and 0.0 <= out["cas"] <= 1.0
+
+    calls.clear()
+    again = metrics.classification_accuracy_score(gan, n=1000, epochs=1, seed=5)
+    assert again["cas"] == out["cas"] and again["real_accuracy"] == out["real_accuracy"]
+    alone = metrics.classification_accuracy_score(gan, n=1000, epochs=1, seed=5, ema=False,
+                                                  baseline=False)
+    assert all(c[3] is False for c in calls[3:]) and len(calls) == 6
+    assert alone["real_accuracy"] is None and "real" not in alone["seconds"]
+    assert alone["ema"] is False
+    # ema=True without an EMA: G itself drew them, and the record says so
+    no_ema = metrics.classification_accuracy_score(_tiny_gan(n_classes=10), n=1000, epochs=1,
+                                                   baseline=False)
+    assert no_ema["ema"] is False
+    assert metrics.headline(alone).startswith(
+        f"CAS {100 * alone['cas']:.2f}% trained on 1,000 generated digits (1 epoch; "
+        "tested on the 200 real test digits)")
+
+
+def test_cas_needs_a_conditional_generator(monkeypatch):
+    _synthetic_mnist(monkeypatch)
+    with pytest.raises(ValueError, match=r"CAS needs a conditional generator: train with "
+                                         r"--conditional \(got an unconditional GAN"):
+        metrics.classification_accuracy_score(_tiny_gan(), n=1000)
+    with pytest.raises(ValueError, match=r"the 10 digit classes, got a ConditionalGAN with "
+                                         r"n_classes=3"):
+        metrics.classification_accuracy_score(_tiny_gan(n_classes=3), n=1000)
+    with pytest.raises(TypeError, match=r"ConditionalGAN or a function \(labels, rng\)"):
+        metrics.classification_accuracy_score("mnist", n=1000)
+
+
+def _constant_draw(value=0.0, shape=(784,), count=None):
+    def draw(asked, rng):
+        return np.full((len(asked) if count is None else count, *shape), value, np.float32)
+    return draw
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(n=1005), ValueError, r"multiple of 10 \(n/10 samples of each digit\), got 1005; "
+                               r"try 1000"),
+    (dict(n=990), ValueError, r"n must be an int >= 1000 \(100 digits of each class"),
+    (dict(n=1000.0), ValueError, r"n must be an int >= 1000"),
+    (dict(n=2000), ValueError, r"n=2000 is more than the 1200 MNIST training digits the real "
+                               r"baseline trains on: pass n <= 1200, or baseline=False"),
+    (dict(epochs=0), ValueError, r"epochs must be an int >= 1, got 0"),
+    (dict(generator=_constant_draw(shape=(10,))), ValueError,
+     r"generated images must have shape \(N, 784\), \(N, 28, 28\) or \(N, 1, 28, 28\), "
+     r"got \(1000, 10\)"),
+    (dict(generator=_constant_draw(255.0)), ValueError,
+     r"generated images must be scaled to \[-1, 1\].*got values in \[255, 255\]"),
+    (dict(generator=_constant_draw(np.nan)), ValueError, r"generated images contain NaN"),
+    (dict(generator=_constant_draw(count=7)), ValueError,
+     r"asked the generator for 1000 images, got 7"),
+])
+def test_cas_errors_say_what_was_expected(monkeypatch, kwargs, error, match):
+    _synthetic_mnist(monkeypatch)
+    args = dict(generator=_constant_draw(), n=1000, epochs=1) | kwargs
+    with pytest.raises(error, match=match):
+        metrics.classification_accuracy_score(**args)
+
+
+def test_cas_without_the_mnist_files_says_how_to_get_them(tmp_path, monkeypatch):
+    """The loader's own message, before any sampling; nothing is downloaded."""
+    from minigan.data import DataNotFoundError, mnist
+
+    monkeypatch.setitem(mnist.MIRRORS, "mnist", [])
+
+    def draw(asked, rng):
+        pytest.fail("sampled before the test files were found")
+
+    with pytest.raises(DataNotFoundError, match=r"mnist files not found in .*"
+                                                r"t10k-images-idx3-ubyte\.gz"):
+        metrics.classification_accuracy_score(draw, n=1000, data_dir=tmp_path)
 
 
 # ------------------------------------------------------------- a run's scores
