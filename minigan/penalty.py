@@ -62,18 +62,31 @@ The second derivatives phi'' of the activations:
     Sigmoid: s = sigmoid(h), phi' = s (1 - s), phi'' = s (1 - s) (1 - 2 s)
 They matter: a tanh or sigmoid D gets wrong parameter gradients without them.
 
+Convolutions. A Conv2d is a Dense layer applied to every window of its input,
+out = conv(h, W) + b, and is bilinear in (h, W) exactly as h @ W is, so each line
+above for Dense holds with the matrix product replaced by the convolution:
+    a_k      = conv(a_{k-1}, W)                     (the forward without the bias)
+    B_k      = conv's input gradient (a transposed convolution of delta_k)
+    dtheta_k += dW of a convolution with input a_{k-1} and upstream delta_k
+                (<a, B(delta)> = <conv(a, W), delta>, linear in W),  r = 0
+    dW += dW of a convolution with input h_{k-1} and upstream rho_k,  db += sum rho_k
+A ConvTranspose2d is linear too, with the roles of conv and its adjoint swapped;
+Flatten and Reshape are reshapes both ways, like Pack.
+
 Spectral norm inside D: in training mode the penalty's forward pass is a forward
 like any other, so each ``SpectralNorm`` layer runs its power iteration once more
 (as PyTorch's does when the critic is called on the interpolates); its W_sn = W /
-sigma is then treated like a Dense weight, and dP/dW_sn goes through the wrapper's
-W / sigma backward (u and v held fixed) into the raw W's gradient.
+sigma is then treated like the weight of the Dense or Conv2d it wraps, and dP/dW_sn
+goes through the wrapper's W / sigma backward (u and v held fixed) into the raw
+W's gradient.
 
-Layers supported: Dense, ReLU, LeakyReLU, Tanh, Sigmoid, Pack (and
-``minigan.models.Scale``, Flatten and Reshape when they exist: pure reshapes or
-fixed factors), the ``SpectralNorm`` wrapper around a Dense, and any nesting of
-them in ``Sequential``. BatchNorm1d and Dropout are refused with the reason;
-any other layer is refused by name. To support a new layer, add a rule to
-``RULES`` (see ``_Affine``, ``_Elementwise``, ``_Reshape``).
+Layers supported: Dense, Conv2d, ConvTranspose2d, ReLU, LeakyReLU, Tanh, Sigmoid,
+Pack, Flatten, Reshape (and ``minigan.models.Scale``, a fixed factor), the
+``SpectralNorm`` wrapper around a Dense or a Conv2d, and any nesting of them in
+``Sequential``. Batch norm (BatchNorm1d, and BatchNorm2d with it) and Dropout
+are refused with the reason; any other layer is refused by name. To support a
+new layer, add a rule to ``RULES`` (see ``_Affine``, ``_Convolution``,
+``_Elementwise``, ``_Reshape``).
 """
 
 from __future__ import annotations
@@ -88,11 +101,15 @@ from minigan import kernels
 from minigan.backend import array_module, backend_of, check_array, make_rng, to_device
 from minigan.layers import (
     BatchNorm1d,
+    Conv2d,
+    ConvTranspose2d,
     Dense,
     Dropout,
+    Flatten,
     LeakyReLU,
     Pack,
     ReLU,
+    Reshape,
     Sequential,
     Sigmoid,
     Tanh,
@@ -146,15 +163,103 @@ class _Affine:
         return (rho @ W.T if need_dx else None), {"W": h.T @ rho, "b": rho.sum(axis=0)}
 
     def add_grads(self, layer, ctx, grads):
-        _, _, sn_ctx = ctx
-        if sn_ctx is not None:            # grads["W"] is dP/dW_sn: through W / sigma
-            inner = layer.layer
-            inner.grads["W"] += layer.weight_backward(grads["W"], sn_ctx)
-            if "b" in grads:
-                inner.grads["b"] += grads["b"]
-            return
-        for k, g in grads.items():
-            layer.grads[k] += g
+        _add_weight_grads(layer, ctx[2], grads)
+
+
+def _add_weight_grads(layer, sn_ctx, grads):
+    """Add {"W": ..., "b": ...} into a Dense's or convolution's grads; for a
+    SpectralNorm wrapper (sn_ctx not None) grads["W"] is dP/dW_sn, which goes
+    through W / sigma into the raw W's gradient."""
+    if sn_ctx is not None:
+        inner = layer.layer
+        inner.grads["W"] += layer.weight_backward(grads["W"], sn_ctx)
+        if "b" in grads:
+            inner.grads["b"] += grads["b"]
+        return
+    for k, g in grads.items():
+        layer.grads[k] += g
+
+
+class _Convolution:
+    """out = conv(h, W) + b (Conv2d, ConvTranspose2d, SpectralNorm(Conv2d)): _Affine's
+    four facts with the matrix product replaced by the convolution.
+
+    A convolution is a Dense layer applied to every window of h, with the weights
+    shared by all windows, so it is bilinear in (h, W) as h @ W is. Write
+    conv(h, W) = A_W h for the linear map A_W (no bias). Then
+        J a      = A_W a = conv(a, W)                 (the forward without the bias)
+        B(delta) = A_W^T delta                        (the layer's input gradient)
+        <a, B(delta)> = <A_W a, delta> = <conv(a, W), delta>
+    and the last is linear in W: its W-gradient is the weight gradient of a
+    convolution whose input is a and whose upstream gradient is delta (for a
+    Dense layer, a^T delta). It does not depend on h (r = 0) or on b. The
+    ordinary backward of rho gives dW, db and dh as for any upstream gradient.
+
+    Shapes (Conv2d): h and a (n, C_in, H, W); delta and rho (n, C_out, H_out, W_out);
+    dW (C_out, C_in, kH, kW), db (C_out,). A transposed convolution is the same
+    with A_W the adjoint of a convolution; each uses its own forward and backward
+    ops from ``minigan.kernels``.
+
+    J a and the W-gradient of <conv(a, W), delta> both need the windows of a
+    (im2col): ``second`` builds them once, with the forward of a, and leaves
+    J a in ctx for the ``jvp`` that follows it on the same a.
+    """
+
+    def __init__(self, forward, backward, settings):
+        self._forward = forward      # kernels.conv*_forward(x, W, b, *settings) -> (out, cache)
+        self._backward = backward    # kernels.conv*_backward(dout, cache, gW, gb, ...) -> dx
+        self._settings = settings    # layer -> (stride, padding[, output_padding])
+
+    def forward(self, layer, h):
+        spectral = isinstance(layer, SpectralNorm)
+        conv = layer.layer if spectral else layer
+        conv._check_image(h)         # the layer's own error for a wrong input shape
+        if spectral:
+            W, sn_ctx = layer.normalized_weight()    # one power iteration when training
+        else:
+            W, sn_ctx = conv.params["W"], None
+        b, settings = conv.params.get("b"), self._settings(conv)
+        out, cache = self._forward(h, W, b, *settings)
+        return out, _ConvContext(cache, W, b, settings, sn_ctx)
+
+    def input_backward(self, ctx, delta):
+        return self._backward(delta, ctx.cache, None, None, need_param_grads=False)
+
+    def jvp(self, ctx, a):
+        if ctx.a is a:                                # second() computed it already
+            out, ctx.a, ctx.Ja = ctx.Ja, None, None
+            return out
+        return self._forward(a, ctx.W, None, *ctx.settings)[0]
+
+    def second(self, ctx, a, delta):
+        Ja, cache_a = self._forward(a, ctx.W, None, *ctx.settings)
+        ctx.a, ctx.Ja = a, Ja
+        dW = array_module(ctx.W).zeros_like(ctx.W)
+        self._backward(delta, cache_a, dW, None, need_dx=False)
+        return {"W": dW}, None
+
+    def backward(self, ctx, rho, need_dx):
+        xp = array_module(ctx.W)
+        grads = {"W": xp.zeros_like(ctx.W)}
+        if ctx.b is not None:
+            grads["b"] = xp.zeros_like(ctx.b)
+        dx = self._backward(rho, ctx.cache, grads["W"], grads.get("b"), need_dx=need_dx)
+        return dx, grads
+
+    def add_grads(self, layer, ctx, grads):
+        _add_weight_grads(layer, ctx.sn_ctx, grads)
+
+
+class _ConvContext:
+    """What a convolution's forward leaves for the penalty's other passes: the kernel
+    op's cache (the windows of h), the weight used (W_sn under spectral norm), the
+    bias, the settings, the spectral-norm ctx, and J a of ``second`` for ``jvp``."""
+
+    __slots__ = ("cache", "W", "b", "settings", "sn_ctx", "a", "Ja")
+
+    def __init__(self, cache, W, b, settings, sn_ctx):
+        self.cache, self.W, self.b, self.settings, self.sn_ctx = cache, W, b, settings, sn_ctx
+        self.a = self.Ja = None
 
 
 class _Elementwise:
@@ -244,38 +349,44 @@ class _Reshape:
         pass
 
 
+def _conv2d_settings(layer):
+    return layer.stride, layer.padding
+
+
+def _conv_transpose2d_settings(layer):
+    return layer.stride, layer.padding, layer.output_padding
+
+
 #: layer type -> rule, looked up by exact type (a subclass needs a rule of its own).
 RULES = {
     Dense: _Affine(),
+    Conv2d: _Convolution(kernels.conv2d_forward, kernels.conv2d_backward, _conv2d_settings),
+    ConvTranspose2d: _Convolution(kernels.conv_transpose2d_forward,
+                                  kernels.conv_transpose2d_backward, _conv_transpose2d_settings),
     ReLU: _Elementwise(lambda layer, h: kernels.relu_forward(h)[0], _relu_derivatives),
     LeakyReLU: _Elementwise(lambda layer, h: kernels.leaky_relu_forward(h, layer.negative_slope)[0],
                             _leaky_relu_derivatives),
     Tanh: _Elementwise(lambda layer, h: kernels.tanh_forward(h)[0], _tanh_derivatives),
     Sigmoid: _Elementwise(lambda layer, h: kernels.sigmoid_forward(h)[0], _sigmoid_derivatives),
     Pack: _Reshape(),
+    Flatten: _Reshape(),
+    Reshape: _Reshape(),
 }
+
+#: the layers a SpectralNorm wrapper may hold here, and the rule for each
+SPECTRAL_RULES = {Dense: RULES[Dense], Conv2d: RULES[Conv2d]}
 
 
 @functools.lru_cache(maxsize=None)
 def _optional_rules():
-    """Rules for layers defined elsewhere, added when those layers exist (looked up
-    once, on first use: minigan.models imports much of the package)."""
-    import minigan.layers as layers_module
+    """Rules for layers defined outside ``minigan.layers``, looked up once, on first
+    use (minigan.models imports much of the package, so not at import time)."""
+    from minigan.models import Scale
 
-    found = {}
-    for name in ("Flatten", "Reshape"):
-        cls = getattr(layers_module, name, None)
-        if cls is not None:
-            found[cls] = _Reshape()
-    try:
-        from minigan.models import Scale
-    except ImportError:  # pragma: no cover - models is part of the package
-        pass
-    else:
-        found[Scale] = _Scale()
-    return found
+    return {Scale: _Scale()}
 
 
+#: by isinstance, so subclasses are refused too (BatchNorm2d is a BatchNorm1d)
 _REFUSED = {
     BatchNorm1d: "batch normalisation mixes the samples of a batch, so D(x_i) depends on the "
                  "other samples and a per-sample input gradient is not defined (the WGAN-GP "
@@ -291,19 +402,23 @@ def _rule_for(layer):
         if isinstance(layer, cls):
             raise TypeError(f"input_gradient_penalty: D contains {layer.short_repr()}, which a "
                             f"gradient penalty cannot go through: {why}.")
-    if isinstance(layer, SpectralNorm):
-        if type(layer.layer) is not Dense:
-            raise TypeError(f"input_gradient_penalty: {layer.short_repr()} has no second-order "
-                            "rule (only SpectralNorm(Dense) is supported)")
-        return RULES[Dense]
     # by exact type: a subclass may compute something else, so it needs its own rule
-    rule = RULES.get(type(layer)) or _optional_rules().get(type(layer))
+    if isinstance(layer, SpectralNorm):
+        rule = SPECTRAL_RULES.get(type(layer.layer))
+    else:
+        rule = RULES.get(type(layer)) or _optional_rules().get(type(layer))
     if rule is None:
-        supported = ", ".join(sorted({c.__name__ for c in (*RULES, *_optional_rules())}))
         raise TypeError(f"input_gradient_penalty: D contains {layer.short_repr()}, which has no "
-                        f"second-order (double backward) rule. Supported: {supported}, "
-                        "SpectralNorm(Dense), and Sequential containers of them.")
+                        f"second-order (double backward) rule. Supported: {_supported()}, and "
+                        "Sequential containers of them.")
     return rule
+
+
+def _supported():
+    """The layers with a rule, for the error message: 'Conv2d, ..., SpectralNorm(Dense), ...'."""
+    names = sorted({c.__name__ for c in (*RULES, *_optional_rules())})
+    names += [f"SpectralNorm({c.__name__})" for c in SPECTRAL_RULES]
+    return ", ".join(names)
 
 
 def _chain(model):

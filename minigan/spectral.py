@@ -1,10 +1,11 @@
 """Spectral normalisation (Miyato et al. 2018): a layer whose weight has spectral norm 1.
 
-``SpectralNorm(Dense(256, 1))`` computes the wrapped layer with W / sigma(W) in
-place of W, where sigma(W) is W's largest singular value. Each such layer is then
-1-Lipschitz (for the bias-free part), and so is a critic built from them with
-1-Lipschitz activations (ReLU, LeakyReLU with slope <= 1, tanh): a cheap way to
-keep a discriminator smooth, with no penalty term and no second backward pass.
+``SpectralNorm(Dense(256, 1))`` (or ``SpectralNorm(Conv2d(64, 128, 4, 2, 1))``)
+computes the wrapped layer with W / sigma(W) in place of W, where sigma(W) is the
+largest singular value of W as a matrix. A Dense layer is then 1-Lipschitz (for
+the bias-free part), and so is a critic built from them with 1-Lipschitz
+activations (ReLU, LeakyReLU with slope <= 1, tanh): a cheap way to keep a
+discriminator smooth, with no penalty term and no second backward pass.
 
 The weight as a matrix. Singular values are those of a matrix M; for a Dense
 layer (W of shape (in, out), ``out = x @ W + b``) this library takes M = W.T, of
@@ -12,6 +13,17 @@ shape (out, in), PyTorch's ``nn.Linear.weight``, so that ``u`` and ``v`` mean
 what they mean in PyTorch:
     u in R^out (a left singular vector of M),  v in R^in (a right one),
     sigma = u^T M v = v^T W u.
+
+A Conv2d's weight W (C_out, C_in, kH, kW) is taken as PyTorch takes it (its
+``dim=0``): M = W.reshape(C_out, C_in kH kW), one row per output channel, the
+matrix that multiplies every window of the input (``functional.conv2d_forward``),
+so u in R^C_out and v in R^(C_in kH kW). sigma(M) is not the convolution's own
+Lipschitz constant: with out[:, l] = M cols_l for the windows cols_l of x,
+||conv(x)||^2 = sum_l ||M cols_l||^2 <= sigma^2 sum_l ||cols_l||^2, and with each
+pixel of x in up to c = ceil(kH / sH) ceil(kW / sW) windows, ||conv(x)|| <=
+sqrt(c) sigma ||x||, more than sigma ||x|| for overlapping windows. Normalising M
+is what Miyato et al. do and what PyTorch computes; everything below holds with
+M in place of W.T, and d sigma / dW is u v^T reshaped to W's layout.
 
 Power iteration. sigma is estimated, not computed by an SVD: starting from the
 stored u, each iteration does
@@ -38,7 +50,7 @@ from __future__ import annotations
 import numpy as np
 
 from minigan.backend import array_module, make_rng, to_device
-from minigan.layers import Dense, Layer
+from minigan.layers import Conv2d, ConvTranspose2d, Dense, Layer
 
 __all__ = ["SpectralNorm"]
 
@@ -50,7 +62,7 @@ def _normalize(y, eps):
 
 
 class SpectralNorm(Layer):
-    """Wraps a Dense layer (Conv2d once it exists) and uses W / sigma(W) as its weight.
+    """Wraps a Dense or Conv2d layer and uses W / sigma(W) as its weight.
 
     Args:
         layer: the layer to normalise; its parameter "W" is the raw weight that
@@ -64,7 +76,8 @@ class SpectralNorm(Layer):
     The wrapped layer is the only child, named "" so the parameters keep their
     names: ``SpectralNorm(Dense(2, 8))`` has "W" and "b", and the buffers "u"
     (out_features,) and "v" (in_features,), PyTorch's ``weight_u`` and
-    ``weight_v``. See the module docstring for the math.
+    ``weight_v``; around a Conv2d, u is (out_channels,) and v
+    (in_channels kH kW,). See the module docstring for the math.
     """
 
     #: power iterations run once, when the wrapper is built
@@ -72,10 +85,13 @@ class SpectralNorm(Layer):
 
     def __init__(self, layer, n_power_iterations=1, eps=1e-12, rng=None):
         super().__init__()
-        if not isinstance(layer, Dense):
+        if not isinstance(layer, (Dense, Conv2d)):
             got = layer.short_repr() if isinstance(layer, Layer) else type(layer).__name__
-            raise TypeError(f"SpectralNorm wraps a Dense layer (Conv2d is not supported yet), "
-                            f"got {got}")
+            why = (" (a transposed convolution's weight is (C_in, C_out, kH, kW): PyTorch "
+                   "takes its matrix along dim=1, which is not supported here)"
+                   if isinstance(layer, ConvTranspose2d) else "")
+            raise TypeError(f"SpectralNorm wraps a Dense or Conv2d layer, got {got}{why}; "
+                            "wrap the layer whose weight you want normalised")
         n = n_power_iterations
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
             raise ValueError(f"SpectralNorm: n_power_iterations must be an int >= 1, "
@@ -87,7 +103,7 @@ class SpectralNorm(Layer):
         self.n_power_iterations = int(n_power_iterations)
         self.eps = eps
         W = layer.params["W"]
-        rows, cols = self._matrix(W).shape   # (out, in) for Dense
+        rows, cols = self._matrix(W).shape   # (out, in) for Dense, (C_out, C_in kH kW) for Conv2d
         generator = make_rng(rng)
         u = generator.standard_normal(rows)
         v = generator.standard_normal(cols)
@@ -103,14 +119,17 @@ class SpectralNorm(Layer):
         return [("", self.layer)]   # "": the wrapped layer's names are the wrapper's
 
     # -- the weight as a matrix ---------------------------------------------------
-    @staticmethod
-    def _matrix(W):
-        """M, the weight as PyTorch's matrix: W.T (out, in) for Dense's (in, out)."""
+    def _matrix(self, W):
+        """M, the weight as PyTorch's matrix (a view, no copy): W.T (out, in) for
+        Dense's (in, out); W.reshape(C_out, C_in kH kW) for Conv2d's (C_out, C_in, kH, kW)."""
+        if isinstance(self.layer, Conv2d):
+            return W.reshape(W.shape[0], -1)
         return W.T
 
-    @staticmethod
-    def _from_matrix(M):
-        """The inverse of ``_matrix``: an (out, in) matrix back to Dense's (in, out) layout."""
+    def _from_matrix(self, M):
+        """The inverse of ``_matrix``: a matrix of M's shape back to the layer's layout."""
+        if isinstance(self.layer, Conv2d):
+            return M.reshape(self.layer.params["W"].shape)
         return M.T
 
     # -- sigma and its gradient ---------------------------------------------------
@@ -142,7 +161,8 @@ class SpectralNorm(Layer):
         """dL/dW from G = dL/dW_sn, with u and v fixed: (G - <G, W_sn> v u^T) / sigma."""
         W_sn, sigma, u, v = ctx
         xp = array_module(G)
-        # d sigma / dM = u v^T (out, in), i.e. d sigma / dW = v u^T in Dense's layout
+        # d sigma / dM = u v^T (out, in), i.e. d sigma / dW = v u^T in Dense's layout,
+        # u v^T reshaped to (C_out, C_in, kH, kW) in Conv2d's
         dsigma = self._from_matrix(xp.outer(u, v))
         dW = G - (G * W_sn).sum() * dsigma
         dW /= sigma

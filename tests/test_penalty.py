@@ -1,6 +1,7 @@
 """Gradient penalties: the hand-written double backward against central differences
-of the penalty itself (float64), the regularisers inside the GAN's D step, the
-layers that are refused, PyTorch's double backward, and a short WGAN-GP run."""
+of the penalty itself (float64), for MLP and conv critics, the regularisers inside
+the GAN's D step, the layers that are refused, PyTorch's double backward, and a
+short WGAN-GP run."""
 
 from __future__ import annotations
 
@@ -18,12 +19,17 @@ from minigan.gan_losses import NonSaturating, Wasserstein
 from minigan.gradcheck import compare, numerical_gradient
 from minigan.layers import (
     BatchNorm1d,
+    BatchNorm2d,
+    Conv2d,
+    ConvTranspose2d,
     Dense,
     Dropout,
+    Flatten,
     Layer,
     LeakyReLU,
     Pack,
     ReLU,
+    Reshape,
     Sequential,
     Sigmoid,
     Tanh,
@@ -52,6 +58,42 @@ def _critic(sizes, activation, *, pack=1, front=(), spectral=False, dtype="float
         layers.append(SpectralNorm(dense, rng=rng) if spectral else dense)
         if i < len(sizes) - 2:
             layers.append(ACTIVATIONS[activation]())
+    return Sequential(*layers)
+
+
+def _random_bias(layer, rng):
+    b = layer.params["b"]
+    b[...] = mb.to_device(rng.normal(0, 0.5, b.shape).astype(b.dtype), layer.backend)
+    return layer
+
+
+def _conv_critic(activation, *, image=(2, 7, 5), channels=(3, 2), spectral=False,
+                 transposed=False, bias=True, flat=False, dtype="float64", seed=0,
+                 backend=None):
+    """Conv2d(k3, p1) -> act -> Conv2d(k3, stride 2, p(1, 0)) -> act -> Flatten -> Dense,
+    with random biases (none in the second Conv2d with ``bias=False``, as before a
+    batch norm). ``transposed`` puts a ConvTranspose2d (stride 2) in front, as a
+    layer whose input is the critic's (a linear map like any other); ``flat`` a
+    Reshape(*image), for flat samples (N, C H W), as the DCGAN discriminator has."""
+    rng = np.random.default_rng(seed)
+    c_in, H, W = image
+    c1, c2 = channels
+    kw = dict(dtype=dtype, rng=rng, backend=backend)
+    wrap = (lambda layer: SpectralNorm(layer, rng=rng)) if spectral else (lambda layer: layer)
+    layers = [Reshape(*image)] if flat else []
+    if transposed:
+        up = _random_bias(ConvTranspose2d(c_in, 2, 3, stride=2, padding=1, output_padding=1,
+                                          **kw), rng)
+        layers += [up, ACTIVATIONS[activation]()]
+        c_in, (H, W) = 2, up.output_shape((H, W))
+    first = _random_bias(Conv2d(c_in, c1, 3, padding=1, **kw), rng)
+    second = Conv2d(c1, c2, 3, stride=2, padding=(1, 0), bias=bias, **kw)
+    if bias:
+        _random_bias(second, rng)
+    h_out, w_out = second.output_shape(first.output_shape((H, W)))
+    last = _random_bias(Dense(c2 * h_out * w_out, 1, **kw), rng)
+    layers += [wrap(first), ACTIVATIONS[activation](), wrap(second), ACTIVATIONS[activation](),
+               Flatten(), wrap(last)]
     return Sequential(*layers)
 
 
@@ -135,6 +177,37 @@ def test_penalty_gradients_of_a_packing_critic(activation):
     _assert_gradients_match(analytic, numeric)
 
 
+def _conv_case(case, n, seed):
+    """(D, x, weight, center) from a test case's name ("r1-spectral-tanh", ...): a conv
+    critic with "spectral", "transposed", "nobias" and "flat" as _conv_critic's
+    arguments and the last word as its activation, n inputs for it (odd 7x5 images,
+    4x3 before a transposed convolution's upsampling), and center 0 for "r1"."""
+    image = (2, 4, 3) if "transposed" in case else (2, 7, 5)
+    D = _conv_critic(case.split("-")[-1], image=image, spectral="spectral" in case,
+                     transposed="transposed" in case, bias="nobias" not in case,
+                     flat="flat" in case, seed=seed)
+    x = _x((n, *image), seed + 1)
+    if "flat" in case:
+        x = x.reshape(n, -1)
+    weight, center = (5.0, 0.0) if case.startswith("r1") else (10.0, 1.0)
+    return D, x, weight, center
+
+
+@pytest.mark.parametrize("case", ["leaky_relu", "tanh", "sigmoid", "relu", "spectral-leaky_relu",
+                                  "spectral-nobias-tanh", "r1-sigmoid", "r1-spectral-tanh",
+                                  "transposed-tanh", "flat-leaky_relu"])
+def test_conv_critic_penalty_gradients_match_finite_differences(case):
+    """Conv2d (padding) -> act -> Conv2d (stride 2) -> act -> Flatten -> Dense on odd
+    7x5 images (a ConvTranspose2d in front for "transposed", upsampling 4x3 to 8x6):
+    every parameter's dP/dtheta against central differences of P."""
+    D, x, weight, center = _conv_case(case, n=3, seed=75)
+    D.eval()   # spectral norm: u and v held fixed, so every evaluation sees one D
+    for h in _pre_activations(D, x):
+        assert np.abs(h).min() > 1e-3  # off the kinks: a 1e-6 step cannot cross one
+    _, analytic, numeric = _penalty_check(D, x, weight, center)
+    _assert_gradients_match(analytic, numeric)
+
+
 def test_penalty_gradients_through_scale_and_spectral_norm():
     D = _critic([3, 5, 4, 1], "tanh", front=[Scale(0.5)], spectral=True, seed=5)
     D.eval()   # spectral norm: u and v held fixed, so every evaluation sees one D
@@ -168,6 +241,46 @@ def test_the_second_derivatives_of_the_activations_matter(monkeypatch, activatio
     monkeypatch.setattr(rule, "_derivatives", lambda *args: (first_only(*args)[0], None))
     _, wrong, _ = _penalty_check(D, x, weight=1.0, center=1.0)
     assert not all(compare(n, wrong[n], numeric[n]).ok for n in numeric)
+
+
+@pytest.mark.parametrize("kind", ["conv", "transposed"])
+def test_the_convolution_rule_has_the_four_facts_of_the_affine_rule(kind):
+    """For one convolution, each method of its rule against what it must equal:
+    B is the layer's own input gradient, J a the forward without bias, <a, B(delta)>
+    = <J a, delta>, and second's dW is d<J a, delta>/dW by central differences."""
+    rng = np.random.default_rng(90)
+    if kind == "conv":
+        layer = Conv2d(2, 3, (3, 2), stride=2, padding=1, dtype="float64", rng=rng)
+        h_shape = (2, 2, 7, 6)
+    else:
+        layer = ConvTranspose2d(2, 3, 3, stride=2, padding=1, output_padding=1,
+                                dtype="float64", rng=rng)
+        h_shape = (2, 2, 4, 3)
+    _random_bias(layer, rng)
+    rule = penalty_module.RULES[type(layer)]
+    h, a = _x(h_shape, 91), _x(h_shape, 92)
+    out, ctx = rule.forward(layer, h)
+    delta = _x(out.shape, 93)
+
+    np.testing.assert_allclose(out, layer.forward(h), rtol=1e-13)
+    np.testing.assert_allclose(rule.input_backward(ctx, delta),
+                               layer.backward(delta, param_grads=False), rtol=1e-13)
+    Ja = rule.jvp(ctx, a)
+    no_bias = layer.forward(a) - layer.params["b"].reshape(-1, 1, 1)
+    layer.clear_cache()
+    np.testing.assert_allclose(Ja, no_bias, rtol=1e-12, atol=1e-14)
+    assert float((a * rule.input_backward(ctx, delta)).sum()) == pytest.approx(
+        float((Ja * delta).sum()), rel=1e-12)
+
+    grads, r = rule.second(ctx, a, delta)
+    assert r is None and set(grads) == {"W"}
+    assert ctx.a is a                            # J a kept for the jvp on the same a ...
+    np.testing.assert_allclose(rule.jvp(ctx, a), Ja, rtol=1e-13)
+    assert ctx.a is None and ctx.Ja is None      # ... and used once
+    numeric = numerical_gradient(lambda: float((rule.jvp(ctx, a) * delta).sum()),
+                                 layer.params["W"])
+    result = compare("dW", grads["W"], numeric)
+    assert result.ok, result.line()
 
 
 def _input_gradient_by_backward(D, x):
@@ -206,9 +319,15 @@ def test_penalty_at_zero_gradient_is_finite():
         assert np.all(np.isfinite(g))
 
 
-def test_penalty_keeps_float32_and_adds_to_existing_grads(backend):
-    D = _critic([3, 5, 1], "tanh", dtype="float32", seed=13, backend=backend)
-    x = mb.to_device(_x((6, 3), 14).astype(np.float32), backend)
+@pytest.mark.parametrize("kind", ["mlp", "conv"])
+def test_penalty_keeps_float32_and_adds_to_existing_grads(backend, kind):
+    if kind == "mlp":
+        D, x_shape = _critic([3, 5, 1], "tanh", dtype="float32", seed=13, backend=backend), (6, 3)
+    else:
+        D = _conv_critic("tanh", spectral=True, dtype="float32", seed=13, backend=backend)
+        D.eval()   # u and v fixed: the two calls below see the same D
+        x_shape = (3, 2, 7, 5)
+    x = mb.to_device(_x(x_shape, 14).astype(np.float32), backend)
     D.zero_grad()
     first = input_gradient_penalty(D, x, 10.0, 1.0)
     once = [mb.to_numpy(g).copy() for _, g in D.parameters()]
@@ -234,7 +353,9 @@ class _Custom(Layer):
 @pytest.mark.parametrize("layer, match", [
     (BatchNorm1d(4, dtype="float64"), r"BatchNorm1d\(4\).*WGAN-GP paper drops batch norm"),
     (Dropout(0.3), r"Dropout\(p=0.3\).*random"),
-    (_Custom(), r"_Custom\(\).*no second-order.*Supported: Dense"),
+    (BatchNorm2d(4, dtype="float64"), r"BatchNorm2d\(4\).*WGAN-GP paper drops batch norm"),
+    (_Custom(), r"_Custom\(\).*no second-order.*Supported: Conv2d, ConvTranspose2d, Dense, "
+                r"Flatten.*SpectralNorm\(Dense\), SpectralNorm\(Conv2d\)"),
 ])
 def test_layers_without_a_double_backward_are_refused_by_name(layer, match):
     D = Sequential(Dense(3, 4, dtype="float64"), layer, LeakyReLU(0.2), Dense(4, 1, dtype="float64"))
@@ -242,6 +363,21 @@ def test_layers_without_a_double_backward_are_refused_by_name(layer, match):
         input_gradient_penalty(D, _x((4, 3), 0), 10.0, 1.0)
     for _, g in D.parameters():
         assert not np.any(g)     # refused before anything was added
+
+
+def test_a_batchnorm2d_conv_critic_is_refused_before_anything_runs():
+    D = Sequential(Conv2d(2, 4, 3, dtype="float64"), BatchNorm2d(4, dtype="float64"),
+                   LeakyReLU(0.2), Flatten(), Dense(4 * 3 * 3, 1, dtype="float64"))
+    running = D[1].running_mean.copy()
+    with pytest.raises(TypeError, match=r"BatchNorm2d\(4\).*batch normalisation mixes"):
+        input_gradient_penalty(D, _x((4, 2, 5, 5), 0), 10.0, 1.0)
+    assert np.array_equal(D[1].running_mean, running)   # no forward ran
+
+
+def test_a_conv_critic_given_the_wrong_image_says_what_it_expected():
+    D = _conv_critic("tanh")
+    with pytest.raises(ValueError, match=r"Conv2d\(2 -> 3.*expected input of shape \(N, 2, H, W\)"):
+        input_gradient_penalty(D, _x((3, 3, 7, 5), 0), 10.0, 1.0)
 
 
 def test_an_input_of_another_dtype_is_refused():
@@ -272,9 +408,9 @@ class _Recorder:
         self.seen.append([g.copy() for _, g in self.model.parameters()])
 
 
-def _gan(regularizer, loss):
+def _gan(regularizer, loss, D=None):
     G = mlp([2, 8, 2], activation="tanh", dtype="float64", rng=20)
-    D = _critic([2, 8, 6, 1], "tanh", seed=21)
+    D = _critic([2, 8, 6, 1], "tanh", seed=21) if D is None else D
     opt = _Recorder(D)
     gan = GAN(G, D, 2, _Recorder(G), opt, loss=loss, regularizer=regularizer, rng=0)
     return gan, opt
@@ -320,6 +456,37 @@ def test_r1_in_the_d_step_penalises_the_real_batch():
     assert repr(R1(4)) == "R1(gamma=4)" and repr(GradientPenalty()) == "GradientPenalty(weight=10)"
 
 
+@pytest.mark.parametrize("which", ["gradient-penalty", "r1"])
+def test_regularisers_on_a_conv_critic_in_the_d_step(which):
+    """Image batches through GradientPenalty (one epsilon per image) and R1 in the D
+    step of a conv critic: the value is the formula, with g from D's own backward;
+    the gradient added is the penalty's, which matches central differences."""
+    def regularizer():
+        return GradientPenalty(weight=10.0, rng=3) if which == "gradient-penalty" else R1(4.0)
+
+    plain, plain_opt = _gan(None, Wasserstein(), D=_conv_critic("tanh", seed=82))
+    reg, reg_opt = _gan(regularizer(), Wasserstein(), D=_conv_critic("tanh", seed=82))
+    real, fake = _x((4, 2, 7, 5), 80), _x((4, 2, 7, 5), 81)
+    stats = reg.discriminator_step(real, fake)
+    plain.discriminator_step(real, fake)
+    if which == "gradient-penalty":
+        x, eps = GradientPenalty(rng=3).interpolate(real, fake)   # the same epsilons
+        assert eps.shape == (4, 1, 1, 1) and len(np.unique(eps)) == 4
+        weight, center = 10.0, 1.0
+    else:
+        x, weight, center = real, 2.0, 0.0
+
+    D = copy.deepcopy(reg.D)
+    _, g = _input_gradient_by_backward(copy.deepcopy(D), x)
+    norms = np.linalg.norm(g.reshape(4, -1), axis=1)                # one norm per image
+    assert stats["d_penalty"] == pytest.approx(weight * np.mean((norms - center) ** 2),
+                                               rel=1e-10)
+    _, analytic, numeric = _penalty_check(D, x, weight, center)
+    for g_reg, g_plain, name in zip(reg_opt.seen[0], plain_opt.seen[0], analytic):
+        np.testing.assert_allclose(g_reg, g_plain + analytic[name], rtol=1e-12, atol=1e-15)
+    _assert_gradients_match(analytic, numeric)
+
+
 def test_gradient_penalty_state_dict_repeats_the_epsilons():
     reg = GradientPenalty(rng=7)
     reg.interpolate(np.ones((5, 2)), np.zeros((5, 2)))
@@ -359,26 +526,49 @@ def test_wgan_gp_runs_200_steps_on_ring8_without_nan():
 # ------------------------------------------------------------------ PyTorch parity
 
 
+def _torch_layer(torch, layer):
+    """PyTorch's float64 copy of a Dense, Conv2d or ConvTranspose2d (same weights), or of
+    a SpectralNorm around one (same u and v)."""
+    nn = torch.nn
+    inner = layer.layer if isinstance(layer, SpectralNorm) else layer
+    if isinstance(inner, Dense):
+        mod, W = nn.Linear(inner.in_features, inner.out_features), inner.params["W"].T
+    elif isinstance(inner, Conv2d):
+        mod, W = nn.Conv2d(inner.in_channels, inner.out_channels, inner.kernel_size,
+                           inner.stride, inner.padding), inner.params["W"]
+    else:
+        mod, W = nn.ConvTranspose2d(inner.in_channels, inner.out_channels, inner.kernel_size,
+                                    inner.stride, inner.padding, inner.output_padding), \
+            inner.params["W"]
+    mod = mod.double()
+    with torch.no_grad():
+        mod.weight.copy_(torch.from_numpy(W.copy()))
+        if "b" in inner.params:
+            mod.bias.copy_(torch.from_numpy(inner.params["b"].copy()))
+        else:
+            mod.bias = None
+    if isinstance(layer, SpectralNorm):
+        mod = nn.utils.spectral_norm(mod)
+        with torch.no_grad():
+            mod.weight_u.copy_(torch.from_numpy(layer.buffers["u"].copy()))
+            mod.weight_v.copy_(torch.from_numpy(layer.buffers["v"].copy()))
+    return mod
+
+
 def _torch_critic(torch, D):
     """PyTorch's version of a minigan critic (same weights), as a list of callables."""
     nn = torch.nn
     mods = []
     for layer in D.layers:
-        if isinstance(layer, (Dense, SpectralNorm)):
-            dense = layer.layer if isinstance(layer, SpectralNorm) else layer
-            lin = nn.Linear(dense.in_features, dense.out_features).double()
-            with torch.no_grad():
-                lin.weight.copy_(torch.from_numpy(dense.params["W"].T.copy()))
-                lin.bias.copy_(torch.from_numpy(dense.params["b"].copy()))
-            if isinstance(layer, SpectralNorm):
-                lin = nn.utils.spectral_norm(lin)
-                with torch.no_grad():
-                    lin.weight_u.copy_(torch.from_numpy(layer.buffers["u"].copy()))
-                    lin.weight_v.copy_(torch.from_numpy(layer.buffers["v"].copy()))
-            mods.append(lin)
+        if isinstance(layer, (Dense, Conv2d, ConvTranspose2d, SpectralNorm)):
+            mods.append(_torch_layer(torch, layer))
         elif isinstance(layer, Pack):
             m = layer.m
             mods.append(lambda h, m=m: h.reshape(h.shape[0] // m, m * h.shape[1]))
+        elif isinstance(layer, Flatten):
+            mods.append(nn.Flatten())
+        elif isinstance(layer, Reshape):
+            mods.append(lambda h, shape=layer.shape: h.reshape(h.shape[0], *shape))
         elif isinstance(layer, LeakyReLU):
             mods.append(nn.LeakyReLU(layer.negative_slope))
         else:
@@ -391,31 +581,27 @@ def _or_zeros(torch, grad, param):
 
 
 def _torch_weight_grads(torch, mods):
-    """dP/dW (minigan's (in, out) layout) and dP/db of every Linear, in order."""
+    """dP/dW (in minigan's layout: Linear's transposed, a convolution's as it is) and
+    dP/db of every layer with weights, in order."""
     grads = []
     for mod in mods:
-        if isinstance(mod, torch.nn.Linear):
+        if isinstance(mod, (torch.nn.Linear, torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
             W = mod.weight_orig if hasattr(mod, "weight_orig") else mod.weight
             # None: P does not depend on it (the last bias moves D, not its gradient)
-            grads += [_or_zeros(torch, W.grad, W).numpy().T,
-                      _or_zeros(torch, mod.bias.grad, mod.bias).numpy()]
+            dW = _or_zeros(torch, W.grad, W).numpy()
+            grads.append(dW.T if isinstance(mod, torch.nn.Linear) else dW)
+            if mod.bias is not None:
+                grads.append(_or_zeros(torch, mod.bias.grad, mod.bias).numpy())
     return grads
 
 
-@pytest.mark.parametrize("case", ["tanh", "sigmoid", "leaky_relu", "relu", "pack-tanh",
-                                  "spectral-tanh", "r1-sigmoid"])
-def test_penalty_gradients_match_pytorch_double_backward(case):
-    torch = pytest.importorskip("torch", reason="PyTorch parity needs torch installed")
-    activation = case.split("-")[-1]
-    pack = 2 if case.startswith("pack") else 1
-    spectral = case.startswith("spectral")
-    weight, center = (5.0, 0.0) if case.startswith("r1") else (10.0, 1.0)
-    D = _critic([3 * pack, 7, 5, 1], activation, pack=pack, spectral=spectral, seed=50)
-    x = _x((8, 3), 51)
+def _assert_penalty_matches_pytorch(torch, D, x, weight, center):
+    """Our penalty and its parameter gradients (D in training mode: spectral norm
+    iterates once) against PyTorch's double backward of the same critic."""
     mods = _torch_critic(torch, D)   # before the penalty: the same u and v to start from
 
     D.zero_grad()
-    value = input_gradient_penalty(D, x, weight, center)   # training mode: SN iterates once
+    value = input_gradient_penalty(D, x, weight, center)
 
     xt = torch.from_numpy(x.copy()).requires_grad_(True)
     h = xt
@@ -432,11 +618,34 @@ def test_penalty_gradients_match_pytorch_double_backward(case):
     assert len(ours) == len(theirs)
     for a, b in zip(ours, theirs):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-10)
-    if spectral:   # the one power iteration updated u the same way
-        sn = [layer for layer in D.layers if isinstance(layer, SpectralNorm)]
-        lins = [m for m in mods if hasattr(m, "weight_u")]
-        for layer, lin in zip(sn, lins):
-            np.testing.assert_allclose(layer.buffers["u"], lin.weight_u.numpy(), rtol=1e-12)
+    # spectral norm: the one power iteration updated u the same way
+    sn = [layer for layer in D.layers if isinstance(layer, SpectralNorm)]
+    lins = [m for m in mods if hasattr(m, "weight_u")]
+    assert len(sn) == len(lins)
+    for layer, lin in zip(sn, lins):
+        np.testing.assert_allclose(layer.buffers["u"], lin.weight_u.numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("case", ["tanh", "sigmoid", "leaky_relu", "relu", "pack-tanh",
+                                  "spectral-tanh", "r1-sigmoid"])
+def test_penalty_gradients_match_pytorch_double_backward(case):
+    torch = pytest.importorskip("torch", reason="PyTorch parity needs torch installed")
+    activation = case.split("-")[-1]
+    pack = 2 if case.startswith("pack") else 1
+    weight, center = (5.0, 0.0) if case.startswith("r1") else (10.0, 1.0)
+    D = _critic([3 * pack, 7, 5, 1], activation, pack=pack, spectral="spectral" in case, seed=50)
+    _assert_penalty_matches_pytorch(torch, D, _x((8, 3), 51), weight, center)
+
+
+@pytest.mark.parametrize("case", ["tanh", "leaky_relu", "spectral-sigmoid", "spectral-leaky_relu",
+                                  "r1-tanh", "transposed-sigmoid", "nobias-tanh",
+                                  "spectral-nobias-tanh", "flat-spectral-tanh"])
+def test_conv_critic_penalty_gradients_match_pytorch_double_backward(case):
+    """The conv critics of the finite-difference test (odd 7x5 images) against PyTorch,
+    the spectral cases with every weighted layer normalised (u and v iterated once)."""
+    torch = pytest.importorskip("torch", reason="PyTorch parity needs torch installed")
+    D, x, weight, center = _conv_case(case, n=4, seed=52)
+    _assert_penalty_matches_pytorch(torch, D, x, weight, center)
 
 
 def test_a_wgan_gp_training_step_matches_pytorch():
