@@ -10,6 +10,10 @@ One file holds everything a run needs to continue exactly where it stopped:
 * both optimisers (Adam's moments, step count t and learning rate);
 * the step, the noise generator's state (the NumPy ``bit_generator.state``,
   stored as JSON), the states of dropout layers' generators, the history;
+* the regulariser of D's step (``gan.regularizer``): its type and, for one that
+  has a ``state_dict`` (``GradientPenalty``: the generator of its interpolation
+  epsilons), that state, so a WGAN-GP run resumes bit-exactly. Spectral norm's
+  u and v are buffers of D, stored with its parameters;
 * the architecture ``config`` (the dict ``minigan.models.build_gan`` takes), so
   ``load_checkpoint`` can rebuild the networks before filling them in;
 * ``extra``: anything JSON-able the caller wants back (the command line keeps
@@ -44,7 +48,9 @@ __all__ = ["save_checkpoint", "load_checkpoint", "read_metadata", "Checkpoint",
 FORMAT = "minigan-checkpoint"
 #: 2: the GAN of minigan 0.2 (loss objects, Pack and EMA as objects; a packing
 #: D's layers are numbered from its Pack layer). Version 1 files are refused
-#: with a message that names both versions.
+#: with a message that names both versions. The metadata entry "regularizer"
+#: came later within version 2: a file without it was written before a config
+#: could ask for a penalty, and loads as a GAN without a regulariser's state.
 FORMAT_VERSION = 2
 META_KEY = "__meta__"
 
@@ -122,6 +128,36 @@ def _rng_state(rng):
     a checkpoint cannot carry (the resumed run then draws other noise)."""
     bit_generator = getattr(rng, "bit_generator", None)
     return bit_generator.state if isinstance(bit_generator, np.random.BitGenerator) else None
+
+
+def _regularizer_state(regularizer):
+    """{"type": class name[, "state": its state_dict()]} for the GAN's regulariser,
+    None without one. The state (GradientPenalty's epsilon generator) is JSON."""
+    if regularizer is None:
+        return None
+    entry = {"type": type(regularizer).__name__}
+    if hasattr(regularizer, "state_dict"):
+        entry["state"] = regularizer.state_dict()
+    return entry
+
+
+def _load_regularizer(gan, saved, path):
+    """Put a stored regulariser state back; the types must agree (a file without the
+    entry, written before it existed, has nothing to put back)."""
+    own = getattr(gan, "regularizer", None)
+    own_type = type(own).__name__ if own is not None else None
+    saved_type = saved["type"] if saved is not None else None
+    if own_type != saved_type:
+        raise ArchitectureMismatchError(
+            f"{path!r} was saved from a GAN with regularizer {saved_type or 'None'} but this "
+            f"GAN's is {own!r}; load it without gan= (the stored config rebuilds the right "
+            "one) or set gan.regularizer after loading")
+    if saved is not None and "state" in saved:
+        if not hasattr(own, "load_state_dict"):
+            raise ArchitectureMismatchError(
+                f"{path!r} holds a state for the {saved_type} regulariser, but this GAN's "
+                f"{own!r} cannot take one (no load_state_dict)")
+        own.load_state_dict(saved["state"])
 
 
 def _json_default(obj):
@@ -211,6 +247,7 @@ def save_checkpoint(path, gan, config, extra=None):
         "backend": gan.G.backend,
         "noise_rng": _rng_state(gan.rng),
         "dropout_rng": {"G": _dropout_states(gan.G), "D": _dropout_states(gan.D)},
+        "regularizer": _regularizer_state(getattr(gan, "regularizer", None)),
         "layers": {"G": _layer_kinds(gan.G), "D": _layer_kinds(gan.D)},
         "ema_updates": gan.ema.updates if gan.ema is not None else 0,
         "optimizers": {
@@ -322,6 +359,12 @@ def _check_meta(meta, arrays, path):
             raise _bad_meta(path, entry, expected, value)
     if meta["step"] < 0:
         raise _bad_meta(path, "step", "an integer >= 0", meta["step"])
+    regularizer = meta.get("regularizer")   # optional: absent in older version-2 files
+    if regularizer is not None and not (
+            isinstance(regularizer, dict) and isinstance(regularizer.get("type"), str)
+            and isinstance(regularizer.get("state", {}), dict)):
+        raise _bad_meta(path, "regularizer", "null or a dict with 'type' (a string) and "
+                        "optionally 'state' (a dict)", regularizer)
     for who in ("G", "D"):
         if not isinstance(meta["dropout_rng"].get(who), dict):
             raise _bad_meta(path, f"dropout_rng.{who}", "a dict", meta["dropout_rng"].get(who))
@@ -452,6 +495,14 @@ def load_checkpoint(path, backend=None, gan=None):
             raise
         raise CheckpointError(f"{path!r}: a stored generator state ('noise_rng' or "
                               f"'dropout_rng') is damaged ({type(err).__name__}: {err})") from None
+    if "regularizer" in meta:   # absent in version-2 files written before it existed
+        try:
+            _load_regularizer(gan, meta["regularizer"], path)
+        except (TypeError, ValueError, KeyError) as err:
+            if isinstance(err, CheckpointError):
+                raise
+            raise CheckpointError(f"{path!r}: the stored state of the regularizer ('regularizer') "
+                                  f"is damaged ({type(err).__name__}: {err})") from None
     from minigan.gan import History
 
     keys = meta.get("history_keys", [])

@@ -22,6 +22,7 @@ import os
 import platform
 import shlex
 import sys
+import textwrap
 import time
 
 import numpy as np
@@ -30,7 +31,19 @@ from minigan._atomic import atomic_open
 from minigan import rundir
 from minigan.checkpoint import CheckpointError
 from minigan.data import DataError
-from minigan.presets import CONDITIONAL, DATASETS, IMAGE_DATASETS, PRESETS, TOY_DATASETS, preset
+from minigan.presets import (
+    CONDITIONAL,
+    DATASETS,
+    IMAGE_DATASETS,
+    METHOD_LOSSES,
+    METHODS,
+    PRESETS,
+    TOY_DATASETS,
+    method_for,
+    method_settings,
+    penalty_weight,
+    preset,
+)
 
 __all__ = ["main", "build_parser", "train", "CLIError"]
 
@@ -66,6 +79,7 @@ _positive_int = _argument_type(int, lambda v: v >= 1, "a positive integer")
 _non_negative_int = _argument_type(int, lambda v: v >= 0, "an integer >= 0")
 _positive_float = _argument_type(float, lambda v: math.isfinite(v) and v > 0, "a positive number")
 _unit_float = _argument_type(float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
+_beta = _argument_type(float, lambda v: 0.0 <= v < 1.0, "a beta in [0, 1)")
 # Every frame is kept in memory and in each checkpoint (about 20 KB on a 2-D set)
 # and drawn into the GIF: a frame every step made a 13 s run take 513 s and 3.5 GB.
 MAX_FRAMES = 200
@@ -216,6 +230,14 @@ def _plot_samples(path, gan, name, samples, title):
                       labels=labels, class_names=names, title=title, path=path)
 
 
+def _equilibrium_lines(config):
+    """plot_losses' reference lines: its defaults are the cross-entropy losses'
+    values at D = 1/2; the other losses have other (or no) such values, so none."""
+    if config.get("loss", "bce") == "bce":
+        return {}
+    return {"d_loss_at_equilibrium": None, "g_loss_at_equilibrium": None}
+
+
 def _figures(run, samples):
     """losses.png, samples.png and (1-D, 2-D) training.gif, each added to
     ``run.written`` once it is on disk."""
@@ -223,7 +245,8 @@ def _figures(run, samples):
     from minigan import plot
 
     out, name, gan = run.out, run.config["dataset"], run.gan
-    plot.plot_losses(gan.history, path=os.path.join(out, "losses.png"))
+    plot.plot_losses(gan.history, path=os.path.join(out, "losses.png"),
+                     **_equilibrium_lines(run.config))
     run.written.append("losses.png")
     _plot_samples(os.path.join(out, "samples.png"), gan, name, samples,
                   f"{name}, step {gan.step}")
@@ -263,15 +286,29 @@ class _Run:
 
 # The settings a run's checkpoint stores: options on a new run, fixed on --resume.
 _SETTINGS = ("batch_size", "lr_g", "lr_d", "g_loss", "d_steps", "label_smoothing", "ema_decay",
-             "frames", "pack", "loss", "checkpoint_every")
+             "frames", "pack", "loss", "checkpoint_every", "betas", "penalty", "penalty_weight",
+             "spectral_norm")
+
+#: what each loss other than bce sets G's loss to, for the error when --g-loss is given too
+_BOTH_LOSSES = {"lsgan": "least squares", "wasserstein": "the Wasserstein critic's",
+                "hinge": "the hinge loss (and G's loss -D(G(z)))"}
 
 
 def _config_from_args(args):
+    """The run's settings: the preset, then (conditional) CONDITIONAL, then the settings
+    of the method --loss/--penalty select (``presets.method_settings``), then the flags."""
     config = preset(args.dataset)
     if args.conditional and args.dataset in IMAGE_DATASETS:
         config.update(CONDITIONAL)  # then the options given override these too
+    method = method_for(args.loss, args.penalty)
+    if method is not None:
+        settings = method_settings(method, args.dataset)
+        settings.pop("penalty_weight", None)   # set below, once the penalty is known
+        config.update(settings)
     config.update({k: getattr(args, k) for k in ("steps", *_SETTINGS)
-                   if getattr(args, k) is not None})
+                   if k != "loss" and getattr(args, k) is not None})
+    if args.loss is not None:
+        config["loss"] = METHOD_LOSSES[args.loss]   # wgan-gp: the Wasserstein loss (+ gp)
     for k in ("lr_g", "lr_d"):
         if args.lr is not None and getattr(args, k) is None:
             config[k] = args.lr
@@ -280,16 +317,54 @@ def _config_from_args(args):
             raise CLIError(f"--conditional needs labelled data ({', '.join(IMAGE_DATASETS)}); "
                            f"{args.dataset} has no labels")
         config["n_classes"] = 10
-    if config.get("loss", "bce") == "lsgan":
-        if args.g_loss is not None and args.g_loss != "lsgan":
-            raise CLIError(f"--loss lsgan sets both losses to least squares; it cannot be "
-                           f"combined with --g-loss {args.g_loss}")
-        config["g_loss"] = "lsgan"
+    _loss_settings(config, args)
+    _penalty_settings(config, args)
     config["seed"] = 0 if args.seed is None else args.seed
     # The learning-rate schedule spans the steps asked for now, also when a later
     # --resume asks for more.
     config["schedule_steps"] = config["steps"]
+    _check_settings(config)
     return config
+
+
+def _loss_settings(config, args):
+    """Any loss but bce sets G's loss itself (recorded as g_loss = the loss's name)
+    and has no target to smooth: --g-loss and --label-smoothing then do not apply."""
+    loss = config.get("loss", "bce")
+    if loss == "bce":
+        return
+    flag = f"--loss {args.loss}" if args.loss is not None else f"the preset's loss {loss!r}"
+    if args.g_loss is not None:
+        raise CLIError(f"{flag} sets both losses to {_BOTH_LOSSES[loss]}; it cannot be "
+                       f"combined with --g-loss {args.g_loss} (a choice of --loss bce)")
+    if args.label_smoothing:
+        raise CLIError(f"{flag} has no real target to smooth: --label-smoothing is one-sided "
+                       f"smoothing of the cross-entropy's target (--loss bce)")
+    config["g_loss"] = loss
+
+
+def _penalty_settings(config, args):
+    """penalty_weight: --penalty-weight, else the weight METHODS gives the penalty for
+    this dataset (``presets.penalty_weight``); none without a penalty."""
+    penalty = config.get("penalty", "none")
+    if penalty == "none":
+        if args.penalty_weight is not None:
+            raise CLIError("--penalty-weight needs a penalty: add --penalty gp or --penalty r1 "
+                           "(or use --loss wgan-gp)")
+        config.pop("penalty_weight", None)
+    elif args.penalty_weight is None:
+        config["penalty_weight"] = penalty_weight(penalty, args.dataset)
+
+
+def _check_settings(config):
+    """What build_gan would refuse (a penalty on a D with batch norm, ...), as a usage
+    error before the run directory is made."""
+    from minigan.models import check_config
+
+    try:
+        check_config(config)
+    except (TypeError, ValueError) as err:
+        raise CLIError(f"these settings cannot be used together: {err}") from None
 
 
 def _resume_config(args, backend):
@@ -297,8 +372,8 @@ def _resume_config(args, backend):
     settings it was started with."""
     from minigan.checkpoint import load_checkpoint
 
-    changed = [f"--{k.replace('_', '-')}" for k in ("seed", "lr", *_SETTINGS, "conditional")
-               if getattr(args, k) is not None and getattr(args, k) is not False]
+    changed = [f"--{k.replace('_', '-')}" for k in ("seed", "lr", *_SETTINGS)
+               if getattr(args, k) is not None] + (["--conditional"] if args.conditional else [])
     if changed:
         raise CLIError(f"{', '.join(changed)} cannot be changed when resuming: the run "
                        "continues with the settings stored in the checkpoint (only --steps "
@@ -354,6 +429,14 @@ def _notes(run):
         notes.append(f"note: the learning-rate schedule keeps the length of the run as it "
                      f"was started, {span} steps (stored in its config): {what}. To spread "
                      f"the schedule over {steps} steps, start a new run with --steps {steps}.")
+    if config.get("loss") == "wasserstein" and config.get("penalty", "none") == "none" \
+            and not config.get("spectral_norm"):
+        notes.append("note: the Wasserstein loss without a penalty or spectral norm leaves the "
+                     "critic unconstrained: its estimate of the Wasserstein distance holds only "
+                     "for a Lipschitz D, and its scores can grow without bound. The original "
+                     "WGAN (Arjovsky et al. 2017) clipped D's weights; minigan has no clipping. "
+                     "Use --loss wgan-gp (the gradient penalty of Gulrajani et al. 2017), "
+                     "--penalty gp or --spectral-norm.")
     return notes
 
 
@@ -437,14 +520,36 @@ def _describe(run):
     d_in = f"{config['data_dim']}+{c}" if c else f"{config['data_dim']}"
     d_in = f"{m}x({d_in})" if m > 1 and c else (f"{m}x{d_in}" if m > 1 else d_in)
     options = "".join([f", conditional on {c} classes" if c else "",
-                       f", pack {m}" if m > 1 else "",
-                       ", least-squares loss" if config.get("loss") == "lsgan" else ""])
+                       f", pack {m}" if m > 1 else "", _describe_method(config)])
     n_params = gan.G.n_params + gan.D.n_params
     return (f"Training a GAN on {config['dataset']}{where}: {config['steps']} steps, batch "
             f"{config['batch_size']}, G {g_in}-{'-'.join(map(str, config['g_hidden']))}-"
             f"{config['data_dim']}, D {d_in}-{'-'.join(map(str, config['d_hidden']))}-1"
             f"{options} ({n_params:,} parameters), {run.backend}, seed {run.seed}; "
             f"writing to {run.out}")
+
+
+_LOSS_WORDS = {"lsgan": "least-squares loss", "wasserstein": "Wasserstein loss",
+               "hinge": "hinge loss"}
+
+
+def _describe_method(config):
+    """', Wasserstein loss, gradient penalty 10, 5 D steps per G step', or '' for the
+    plain cross-entropy GAN."""
+    from minigan.models import complete_config
+
+    config = complete_config(config)   # a config saved by hand may leave the weight to its default
+    words = [_LOSS_WORDS[config["loss"]]] if config["loss"] in _LOSS_WORDS else []
+    weight, penalty = config["penalty_weight"], config["penalty"]
+    if penalty == "gp":
+        words.append(f"gradient penalty {weight:g}")
+    elif penalty == "r1":
+        words.append(f"R1 penalty (gamma {weight:g})")
+    if config.get("spectral_norm"):
+        words.append("spectral norm in D")
+    if int(config.get("d_steps", 1)) > 1:
+        words.append(f"{config['d_steps']} D steps per G step")
+    return "".join(", " + w for w in words)
 
 
 def train(args):
@@ -560,7 +665,8 @@ def _interrupted(run):
             _headless_matplotlib()
             from minigan import plot
 
-            plot.plot_losses(gan.history, path=os.path.join(run.out, "losses.png"))
+            plot.plot_losses(gan.history, path=os.path.join(run.out, "losses.png"),
+                             **_equilibrium_lines(run.config))
             run.written.append("losses.png")
     except KeyboardInterrupt:
         pass
@@ -833,9 +939,31 @@ def _add_model_options(p):
                    help="PacGAN (Lin et al. 2018): D judges M samples at once, which "
                         "penalises mode collapse; the batch size must be a multiple of M "
                         "(default: the preset's)")
-    p.add_argument("--loss", choices=("bce", "lsgan"), default=None,
+    p.add_argument("--loss", choices=tuple(METHOD_LOSSES), default=None,
                    help="bce: cross-entropy on D's logits; lsgan: least squares on D's raw "
-                        "output, targets 0 (fake) and 1 (real) (Mao et al. 2017)")
+                        "output, targets 0 (fake) and 1 (real) (Mao et al. 2017); "
+                        "wasserstein: the WGAN critic's loss mean D(fake) - mean D(real) "
+                        "(Arjovsky et al. 2017), with no constraint on D unless --penalty or "
+                        "--spectral-norm adds one; wgan-gp: wasserstein with the gradient "
+                        "penalty (WGAN-GP, Gulrajani et al. 2017); hinge: the hinge loss "
+                        "(Lim & Ye 2017) with spectral norm in D (Miyato et al. 2018). "
+                        "wgan-gp and hinge bring their method's settings (see below)")
+    p.add_argument("--penalty", choices=("none", "gp", "r1"), default=None,
+                   help="a gradient penalty in D's step, through a hand-written double "
+                        "backward: gp pulls ||dD/dx|| to 1 at random interpolates between "
+                        "real and fake samples (Gulrajani et al. 2017); r1 pulls it to 0 at "
+                        "the real samples (Mescheder et al. 2018); r1 with --loss bce brings "
+                        "its method's settings (see below)")
+    p.add_argument("--penalty-weight", type=_positive_float, default=None, metavar="W",
+                   help="the penalty's weight: gp's lambda, r1's gamma (default: the "
+                        "method's value for the dataset, see below)")
+    p.add_argument("--spectral-norm", action=argparse.BooleanOptionalAction, default=None,
+                   help="spectral normalisation of every Dense layer of D: W / sigma(W) by "
+                        "power iteration (Miyato et al. 2018) (default: on with --loss "
+                        "hinge, else off)")
+    p.add_argument("--betas", type=_beta, nargs=2, default=None, metavar=("B1", "B2"),
+                   help="Adam's betas for both optimisers (default: the preset's, or the "
+                        "method's)")
     p.add_argument("--conditional", action="store_true",
                    help="mnist/fashion-mnist: condition G and D on the class label (Mirza "
                         "and Osindero 2014); samples.png then shows one row per class")
@@ -882,13 +1010,35 @@ def _add_train_parser(sub):
                     "samples.npy, losses.png, samples.png and, for 1-D/2-D data, "
                     "training.gif into --out. Ctrl-C stops at the end of a step and saves "
                     "the run, to continue with --resume.",
-        epilog=f"Toy sets ({toy}) are generated on the fly; MNIST and Fashion-MNIST are read "
-               "from $MINIGAN_DATA_DIR (or ~/.cache/minigan, downloaded when missing). "
-               "Presets: " + "; ".join(
-                   f"{k}: {v['steps']} steps, batch {v['batch_size']}" for k, v in PRESETS.items()))
+        epilog=_train_epilog(toy))
     _add_model_options(p)
     _add_run_options(p)
     p.set_defaults(func=train)
+
+
+def _train_epilog(toy):
+    """The data, the presets, and how --loss / --penalty choose a method's settings."""
+    def value(v):
+        if isinstance(v, bool):
+            return "on" if v else "off"
+        return " ".join(map(str, v)) if isinstance(v, list) else str(v)
+
+    def settings(name):
+        return ", ".join(f"{k.replace('_', '-')} {value(v)}" for k, v in METHODS[name].items())
+
+    data = (f"Toy sets ({toy}) are generated on the fly; MNIST and Fashion-MNIST are read "
+            "from $MINIGAN_DATA_DIR (or ~/.cache/minigan, downloaded when missing). Presets: "
+            + "; ".join(f"{k}: {v['steps']} steps, batch {v['batch_size']}"
+                        for k, v in PRESETS.items()) + ".")
+    methods = ("Methods: --loss wgan-gp (or wasserstein with --penalty gp), --loss hinge and "
+               "--penalty r1 (with bce) lay their method's settings over the preset, and the "
+               "flags given then override those: preset, then method, then flags. "
+               + "; ".join(f"{name}: {settings(name)}" for name in METHODS)
+               + ". Some differ per dataset (a smaller penalty weight for the toy sets): see "
+               "minigan/presets.py, METHODS and METHOD_OVERRIDES; config.json shows what a "
+               "run used.")
+    return "\n\n".join(textwrap.fill(text, width=79, break_on_hyphens=False)
+                       for text in (data, methods))
 
 
 def _add_other_parsers(sub):

@@ -26,10 +26,19 @@ init               "glorot_uniform"  weight initialiser (a name in minigan.init)
 dtype              "float32"         parameter dtype
 lr_g, lr_d         2e-4              Adam learning rates
 betas              [0.5, 0.999]      Adam betas (both optimisers)
-g_loss             "non-saturating"  or "minimax" (or "lsgan" with loss="lsgan")
-loss               "bce"             "bce" (on logits) or "lsgan" (least squares)
+g_loss             "non-saturating"  or "minimax"; with any loss but "bce" only the
+                                     loss's own name (or this default) fits
+loss               "bce"             "bce" (cross-entropy on logits), "lsgan" (least
+                                     squares), "wasserstein" (the WGAN critic) or
+                                     "hinge" (geometric GAN / SAGAN)
+penalty            "none"            gradient penalty in D's step: "gp" (WGAN-GP, at
+                                     interpolates) or "r1" (at the real batch)
+penalty_weight     None              GradientPenalty's weight (lambda) or R1's gamma;
+                                     None: the usual value, 10 for both (see
+                                     ``PENALTY_WEIGHTS``); only with a penalty
+spectral_norm      False             wrap every Dense of D in ``SpectralNorm``
 d_steps            1                 D updates per G update
-label_smoothing    0.0               one-sided: real targets become 1 - this
+label_smoothing    0.0               one-sided: real targets become 1 - this (bce only)
 pack               1                 PacGAN: D judges this many samples at once
 n_classes          0                 conditional GAN: number of classes (0: off)
 ema_decay          0.0               moving average of G's weights, used to sample
@@ -45,10 +54,28 @@ lr_warmup_factor   1.0               ... at most this fraction of the learning r
 
 ``lr_factor(step, steps, config)`` is the learning-rate schedule a training
 loop applies (the command line does); ``build_gan`` itself knows no steps.
+
+The methods that tame D (the command line's ``--loss wgan-gp``, ``--loss hinge``,
+``--penalty r1``) are combinations of these keys:
+
+* WGAN-GP (Gulrajani et al. 2017): loss "wasserstein", penalty "gp"
+  (``build_regularizer`` gives ``GradientPenalty(weight)``, whose epsilons come
+  from a generator of their own, seeded like the noise);
+* hinge + spectral norm (Lim & Ye 2017; Miyato et al. 2018): loss "hinge",
+  spectral_norm true. ``SpectralNorm`` names the wrapped Dense's parameters as
+  the Dense did ("0.W", "0.b") and adds the buffers "0.u" and "0.v", which state
+  dicts and checkpoints carry; its u and v start from a stream drawn after D's
+  weights, so the weights are the same with and without it;
+* R1 (Mescheder et al. 2018): penalty "r1", with any loss.
+
+A penalty needs a D that treats each sample on its own: with d_batchnorm or
+d_dropout it is refused when the GAN is built (``check_config`` says so without
+building the GAN), with the reason ``minigan.penalty`` gives.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import numbers
 
@@ -66,13 +93,21 @@ from minigan.layers import (
     Tanh,
 )
 
-__all__ = ["mlp", "Scale", "build_gan", "build_loss", "build_generator", "build_discriminator",
-           "CONFIG_DEFAULTS", "complete_config", "lr_factor"]
+__all__ = ["mlp", "Scale", "build_gan", "build_loss", "build_regularizer", "build_generator",
+           "build_discriminator", "CONFIG_DEFAULTS", "PENALTY_WEIGHTS", "complete_config",
+           "check_config", "lr_factor"]
 
 ACTIVATIONS = ("leaky_relu", "relu", "tanh", "sigmoid")
-LOSSES = ("bce", "lsgan")
+LOSSES = ("bce", "lsgan", "wasserstein", "hinge")
 G_LOSSES = ("non-saturating", "minimax")
+PENALTIES = ("none", "gp", "r1")
 OUT_ACTIVATIONS = (None, "tanh", "sigmoid")
+
+#: penalty_weight when the config leaves it None: WGAN-GP's lambda = 10 (Gulrajani
+#: et al. 2017, used for every data set there) and R1's gamma = 10 (Mescheder et al.
+#: 2018, their image experiments). Data of about unit size, such as the toy sets,
+#: usually want smaller weights: ``minigan.presets.METHOD_OVERRIDES`` gives theirs.
+PENALTY_WEIGHTS = {"gp": 10.0, "r1": 10.0}
 
 CONFIG_DEFAULTS = {
     "activation": "leaky_relu",
@@ -96,6 +131,9 @@ CONFIG_DEFAULTS = {
     "data_scale": 1.0,
     "lr_decay_start": 1.0,
     "lr_final": 1.0,
+    "penalty": "none",
+    "penalty_weight": None,
+    "spectral_norm": False,
 }
 REQUIRED_KEYS = ("latent_dim", "data_dim", "g_hidden", "d_hidden")
 
@@ -190,14 +228,52 @@ def complete_config(config):
     full = {**CONFIG_DEFAULTS, **config}
     full["g_hidden"] = [int(h) for h in full["g_hidden"]]
     full["d_hidden"] = [int(h) for h in full["d_hidden"]]
-    full["betas"] = [float(b) for b in full["betas"]]
+    full["betas"] = _betas(full["betas"])
     full["n_classes"] = int(full["n_classes"] or 0)
     for key, (low, high, expected) in _NUMBER_RANGES.items():
         full[key] = _config_number(full, key, low, high, expected)
     if full["data_scale"] != 1.0 and full["n_classes"]:
         # D's Scale would shrink the one-hot label columns too
         raise ValueError("data_scale is for unconditional GANs (toy sets); use 1.0 with n_classes")
+    _check_choice(full, "loss", LOSSES)
+    _check_choice(full, "penalty", PENALTIES)
+    if not isinstance(full["spectral_norm"], bool):
+        raise TypeError(f"GAN config 'spectral_norm' must be true or false, got "
+                        f"{full['spectral_norm']!r}")
+    full["penalty_weight"] = _penalty_weight(full)
     return full
+
+
+def _check_choice(config, key, choices):
+    if config[key] not in choices:
+        raise ValueError(f"GAN config: {key} must be one of {', '.join(map(repr, choices))}, "
+                         f"got {config[key]!r}")
+
+
+def _betas(value):
+    """Adam's (beta1, beta2) as a list of two floats in [0, 1), or a clear error."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2 \
+            or not all(isinstance(b, numbers.Real) and not isinstance(b, bool) for b in value):
+        raise TypeError(f"GAN config 'betas' must be a pair [beta1, beta2] of numbers, got "
+                        f"{value!r}")
+    betas = [float(b) for b in value]
+    if not all(0.0 <= b < 1.0 for b in betas):   # NaN fails too
+        raise ValueError(f"GAN config 'betas' must be two numbers in [0, 1) (Adam's moment "
+                         f"decays), got {value!r}")
+    return betas
+
+
+def _penalty_weight(config):
+    """penalty_weight checked, with None filled in by the penalty's usual value."""
+    penalty, weight = config["penalty"], config["penalty_weight"]
+    if penalty == "none":
+        if weight is not None:
+            raise ValueError(f"GAN config 'penalty_weight' is {weight!r} but 'penalty' is "
+                             "'none': choose a penalty ('gp' or 'r1') or drop the weight")
+        return None
+    if weight is None:
+        return PENALTY_WEIGHTS[penalty]
+    return _config_number(config, "penalty_weight", 1e-300, None, "a finite number > 0")
 
 
 class Scale(Layer):
@@ -246,38 +322,108 @@ def build_generator(config, backend=None, rng=None):
 
 def build_discriminator(config, backend=None, rng=None):
     """D: [Scale(1 / data_scale)] -> [Pack(pack)] -> pack * (data_dim + n_classes)
-    -> d_hidden... -> 1 logit (no sigmoid: losses work on logits)."""
+    -> d_hidden... -> 1 logit (no sigmoid: losses work on logits).
+
+    With spectral_norm every Dense is wrapped in ``SpectralNorm``; u and v start
+    from a stream drawn from ``rng`` after the weights, so the weights are the
+    same with and without it."""
+    import numpy as np
+
     c = complete_config(config)
+    generator = make_rng(rng)
     D = mlp([c["pack"] * (c["data_dim"] + c["n_classes"]), *c["d_hidden"], 1], activation=c["activation"],
                slope=c["slope"], out_activation=None, batchnorm=c["d_batchnorm"],
-               dropout=c["d_dropout"], init=c["init"], dtype=c["dtype"], rng=rng,
+               dropout=c["d_dropout"], init=c["init"], dtype=c["dtype"], rng=generator,
                backend=backend)
+    layers = D.layers
+    if c["spectral_norm"]:
+        from minigan.spectral import SpectralNorm
+
+        sn_rng = np.random.default_rng(int(generator.integers(2**63)))
+        layers = [SpectralNorm(layer, rng=sn_rng) if isinstance(layer, Dense) else layer
+                  for layer in layers]
     front = []
     if c["data_scale"] != 1.0:
         front.append(Scale(1.0 / c["data_scale"]))
     if c["pack"] != 1:
         front.append(Pack(c["pack"]))  # PacGAN: D judges `pack` samples side by side
-    return Sequential(*front, *D.layers) if front else D
+    return D if not front and layers is D.layers else Sequential(*front, *layers)
+
+
+#: what each loss of the config is (for the errors below)
+_LOSS_NAMES = {"lsgan": "least squares", "wasserstein": "the Wasserstein critic's loss",
+               "hinge": "the hinge loss"}
 
 
 def build_loss(config):
-    """The loss object a config names: ``loss`` "lsgan" gives ``LeastSquares()``;
-    with the default "bce", ``g_loss`` picks ``NonSaturating`` or ``Minimax``
-    (both with the config's one-sided ``label_smoothing``)."""
-    from minigan.gan_losses import LeastSquares, Minimax, NonSaturating
+    """The loss object a config names: ``loss`` "lsgan" gives ``LeastSquares()``,
+    "wasserstein" ``Wasserstein()``, "hinge" ``Hinge()``; with the default "bce",
+    ``g_loss`` picks ``NonSaturating`` or ``Minimax`` (both with the config's
+    one-sided ``label_smoothing``). g_loss and label_smoothing are choices of the
+    cross-entropy loss: any other loss sets G's loss itself and has no targets
+    to smooth, so it refuses them."""
+    from minigan.gan_losses import Hinge, LeastSquares, Minimax, NonSaturating, Wasserstein
 
     c = complete_config(config)
-    if c["loss"] not in LOSSES:
-        raise ValueError(f"loss must be one of {LOSSES}, got {c['loss']!r}")
-    if c["loss"] == "lsgan":
-        if c["g_loss"] not in ("non-saturating", "lsgan") or c["label_smoothing"]:
-            raise ValueError(f"loss 'lsgan' sets both players' losses to least squares; it "
-                             f"cannot be combined with g_loss={c['g_loss']!r} or label_smoothing")
-        return LeastSquares()
+    loss = c["loss"]
+    if loss != "bce":
+        if c["g_loss"] not in ("non-saturating", loss):
+            raise ValueError(f"loss {loss!r} sets both players' losses ({_LOSS_NAMES[loss]}); "
+                             f"it cannot be combined with g_loss={c['g_loss']!r} (drop g_loss, "
+                             f"or use loss 'bce')")
+        if c["label_smoothing"]:
+            raise ValueError(f"label_smoothing={c['label_smoothing']:g} is one-sided smoothing of "
+                             f"the cross-entropy's real target (loss 'bce'); loss {loss!r} has no "
+                             "such target: use label_smoothing 0")
+        return {"lsgan": LeastSquares, "wasserstein": Wasserstein, "hinge": Hinge}[loss]()
     if c["g_loss"] not in G_LOSSES:
         raise ValueError(f"g_loss must be one of {G_LOSSES} with loss 'bce', got {c['g_loss']!r}")
     kind = Minimax if c["g_loss"] == "minimax" else NonSaturating
     return kind(label_smoothing=c["label_smoothing"])
+
+
+def build_regularizer(config, rng=None):
+    """The regulariser of D's step a config names: None for penalty "none",
+    ``GradientPenalty(penalty_weight, rng=rng)`` for "gp" (``rng``, a seed or
+    generator, draws its interpolation epsilons), ``R1(penalty_weight)`` for "r1"."""
+    from minigan.penalty import R1, GradientPenalty
+
+    c = complete_config(config)
+    if c["penalty"] == "gp":
+        return GradientPenalty(weight=c["penalty_weight"], rng=rng)
+    if c["penalty"] == "r1":
+        return R1(gamma=c["penalty_weight"])
+    return None
+
+
+def _check_penalty_fits(config, D):
+    """Refuse a gradient penalty on a D it cannot go through (batch norm, dropout),
+    now rather than at the first training step, with ``minigan.penalty``'s reason."""
+    # _chain is the penalty's own walk over D: it raises for a layer without a
+    # second-order rule before computing anything
+    from minigan.penalty import _chain
+
+    try:
+        _chain(D)
+    except TypeError as err:
+        keys = [f"{k} {json.dumps(config[k])}" for k in ("d_batchnorm", "d_dropout")
+                if config[k]]
+        why = f" (the config has {' and '.join(keys)})" if keys else ""
+        raise ValueError(
+            f"GAN config: penalty {config['penalty']!r} cannot be used with this D{why}. "
+            f"{err} Set d_batchnorm false and d_dropout 0, or use penalty 'none' "
+            "(spectral_norm constrains D without a gradient penalty).") from None
+
+
+def check_config(config):
+    """Check everything ``build_gan`` would refuse, without training anything:
+    the keys and numbers, the loss, and whether a penalty fits D (for which D is
+    built once). Returns the completed config; raises ValueError or TypeError."""
+    c = complete_config(config)
+    build_loss(c)
+    if c["penalty"] != "none":
+        _check_penalty_fits(c, build_discriminator(c, backend="numpy", rng=0))
+    return c
 
 
 def build_gan(config, backend=None, seed=None):
@@ -285,8 +431,11 @@ def build_gan(config, backend=None, seed=None):
     optimisers built from a config dict, its loss and, with ema_decay > 0, an ``EMA``.
 
     ``seed`` (an int, None for minigan's default generator) seeds G's weights,
-    D's weights and the noise generator with three independent streams, so the
-    same seed gives the same run.
+    D's weights, the noise generator and the gradient penalty's epsilons with
+    four independent streams, so the same seed gives the same run. (The
+    penalty's stream is keyed (seed, 2, 1), a child of the noise's (seed, 2):
+    the command line keys its own streams [seed, 3], [seed, 4], ...)
+    A penalty with a D it cannot go through raises here (see ``check_config``).
     """
     import numpy as np
 
@@ -294,18 +443,26 @@ def build_gan(config, backend=None, seed=None):
     from minigan.optim import Adam
 
     c = complete_config(config)
+    loss = build_loss(c)
     backend = get_backend() if backend is None else backend
     if seed is None:
         base = make_rng(None)
         g_rng, d_rng, noise_rng = (int(base.integers(2**63)) for _ in range(3))
+        # drawn only when needed, so a GAN without a penalty draws what it always drew
+        penalty_rng = int(base.integers(2**63)) if c["penalty"] == "gp" else None
     else:
         g_rng, d_rng, noise_rng = ((int(seed), k) for k in range(3))
+        penalty_rng = (int(seed), 2, 1)
     G = build_generator(c, backend=backend, rng=np.random.default_rng(g_rng))
     D = build_discriminator(c, backend=backend, rng=np.random.default_rng(d_rng))
+    regularizer = build_regularizer(
+        c, rng=None if penalty_rng is None else np.random.default_rng(penalty_rng))
+    if regularizer is not None:
+        _check_penalty_fits(c, D)
     betas = tuple(c["betas"])
     g_opt = Adam(G.parameters(), lr=c["lr_g"], betas=betas)
     d_opt = Adam(D.parameters(), lr=c["lr_d"], betas=betas)
-    options = {"loss": build_loss(c), "d_steps": int(c["d_steps"]),
+    options = {"loss": loss, "d_steps": int(c["d_steps"]), "regularizer": regularizer,
                "rng": np.random.default_rng(noise_rng),
                "ema": EMA(G, c["ema_decay"]) if c["ema_decay"] else None}
     if c["n_classes"]:
@@ -335,3 +492,268 @@ def lr_factor(step, steps, config):
     if step < float(config.get("lr_warmup", 0.0)) * steps:
         factor = min(factor, float(config.get("lr_warmup_factor", 1.0)))
     return factor
+
+
+# ---------------------------------------------------------------------------- DCGAN
+#
+# The convolutional GAN of Radford et al. 2016 at MNIST size, built from the same
+# kind of config dict. (These imports would sit with the others at the top.)
+
+import numpy as np  # noqa: E402
+
+from minigan import functional as F  # noqa: E402
+from minigan.backend import array_module  # noqa: E402
+from minigan.layers import (  # noqa: E402
+    BatchNorm2d,
+    Conv2d,
+    ConvTranspose2d,
+    Flatten,
+    Reshape,
+)
+
+#: Keys the DCGAN builders read besides the shared ones (slope, init, dtype,
+#: n_classes, g_batchnorm, d_batchnorm) and their defaults; image_shape,
+#: g_channels and d_channels are required.
+DCGAN_DEFAULTS = {"spectral_norm": False}
+DCGAN_REQUIRED_KEYS = ("latent_dim", "image_shape", "g_channels", "d_channels")
+
+#: Every up- and downsampling layer of the DCGAN: a 4x4 kernel with stride 2 and
+#: padding 1, which maps H to 2H (transposed) and H to floor(H / 2) (Conv2d),
+#: with every output pixel covered by the same number of kernel taps (a kernel
+#: size divisible by the stride avoids the transposed convolution's checkerboard).
+_DCGAN_CONV = {"kernel_size": 4, "stride": 2, "padding": 1}
+
+
+class LabelPlanes(Layer):
+    """[x, y] -> the image x with its one-hot label y as K extra constant channels.
+
+    How a convolutional D is conditioned (as in most conditional DCGANs): the K
+    label columns of a sample become K planes of size H x W, plane k filled with
+    y_k (1 for the sample's class, 0 for the others), stacked after the image's
+    C channels, so that the first convolution sees the label at every position.
+    With x the flat image (C H W columns, row-major (c, h, w)) and y (K,):
+        out[n, c, h, w]     = x[n, c H W + h W + w]        c < C
+        out[n, C + k, h, w] = y[n, k]                       k < K
+    shapes (N, C H W + K) -> (N, C + K, H, W). ConditionalGAN shows D
+    [x, onehot(label)], exactly this input.
+
+    Linear and parameter-free. Backward, with G = dL/dout (N, C + K, H, W):
+        dL/dx[n, c H W + h W + w] = G[n, c, h, w]           (the reshape undone)
+        dL/dy[n, k] = sum_{h, w} G[n, C + k, h, w]          (y[n, k] was copied to
+                                                             every one of the H W positions)
+    """
+
+    def __init__(self, image_shape, n_classes):
+        super().__init__()
+        shape = tuple(image_shape) if isinstance(image_shape, (tuple, list)) else ()
+        if len(shape) != 3 or not all(_is_positive_int(d) for d in shape):
+            raise ValueError(f"LabelPlanes: image_shape must be (C, H, W), three positive ints, "
+                             f"got {image_shape!r}")
+        if not _is_positive_int(n_classes):
+            raise ValueError(f"LabelPlanes: n_classes must be a positive int, got {n_classes!r}")
+        self.image_shape = tuple(int(d) for d in shape)
+        self.n_classes = int(n_classes)
+
+    def forward(self, x):
+        self._check_input(x)
+        C, H, W = self.image_shape
+        d = C * H * W
+        if x.ndim != 2 or x.shape[1] != d + self.n_classes:
+            raise ValueError(
+                f"{self.short_repr()} expected input of shape (N, {d + self.n_classes}): "
+                f"{d} image columns ({C}x{H}x{W}) then {self.n_classes} one-hot label "
+                f"columns, as ConditionalGAN passes [x, onehot(y)]; got {tuple(x.shape)}.")
+        xp = array_module(x)
+        n = x.shape[0]
+        out = xp.empty((n, C + self.n_classes, H, W), dtype=x.dtype)
+        out[:, :C] = x[:, :d].reshape(n, C, H, W)
+        out[:, C:] = x[:, d:, None, None]   # broadcast over (H, W): one plane per label
+        self._save_cache(None, out)
+        return out
+
+    def backward(self, dout, param_grads=True, input_grad=True):
+        self._pop_cache(dout)
+        if not input_grad:
+            return None
+        C = self.image_shape[0]
+        n = dout.shape[0]
+        dx = array_module(dout).empty((n, dout[0, :C].size + self.n_classes), dtype=dout.dtype)
+        dx[:, : dx.shape[1] - self.n_classes] = dout[:, :C].reshape(n, -1)
+        dx[:, dx.shape[1] - self.n_classes:] = dout[:, C:].sum(axis=(2, 3))
+        return dx
+
+    def short_repr(self):
+        C, H, W = self.image_shape
+        return f"LabelPlanes({C}x{H}x{W} + {self.n_classes} labels)"
+
+
+def _is_positive_int(value):
+    return not isinstance(value, bool) and isinstance(value, numbers.Integral) and value >= 1
+
+
+def _int_list(config, key, length=None):
+    """config[key] as a list of positive ints (``length`` of them when given), or a
+    ValueError saying what was expected and what arrived."""
+    value = config[key]
+    want = f"{length} positive ints" if length else "a non-empty list of positive ints"
+    if not isinstance(value, (list, tuple)) or not value \
+            or (length and len(value) != length) or not all(_is_positive_int(v) for v in value):
+        raise ValueError(f"DCGAN config {key!r} must be {want}, got {value!r}")
+    return [int(v) for v in value]
+
+
+def dcgan_config(config):
+    """A copy of a DCGAN ``config`` with every default filled in, checked.
+
+    Required: latent_dim, image_shape ([C, H, W]), g_channels (G's channel counts,
+    widest first, one per doubling of the image: [128, 64] for 7x7 -> 14x14 ->
+    28x28) and d_channels (D's, narrowest first: [64, 128]). Read besides, with
+    ``CONFIG_DEFAULTS``' defaults: n_classes, g_batchnorm, d_batchnorm, slope,
+    init, dtype, and spectral_norm (default False). Keys of the MLP GAN that the
+    DCGAN cannot honour raise instead of being ignored: pack > 1, d_dropout,
+    data_scale other than 1, a data_dim other than C H W.
+    """
+    if not isinstance(config, dict):
+        raise TypeError(f"a GAN config must be a dict, got {type(config).__name__}")
+    missing = [k for k in DCGAN_REQUIRED_KEYS if k not in config]
+    if missing:
+        raise ValueError(f"DCGAN config is missing {missing} (required: "
+                         f"{list(DCGAN_REQUIRED_KEYS)}, e.g. image_shape [1, 28, 28], "
+                         f"g_channels [128, 64], d_channels [64, 128])")
+    c = {**CONFIG_DEFAULTS, **DCGAN_DEFAULTS, **config}
+    if not _is_positive_int(c["latent_dim"]):
+        raise ValueError(f"DCGAN config 'latent_dim' must be a positive int, got "
+                         f"{c['latent_dim']!r}")
+    c["image_shape"] = _int_list(c, "image_shape", 3)
+    c["g_channels"] = _int_list(c, "g_channels")
+    c["d_channels"] = _int_list(c, "d_channels")
+    n_classes = c["n_classes"] or 0
+    if isinstance(n_classes, bool) or not isinstance(n_classes, numbers.Integral) \
+            or n_classes < 0:
+        raise ValueError(f"DCGAN config 'n_classes' must be an int >= 0 (0: unconditional), "
+                         f"got {c['n_classes']!r}")
+    c["n_classes"] = int(n_classes)
+    for key in ("g_batchnorm", "d_batchnorm", "spectral_norm"):
+        if not isinstance(c[key], bool):
+            raise TypeError(f"DCGAN config {key!r} must be true or false, got {c[key]!r}")
+    c["slope"] = _config_number(c, "slope", *_NUMBER_RANGES["slope"])
+    C, H, W = c["image_shape"]
+    if c.get("data_dim") is not None and c["data_dim"] != C * H * W:
+        raise ValueError(f"DCGAN config: data_dim {c['data_dim']!r} does not match image_shape "
+                         f"{c['image_shape']} (C H W = {C * H * W}); drop data_dim or fix it")
+    if c["pack"] != 1:
+        raise ValueError(f"DCGAN config: pack={c['pack']!r} is not supported by the "
+                         "convolutional D (packing stacks samples side by side as rows of "
+                         "an MLP's input); use pack 1, or the MLP GAN for PacGAN")
+    if c["d_dropout"]:
+        raise ValueError(f"DCGAN config: d_dropout={c['d_dropout']!r} is not supported by "
+                         "the convolutional D; use 0")
+    if c["data_scale"] != 1.0:
+        raise ValueError(f"DCGAN config: data_scale={c['data_scale']!r} is for the toy data "
+                         "sets; images in [-1, 1] need 1.0")
+    _dcgan_sizes(c)
+    return c
+
+
+def _dcgan_sizes(c):
+    """(C, H, W, h0, w0, d_sizes): the image, G's starting size and D's (H, W) after each
+    convolution. G doubles the size once per entry of g_channels, so H and W must be
+    divisible by 2^len(g_channels); D halves it (rounding down) per entry of d_channels."""
+    C, H, W = c["image_shape"]
+    ups = len(c["g_channels"])
+    if H % 2**ups or W % 2**ups:
+        raise ValueError(
+            f"DCGAN: image_shape {list(c['image_shape'])} cannot be reached from a whole "
+            f"starting size: G doubles H and W once per entry of g_channels "
+            f"({c['g_channels']}: {ups} times), so H and W must be divisible by {2**ups}; "
+            f"use fewer g_channels or another image size")
+    sizes, (h, w) = [], (H, W)
+    for _ in c["d_channels"]:
+        try:  # a 4x4 kernel with padding 1 needs at least 2x2 pixels
+            h, w = F.conv2d_output_shape((h, w), **_DCGAN_CONV)
+        except ValueError:
+            h = w = 0
+        if h < 1 or w < 1:
+            raise ValueError(
+                f"DCGAN: D's {len(c['d_channels'])} stride-2 convolutions (d_channels "
+                f"{c['d_channels']}) shrink a {H}x{W} image below one pixel (each halves "
+                f"H and W, rounding down, and needs at least 2x2); use fewer d_channels")
+        sizes.append((h, w))
+    return C, H, W, H // 2**ups, W // 2**ups, sizes
+
+
+def build_dcgan_generator(config, backend=None, rng=None):
+    """The DCGAN generator (Radford et al. 2016) for images ``image_shape`` = [C, H, W]:
+
+        [z, y] (N, latent_dim + n_classes)
+        -> Dense -> (N, g_channels[0] h0 w0) [BatchNorm1d] ReLU -> Reshape(g_channels[0], h0, w0)
+        -> per further entry c of g_channels: ConvTranspose2d(-> c, 4, stride 2, padding 1)
+           [BatchNorm2d] ReLU                                  (each doubles H and W)
+        -> ConvTranspose2d(-> C, 4, 2, 1) -> Tanh -> Flatten    (N, C H W) in [-1, 1]
+
+    with h0 = H / 2^k, w0 = W / 2^k for k = len(g_channels): [128, 64] on 28x28 gives
+    128 x 7 x 7 -> 64 x 14 x 14 -> 1 x 28 x 28. The output is a flat image, as the MLP
+    G's, so the data, D's input, ConditionalGAN and the plots need no change.
+    [...] is there with g_batchnorm; a transposed convolution followed by batch norm
+    has no bias (batch norm subtracts the mean, so a bias there would get a gradient
+    of exactly 0; the Dense keeps its own, which then stays at its initial 0).
+    """
+    c = dcgan_config(config)
+    C, _, _, h0, w0, _ = _dcgan_sizes(c)
+    ch, bn = c["g_channels"], c["g_batchnorm"]
+    generator = make_rng(rng)
+    backend = get_backend() if backend is None else backend
+    kw = {"init": c["init"], "dtype": c["dtype"], "rng": generator, "backend": backend}
+    bn_kw = {"dtype": c["dtype"], "backend": backend}
+    layers = [Dense(c["latent_dim"] + c["n_classes"], ch[0] * h0 * w0, **kw)]
+    if bn:
+        # no bias before batch norm: Dense always has one, so it stays at 0
+        layers.append(BatchNorm1d(ch[0] * h0 * w0, **bn_kw))
+    layers += [ReLU(), Reshape(ch[0], h0, w0)]
+    for c_in, c_out in zip(ch, ch[1:]):
+        layers.append(ConvTranspose2d(c_in, c_out, **_DCGAN_CONV, bias=not bn, **kw))
+        if bn:
+            layers.append(BatchNorm2d(c_out, **bn_kw))
+        layers.append(ReLU())
+    layers += [ConvTranspose2d(ch[-1], C, **_DCGAN_CONV, **kw), Tanh(), Flatten()]
+    return Sequential(*layers)
+
+
+def build_dcgan_discriminator(config, backend=None, rng=None):
+    """The DCGAN discriminator (Radford et al. 2016) for images ``image_shape`` = [C, H, W]:
+
+        x (N, C H W), or [x, y] (N, C H W + K) when n_classes = K > 0
+        -> Reshape(C, H, W), or LabelPlanes (the label as K constant planes)
+        -> Conv2d(-> d_channels[0], 4, stride 2, padding 1) LeakyReLU(slope)
+        -> per further entry c of d_channels: Conv2d(-> c, 4, 2, 1) [BatchNorm2d] LeakyReLU
+                                                            (each halves H and W)
+        -> Flatten -> Dense(-> 1)                           one logit per sample
+
+    [64, 128] on 28x28 gives 64 x 14 x 14 -> 128 x 7 x 7 -> 1. Batch norm (d_batchnorm)
+    is never on the first layer, as in the paper (it would normalise the data itself);
+    a convolution followed by batch norm has no bias. With spectral_norm every Conv2d
+    and the Dense are wrapped in ``SpectralNorm``; u and v start from a stream of
+    their own, so the weights are the same with and without it.
+    """
+    c = dcgan_config(config)
+    C, H, W, _, _, sizes = _dcgan_sizes(c)
+    ch, bn, K = c["d_channels"], c["d_batchnorm"], c["n_classes"]
+    generator = make_rng(rng)
+    backend = get_backend() if backend is None else backend
+    kw = {"init": c["init"], "dtype": c["dtype"], "rng": generator, "backend": backend}
+    layers = [LabelPlanes((C, H, W), K) if K else Reshape(C, H, W),
+              Conv2d(C + K, ch[0], **_DCGAN_CONV, **kw), LeakyReLU(c["slope"])]
+    for c_in, c_out in zip(ch, ch[1:]):
+        layers.append(Conv2d(c_in, c_out, **_DCGAN_CONV, bias=not bn, **kw))
+        if bn:
+            layers.append(BatchNorm2d(c_out, dtype=c["dtype"], backend=backend))
+        layers.append(LeakyReLU(c["slope"]))
+    h, w = sizes[-1]
+    layers += [Flatten(), Dense(ch[-1] * h * w, 1, **kw)]
+    if c["spectral_norm"]:
+        from minigan.spectral import SpectralNorm
+
+        sn_rng = np.random.default_rng(int(generator.integers(2**63)))
+        layers = [SpectralNorm(layer, rng=sn_rng) if isinstance(layer, (Conv2d, Dense))
+                  else layer for layer in layers]
+    return Sequential(*layers)

@@ -21,13 +21,32 @@ batch, a learning rate that decays to almost nothing over the second half of
 the run, and sampling from a moving average of G's weights (``ema_decay``).
 MNIST uses the classic fully connected GAN (Goodfellow et al. 2014 with the
 DCGAN optimiser settings of Radford et al. 2016).
+
+Methods. ``METHODS[name]`` holds the settings a method of taming D brings with
+it, laid over the dataset's preset: "wgan-gp" (Wasserstein loss and gradient
+penalty; Arjovsky et al. 2017, Gulrajani et al. 2017), "hinge" (hinge loss and
+spectral norm; Lim & Ye 2017, Miyato et al. 2018) and "r1" (R1 penalty;
+Mescheder et al. 2018). ``METHOD_OVERRIDES[(dataset, name)]`` changes some of
+them for one dataset: the place for tuned numbers, one line per dataset and
+method. ``method_settings(name, dataset)`` gives the merged dict. The command
+line builds a run's settings in this order, each step overriding the last:
+
+    PRESETS[dataset] -> CONDITIONAL (--conditional, images) -> method_settings
+    (the method that --loss / --penalty select, see ``method_for``) -> the flags
+
+so an explicit flag always wins (``--loss hinge --no-spectral-norm`` is the hinge
+loss alone). A penalty's weight, unless ``--penalty-weight`` gives it, is
+``penalty_weight(penalty, dataset)``: the weight of the method that the penalty
+belongs to ("gp": wgan-gp's, "r1": r1's), for that dataset.
 """
 
 from __future__ import annotations
 
 import copy
 
-__all__ = ["PRESETS", "DATASETS", "TOY_DATASETS", "IMAGE_DATASETS", "preset"]
+__all__ = ["PRESETS", "DATASETS", "TOY_DATASETS", "IMAGE_DATASETS", "preset", "METHODS",
+           "METHOD_OVERRIDES", "METHOD_LOSSES", "method_for", "method_settings",
+           "penalty_weight"]
 
 _TOY_COMMON = {
     "activation": "leaky_relu",
@@ -183,6 +202,91 @@ CONDITIONAL = {"pack": 1, "steps": 12000, "lr_decay_start": 1.0, "lr_final": 1.0
 TOY_DATASETS = ("ring8", "grid25", "gaussian1d", "spiral", "moons")
 IMAGE_DATASETS = ("mnist", "fashion-mnist")
 DATASETS = TOY_DATASETS + IMAGE_DATASETS
+
+
+# ----------------------------------------------------------------------- methods
+#
+# PLACEHOLDERS PENDING TUNING: every number in METHODS and METHOD_OVERRIDES below
+# is a value from the papers (or their reference code), not yet measured on
+# minigan's presets (benchmarks/quality.py, 10 seeds). Replace them with tuned
+# numbers, one line per (dataset, method) in METHOD_OVERRIDES, and say where the
+# numbers come from (benchmarks/RESULTS.md).
+METHODS = {
+    # WGAN-GP, Algorithm 1 of Gulrajani et al. 2017: lambda 10, n_critic 5, Adam
+    # lr 1e-4 with betas (0, 0.9); their toy code uses betas (0.5, 0.9).
+    "wgan-gp": {"loss": "wasserstein", "penalty": "gp", "penalty_weight": 10.0, "d_steps": 5,
+                "lr_g": 1e-4, "lr_d": 1e-4, "betas": [0.5, 0.9]},
+    # Hinge loss with spectral norm in D, Miyato et al. 2018's standard setting:
+    # lr 2e-4, betas (0.5, 0.999), one D update per G update.
+    "hinge": {"loss": "hinge", "spectral_norm": True, "d_steps": 1,
+              "lr_g": 2e-4, "lr_d": 2e-4, "betas": [0.5, 0.999]},
+    # R1 of Mescheder et al. 2018, with the loss the preset has (non-saturating):
+    # gamma 10 for their images.
+    "r1": {"penalty": "r1", "penalty_weight": 10.0},
+}
+
+#: (dataset, method) -> the settings of that method that differ for that dataset.
+#: Tuned numbers go here, one line each (also placeholders for now, see above).
+METHOD_OVERRIDES = {
+    # Data of about unit size want smaller penalties: WGAN-GP's reference code for
+    # its toy sets uses lambda 0.1 ("smaller lambda seems to help for toy tasks").
+    ("ring8", "wgan-gp"): {"penalty_weight": 0.1},
+    ("grid25", "wgan-gp"): {"penalty_weight": 0.1},
+    ("ring8", "r1"): {"penalty_weight": 0.1},
+    ("grid25", "r1"): {"penalty_weight": 0.1},
+    ("gaussian1d", "wgan-gp"): {"penalty_weight": 0.1},
+    ("gaussian1d", "r1"): {"penalty_weight": 0.1},
+    ("spiral", "wgan-gp"): {"penalty_weight": 0.1},
+    ("spiral", "r1"): {"penalty_weight": 0.1},
+    ("moons", "wgan-gp"): {"penalty_weight": 0.1},
+    ("moons", "r1"): {"penalty_weight": 0.1},
+    ("ring8", "hinge"): {},
+    ("grid25", "hinge"): {},
+    ("mnist", "wgan-gp"): {},
+    ("mnist", "hinge"): {},
+    ("mnist", "r1"): {},
+}
+
+#: the command line's --loss choices -> the config's loss (wgan-gp is a method:
+#: the Wasserstein loss with the gradient penalty)
+METHOD_LOSSES = {"bce": "bce", "lsgan": "lsgan", "wgan-gp": "wasserstein",
+                 "wasserstein": "wasserstein", "hinge": "hinge"}
+
+#: the method whose settings a penalty's weight comes from
+_PENALTY_METHODS = {"gp": "wgan-gp", "r1": "r1"}
+
+
+def method_for(loss=None, penalty=None):
+    """The METHODS entry that a --loss / --penalty choice selects, or None.
+
+    --loss wgan-gp (or wasserstein with --penalty gp) selects "wgan-gp", --loss
+    hinge "hinge", --penalty r1 with the cross-entropy loss (or no --loss) "r1".
+    Anything else (bce, lsgan, wasserstein alone, a gp on bce) selects none: the
+    preset's settings stay, with only what the flags say changed.
+    """
+    if loss == "wgan-gp" or (loss == "wasserstein" and penalty == "gp"):
+        return "wgan-gp"
+    if loss == "hinge":
+        return "hinge"
+    if penalty == "r1" and loss in (None, "bce"):
+        return "r1"
+    return None
+
+
+def method_settings(method, dataset):
+    """METHODS[method] with METHOD_OVERRIDES[(dataset, method)] applied (a fresh copy)."""
+    if method not in METHODS:
+        raise ValueError(f"no method {method!r}: expected one of {', '.join(METHODS)}")
+    return copy.deepcopy({**METHODS[method], **METHOD_OVERRIDES.get((dataset, method), {})})
+
+
+def penalty_weight(penalty, dataset):
+    """The weight of ``penalty`` ("gp" or "r1") for ``dataset`` when no flag gives it:
+    that of the method it belongs to, with the dataset's override."""
+    if penalty not in _PENALTY_METHODS:
+        raise ValueError(f"no weight for penalty {penalty!r}: expected one of "
+                         f"{', '.join(_PENALTY_METHODS)}")
+    return float(method_settings(_PENALTY_METHODS[penalty], dataset)["penalty_weight"])
 
 
 def preset(name):

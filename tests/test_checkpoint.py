@@ -46,6 +46,8 @@ def _everything(gan):
     out["ema_updates"] = gan.ema.updates if gan.ema is not None else 0
     out["rng"] = gan.rng.bit_generator.state
     out["history"] = [dict(r) for r in gan.history.records]
+    if hasattr(gan.regularizer, "state_dict"):
+        out["regularizer"] = gan.regularizer.state_dict()
     return out
 
 
@@ -259,3 +261,113 @@ def test_load_onto_a_backend(trained, backend):
     assert loaded.G.backend == backend and loaded.D.backend == backend
     np.testing.assert_array_equal(mb.to_numpy(loaded.G[0].params["W"]), gan.G[0].params["W"])
     loaded.train_step(mb.to_device(_batches(1)[0], backend))
+
+
+# -------------------------------------------------- penalties and spectral norm
+
+# WGAN-GP (its epsilons come from a generator of its own) and hinge with spectral
+# norm (u and v are buffers of D, updated by every training forward).
+GP = {"latent_dim": 3, "data_dim": 2, "g_hidden": [8], "d_hidden": [8, 8], "loss": "wasserstein",
+      "penalty": "gp", "d_steps": 2, "ema_decay": 0.9, "dataset": "test"}
+SN = {"latent_dim": 3, "data_dim": 2, "g_hidden": [8], "d_hidden": [8, 8], "loss": "hinge",
+      "spectral_norm": True, "pack": 2, "dataset": "test"}
+R1 = {"latent_dim": 3, "data_dim": 2, "g_hidden": [8], "d_hidden": [8], "penalty": "r1",
+      "penalty_weight": 0.5, "spectral_norm": True, "dataset": "test"}
+
+
+def _steps(gan, batches, d_steps):
+    for i in range(0, len(batches), d_steps):
+        gan.train_step(batches[i:i + d_steps] if d_steps > 1 else batches[i])
+
+
+@pytest.mark.parametrize("config", [GP, SN, R1], ids=["wgan-gp", "hinge-sn", "r1-sn"])
+def test_resume_with_a_penalty_or_spectral_norm_is_bit_identical(tmp_path, config):
+    k = config.get("d_steps", 1)
+    batches = _batches(6 * k, seed=3)
+    straight = build_gan(config, backend="numpy", seed=8)
+    _steps(straight, batches, k)
+
+    first = build_gan(config, backend="numpy", seed=8)
+    _steps(first, batches[:3 * k], k)
+    save_checkpoint(tmp_path / "half.npz", first, config)
+    resumed, _, _ = load_checkpoint(tmp_path / "half.npz")
+    assert type(resumed.regularizer) is type(straight.regularizer)
+    _steps(resumed, batches[3 * k:], k)
+    _assert_same(_everything(straight), _everything(resumed))
+    if config.get("penalty"):
+        assert "d_penalty" in resumed.history.records[-1]
+
+
+def test_the_file_holds_the_penalty_state_and_spectral_norm_buffers(tmp_path):
+    gan = build_gan({**GP, "spectral_norm": True}, backend="numpy", seed=0)
+    _steps(gan, _batches(4), 2)
+    save_checkpoint(tmp_path / "c.npz", gan, GP)
+    meta = read_metadata(tmp_path / "c.npz")
+    assert meta["regularizer"] == {"type": "GradientPenalty",
+                                   "state": json.loads(json.dumps(gan.regularizer.state_dict()))}
+    with np.load(tmp_path / "c.npz", allow_pickle=False) as npz:
+        for name in ("D/0.u", "D/0.v", "D/4.u", "D/4.v"):
+            np.testing.assert_array_equal(npz[name], gan.D.state_dict()[name[2:]])
+    plain = build_gan({k: v for k, v in GP.items() if k != "penalty"}, backend="numpy", seed=0)
+    save_checkpoint(tmp_path / "p.npz", plain, GP)
+    assert read_metadata(tmp_path / "p.npz")["regularizer"] is None
+
+
+@pytest.mark.parametrize("lose", ["penalty_rng", "u"])
+def test_resume_would_differ_without_the_penalty_or_spectral_state(tmp_path, lose):
+    """The bit-identical tests above can fail: losing the epsilons' generator state or
+    spectral norm's u changes the run."""
+    config = {**GP, "spectral_norm": True}
+    batches = _batches(8, seed=4)
+    straight = build_gan(config, backend="numpy", seed=9)
+    _steps(straight, batches, 2)
+    first = build_gan(config, backend="numpy", seed=9)
+    _steps(first, batches[:4], 2)
+    save_checkpoint(tmp_path / "half.npz", first, config)
+    resumed, _, _ = load_checkpoint(tmp_path / "half.npz")
+    if lose == "penalty_rng":
+        resumed.regularizer.rng = np.random.default_rng(123)
+    else:
+        resumed.D[0].buffers["u"][...] = build_gan(config, backend="numpy", seed=9).D[0].buffers["u"]
+    _steps(resumed, batches[4:], 2)
+    assert not np.array_equal(straight.D[0].layer.params["W"], resumed.D[0].layer.params["W"])
+
+
+def test_a_version_2_file_from_before_the_regularizer_entry_still_loads(trained):
+    gan, path = trained
+    _rewrite_meta(path, lambda m: m.pop("regularizer"))
+    loaded, _, _ = load_checkpoint(path)
+    _assert_same(_everything(gan), _everything(loaded))
+    assert loaded.regularizer is None
+
+
+def test_the_regularizer_must_match_when_loading_into_a_gan(tmp_path):
+    gan = build_gan(GP, backend="numpy", seed=0)
+    save_checkpoint(tmp_path / "gp.npz", gan, GP)
+    plain = build_gan({k: v for k, v in GP.items() if k != "penalty"}, backend="numpy", seed=0)
+    with pytest.raises(ArchitectureMismatchError, match="regularizer GradientPenalty but this "
+                                                        "GAN's is None"):
+        load_checkpoint(tmp_path / "gp.npz", gan=plain)
+    r1 = build_gan({**GP, "penalty": "r1"}, backend="numpy", seed=0)
+    with pytest.raises(ArchitectureMismatchError, match=r"GAN's is R1\(gamma=10\)"):
+        load_checkpoint(tmp_path / "gp.npz", gan=r1)
+    assert load_checkpoint(tmp_path / "gp.npz", gan=build_gan(GP, seed=5)).gan.regularizer \
+        .rng.bit_generator.state == gan.regularizer.rng.bit_generator.state
+
+
+@pytest.mark.parametrize("value", [[1, 2], {"state": {}}, {"type": "GradientPenalty", "state": 3}])
+def test_a_damaged_regularizer_entry_is_named(tmp_path, value):
+    gan = build_gan(GP, backend="numpy", seed=0)
+    save_checkpoint(tmp_path / "gp.npz", gan, GP)
+    _rewrite_meta(tmp_path / "gp.npz", lambda m: m.update(regularizer=value))
+    with pytest.raises(CheckpointError, match="metadata entry 'regularizer'"):
+        load_checkpoint(tmp_path / "gp.npz")
+
+
+def test_a_damaged_penalty_generator_state_is_a_checkpoint_error(tmp_path):
+    gan = build_gan(GP, backend="numpy", seed=0)
+    save_checkpoint(tmp_path / "gp.npz", gan, GP)
+    _rewrite_meta(tmp_path / "gp.npz",
+                  lambda m: m["regularizer"].update(state={"rng": {"bit_generator": "nope"}}))
+    with pytest.raises(CheckpointError, match="regularizer \\('regularizer'\\) is damaged"):
+        load_checkpoint(tmp_path / "gp.npz")

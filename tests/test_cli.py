@@ -395,6 +395,214 @@ def test_a_bad_minigan_backend_is_a_clean_error_for_every_command(value, tmp_pat
     assert f"MINIGAN_BACKEND={value}" in proc.stderr
 
 
+# --------------------------------------------- losses, penalties, spectral norm, methods
+
+# tiny runs: a few steps, small batches, nothing but the checkpoint and history
+TINY_RUN = ["--steps", "3", "--batch-size", "32", "--frames", "0", *FAST]
+
+
+def _run_config(out):
+    return json.loads((out / "config.json").read_text())
+
+
+def _history_columns(out):
+    with open(out / "history.csv", newline="") as f:
+        return next(csv.reader(f))
+
+
+@pytest.mark.parametrize("args, loss, regularizer, weight, spectral", [
+    (["--loss", "wgan-gp"], "Wasserstein", "GradientPenalty", 0.1, False),
+    (["--loss", "wasserstein", "--penalty", "gp", "--penalty-weight", "3"], "Wasserstein",
+     "GradientPenalty", 3.0, False),
+    (["--loss", "hinge"], "Hinge", None, None, True),
+    (["--loss", "hinge", "--no-spectral-norm"], "Hinge", None, None, False),
+    (["--penalty", "r1", "--penalty-weight", "0.5"], "NonSaturating", "R1", 0.5, False),
+    (["--loss", "lsgan", "--penalty", "r1", "--spectral-norm"], "LeastSquares", "R1", 0.1, True),
+    (["--spectral-norm"], "NonSaturating", None, None, True),
+])
+def test_loss_penalty_and_spectral_norm_flags_reach_the_gan(tmp_path, args, loss, regularizer,
+                                                           weight, spectral):
+    out = tmp_path / "run"
+    assert cli.main(["train", "--dataset", "grid25", "--pack", "1", *args, *TINY_RUN,
+                     "--out", str(out)]) == 0
+    gan, config, _ = load_checkpoint(out / "checkpoint.npz")
+    assert type(gan.loss).__name__ == loss
+    assert (None if gan.regularizer is None else type(gan.regularizer).__name__) == regularizer
+    if regularizer == "GradientPenalty":
+        assert gan.regularizer.weight == weight
+    elif regularizer == "R1":
+        assert gan.regularizer.gamma == weight
+    n_dense = sum(type(m).__name__ == "Dense" for m in gan.D.modules())
+    n_sn = sum(type(m).__name__ == "SpectralNorm" for m in gan.D.modules())
+    assert n_sn == (n_dense if spectral else 0) and n_dense == 3
+    stored = _run_config(out)
+    assert stored["loss"] == config.get("loss", "bce") == {
+        "Wasserstein": "wasserstein", "Hinge": "hinge", "LeastSquares": "lsgan"}.get(loss, "bce")
+    assert stored["penalty"] == {"GradientPenalty": "gp", "R1": "r1"}.get(regularizer, "none")
+    assert stored["penalty_weight"] == weight and stored["spectral_norm"] is spectral
+    assert ("d_penalty" in _history_columns(out)) is (regularizer is not None)
+
+
+@pytest.mark.parametrize("loss, penalty, method", [
+    ("wgan-gp", None, "wgan-gp"), ("wgan-gp", "r1", "wgan-gp"), ("wasserstein", "gp", "wgan-gp"),
+    ("wasserstein", None, None), ("hinge", None, "hinge"), ("hinge", "r1", "hinge"),
+    (None, "r1", "r1"), ("bce", "r1", "r1"), ("lsgan", "r1", None), (None, "gp", None),
+    (None, None, None), ("lsgan", None, None),
+])
+def test_which_method_the_flags_select(loss, penalty, method):
+    from minigan import presets
+
+    assert presets.method_for(loss, penalty) == method
+
+
+def test_a_penalty_weight_comes_from_its_method_for_the_dataset(monkeypatch):
+    from minigan import presets
+
+    assert presets.penalty_weight("gp", "mnist") == presets.METHODS["wgan-gp"]["penalty_weight"]
+    assert presets.penalty_weight("r1", "fashion-mnist") == presets.METHODS["r1"]["penalty_weight"]
+    monkeypatch.setitem(presets.METHOD_OVERRIDES, ("moons", "r1"), {"penalty_weight": 0.25})
+    assert presets.penalty_weight("r1", "moons") == 0.25
+    assert presets.method_settings("r1", "moons") == {"penalty": "r1", "penalty_weight": 0.25}
+    with pytest.raises(ValueError, match="expected one of gp, r1"):
+        presets.penalty_weight("none", "moons")
+
+
+def test_a_method_lays_its_settings_over_the_preset_and_the_flags_win(tmp_path, monkeypatch):
+    from minigan import presets
+
+    out = tmp_path / "gp"
+    assert cli.main(["train", "--dataset", "grid25", "--loss", "wgan-gp", *TINY_RUN,
+                     "--out", str(out)]) == 0
+    config = _run_config(out)
+    method = presets.method_settings("wgan-gp", "grid25")
+    for key in ("loss", "penalty", "penalty_weight", "d_steps", "lr_g", "lr_d", "betas"):
+        assert config[key] == method[key], key
+    assert config["g_loss"] == "wasserstein"
+    assert config["pack"] == presets.PRESETS["grid25"]["pack"]    # the preset's, untouched
+    assert config["penalty_weight"] != presets.METHODS["wgan-gp"]["penalty_weight"]  # per dataset
+
+    out = tmp_path / "flags"
+    assert cli.main(["train", "--dataset", "grid25", "--loss", "wgan-gp", "--lr", "3e-4",
+                     "--d-steps", "2", "--betas", "0", "0.99", "--penalty-weight", "2",
+                     "--pack", "1", *TINY_RUN, "--out", str(out)]) == 0
+    config = _run_config(out)
+    assert (config["lr_g"], config["lr_d"], config["d_steps"]) == (3e-4, 3e-4, 2)
+    assert (config["betas"], config["penalty_weight"], config["pack"]) == ([0.0, 0.99], 2.0, 1)
+    gan = load_checkpoint(out / "checkpoint.npz").gan
+    assert gan.g_optimizer.betas == (0.0, 0.99) and gan.d_steps == 2
+
+    # tuned numbers go into METHOD_OVERRIDES, one line per dataset and method
+    monkeypatch.setitem(presets.METHOD_OVERRIDES, ("grid25", "hinge"),
+                        {"lr_d": 4e-4, "d_steps": 2})
+    out = tmp_path / "tuned"
+    assert cli.main(["train", "--dataset", "grid25", "--loss", "hinge", *TINY_RUN,
+                     "--out", str(out)]) == 0
+    config = _run_config(out)
+    assert (config["lr_d"], config["lr_g"], config["d_steps"]) == (4e-4, 2e-4, 2)
+    assert config["spectral_norm"] is True
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--loss", "hinge", "--label-smoothing", "0.1"], "--loss hinge has no real target to smooth"),
+    (["--loss", "wgan-gp", "--g-loss", "minimax"],
+     "--loss wgan-gp sets both losses to the Wasserstein critic's; it cannot be combined with "
+     "--g-loss minimax"),
+    (["--penalty-weight", "2"], "--penalty-weight needs a penalty"),
+    (["--loss", "wgan-gp", "--penalty", "none", "--penalty-weight", "2"],
+     "--penalty-weight needs a penalty"),
+])
+def test_settings_that_do_not_fit_are_refused(args, message, tmp_path, capsys):
+    assert cli.main(["train", *args, "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("key, value, why", [("d_batchnorm", True, "batch normalisation"),
+                                             ("d_dropout", 0.3, "dropout makes D random")])
+def test_a_penalty_on_a_preset_d_with_batch_norm_or_dropout_is_refused(key, value, why,
+                                                                       tmp_path, capsys,
+                                                                       monkeypatch):
+    from minigan import presets
+
+    monkeypatch.setitem(presets.PRESETS["ring8"], key, value)
+    assert cli.main(["train", "--loss", "wgan-gp", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "these settings cannot be used together" in err and "penalty 'gp'" in err
+    assert why in err and "Traceback" not in err
+    assert not (tmp_path / "r").exists()
+    assert cli.main(["train", *TINY_RUN, "--out", str(tmp_path / "plain")]) == 0   # no penalty
+
+
+def test_the_unconstrained_critic_gets_a_note(tmp_path, capsys):
+    assert cli.main(["train", "--loss", "wasserstein", "--steps", "2", "--batch-size", "32",
+                     "--no-figures", "--no-metrics", "--out", str(tmp_path / "w")]) == 0
+    err = capsys.readouterr().err
+    assert "critic unconstrained" in err and "no clipping" in err and "--loss wgan-gp" in err
+    for args in (["--loss", "wgan-gp"], ["--loss", "wasserstein", "--spectral-norm"]):
+        assert cli.main(["train", *args, "--steps", "2", "--batch-size", "32", "--no-figures",
+                         "--no-metrics", "--out", str(tmp_path / args[-1])]) == 0
+        assert "unconstrained" not in capsys.readouterr().err
+
+
+def test_resume_keeps_the_method_settings(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(["train", "--loss", "hinge", *TINY_RUN, "--out", str(out)]) == 0
+    for args, flag in ((["--loss", "bce"], "--loss"), (["--penalty", "gp"], "--penalty"),
+                       (["--no-spectral-norm"], "--spectral-norm"),
+                       (["--betas", "0", "0.9"], "--betas"),
+                       (["--penalty-weight", "1"], "--penalty-weight")):
+        assert cli.main(["train", "--resume", str(out / "checkpoint.npz"), "--steps", "5",
+                         *args, "--out", str(out)]) == 2
+        assert f"{flag} cannot be changed when resuming" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args", [["--loss", "wgan-gp", "--spectral-norm"], ["--loss", "hinge"]],
+                         ids=["wgan-gp", "hinge-sn"])
+def test_resume_with_a_penalty_or_spectral_norm_is_bit_identical(tmp_path, args):
+    common = ["train", "--dataset", "grid25", "--pack", "1", *args, "--steps", "8",
+              "--batch-size", "32", "--seed", "4", "--no-figures", "--no-metrics", "--frames",
+              "2", "--quiet"]
+    assert cli.main([*common, "--out", str(tmp_path / "straight")]) == 0
+    assert cli.main([*common, "--stop-after", "3", "--out", str(tmp_path / "split")]) == 0
+    assert cli.main(["train", "--resume", str(tmp_path / "split" / "checkpoint.npz"), "--out",
+                     str(tmp_path / "split"), "--quiet", "--no-figures", "--no-metrics"]) == 0
+    assert_same_checkpoints(tmp_path / "straight" / "checkpoint.npz",
+                            tmp_path / "split" / "checkpoint.npz")
+    meta = load_checkpoint(tmp_path / "split" / "checkpoint.npz")
+    assert any(type(m).__name__ == "SpectralNorm" for m in meta.gan.D.modules())
+    assert (tmp_path / "split" / "history.csv").read_text() == \
+        (tmp_path / "straight" / "history.csv").read_text()
+
+
+def test_ctrl_c_in_a_wgan_gp_step_resumes_bit_exactly(tmp_path, capsys, monkeypatch):
+    """Ctrl-C between D's updates (and their penalties) and G's, then the printed hint."""
+    out = tmp_path / "run"
+    common = ["train", "--dataset", "ring8", "--loss", "wgan-gp", "--steps", "8",
+              "--batch-size", "32", "--seed", "2", "--frames", "0", "--no-metrics",
+              "--no-figures"]
+    _interrupt_at_step(monkeypatch, 5)
+    assert cli.main([*common, "--out", str(out)]) == 130
+    monkeypatch.undo()
+    err = capsys.readouterr().err
+    assert "Interrupted at step 5 of 8" in err
+    assert cli.main(_hint(err)) == 0
+    assert cli.main([*common, "--out", str(tmp_path / "straight"), "--quiet"]) == 0
+    assert_same_checkpoints(tmp_path / "straight" / "checkpoint.npz", out / "checkpoint.npz")
+    assert "d_penalty" in _history_columns(out)
+
+
+def test_help_cites_the_papers_and_explains_the_methods(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for name in ("Arjovsky et al. 2017", "Gulrajani et al. 2017", "Lim & Ye 2017",
+                 "Miyato et al. 2018", "Mescheder et al. 2018", "--penalty-weight W",
+                 "--spectral-norm, --no-spectral-norm", "--betas B1 B2", "METHOD_OVERRIDES",
+                 "preset, then method, then flags"):
+        assert name in out, name
+
+
 # ------------------------------------------------------------------------ sample
 
 

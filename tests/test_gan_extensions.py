@@ -320,7 +320,7 @@ def test_the_config_names_a_loss_object():
     with pytest.raises(ValueError, match="cannot be combined"):
         build_loss({**base, "loss": "lsgan", "g_loss": "minimax"})
     with pytest.raises(ValueError, match="loss must be one of"):
-        build_loss({**base, "loss": "wasserstein"})
+        build_loss({**base, "loss": "wgan"})
 
 
 # -------------------------------------------------------- moving average of G
