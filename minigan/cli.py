@@ -816,6 +816,41 @@ def sample(args):
     return 0
 
 
+# ---------------------------------------------------------------------- evaluate
+
+
+def evaluate(args):
+    """Scores of a trained generator that take more than the run's metrics.json:
+    the Classification Accuracy Score of a conditional MNIST generator."""
+    from minigan import metrics
+    from minigan.checkpoint import load_checkpoint
+
+    if args.out is not None and os.path.exists(args.out) and not args.overwrite:
+        raise CLIError(f"--out {args.out!r} exists; pass --overwrite to replace it, or "
+                       "choose another file")
+    try:
+        gan, config, extra = load_checkpoint(args.checkpoint)
+    except FileNotFoundError as err:
+        raise CLIError(str(err)) from None
+    name = config.get("dataset", extra.get("dataset"))
+    if name != "mnist":
+        raise CLIError(f"--cas scores MNIST generators (the classifier is tested on the real "
+                       f"MNIST test digits); {args.checkpoint!r} was trained on {name!r}")
+    try:  # checks the GAN and --n before reading (or downloading) MNIST
+        result = metrics.classification_accuracy_score(
+            gan, n=args.n, epochs=args.epochs or metrics.CLASSIFIER_EPOCHS, seed=args.seed, data_dir=args.data_dir,
+            ema=not args.no_ema, baseline=not args.no_baseline, verbose=not args.quiet)
+    except ValueError as err:  # an unconditional GAN, a bad --n, images out of range
+        raise CLIError(str(err)) from None
+    except DataError as err:
+        raise CLIError(f"cannot load mnist: {err}") from None
+    result.update(checkpoint=os.path.abspath(args.checkpoint), step=int(gan.step))
+    if args.out is not None:
+        _atomic_json(args.out, result)
+    print(metrics.headline(result))
+    return 0
+
+
 # --------------------------------------------------------------------- gradcheck
 
 
@@ -1055,6 +1090,35 @@ def _add_other_parsers(sub):
                    help="sample from G itself, not its moving average")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=sample)
+
+    p = sub.add_parser("evaluate", formatter_class=_Formatter,
+                       help="score a trained generator: the classification accuracy score",
+                       description="--cas: the Classification Accuracy Score (Ravuri and "
+                                   "Vinyals 2019) of a conditional MNIST generator: minigan's "
+                                   "MNIST classifier trained on --n generated digits (balanced "
+                                   "over the classes) and tested on the real test set, beside "
+                                   "the same classifier trained on --n real digits.")
+    p.add_argument("--checkpoint", required=True,
+                   help="a checkpoint.npz of 'train --dataset mnist --conditional'")
+    p.add_argument("--cas", action="store_true", required=True,
+                   help="compute the classification accuracy score")
+    p.add_argument("--n", type=_positive_int, default=60000,
+                   help="generated (and real) training digits, a multiple of 10")
+    p.add_argument("--epochs", type=_positive_int, default=None,
+                   help="classifier training epochs (default: the library classifier's own)")
+    p.add_argument("--seed", type=_non_negative_int, default=0,
+                   help="seeds the noise, the real subset and the classifier")
+    p.add_argument("--data-dir", default=None,
+                   help="where the MNIST files are (default: $MINIGAN_DATA_DIR or "
+                        "~/.cache/minigan)")
+    p.add_argument("--no-ema", action="store_true",
+                   help="sample from G itself, not its moving average")
+    p.add_argument("--no-baseline", action="store_true",
+                   help="skip the classifier trained on real digits")
+    p.add_argument("--out", default=None, help="also write every number to this JSON file")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("--quiet", action="store_true", help="print only the result")
+    p.set_defaults(func=evaluate)
 
     p = sub.add_parser("gradcheck", formatter_class=_Formatter,
                        help="check every layer's and op's backward pass numerically",

@@ -792,3 +792,41 @@ def test_a_closed_pipe_is_not_a_traceback(tmp_path):
         capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert len(proc.stdout.splitlines()) == 2
     assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
+
+
+# ------------------------------------------------------------------------ evaluate
+
+
+def test_evaluate_cas_of_a_conditional_mnist_run(tmp_path, capsys):
+    root = _mnist_dir()
+    run = tmp_path / "cgan"
+    assert cli.main(["train", "--dataset", "mnist", "--conditional", "--steps", "2",
+                     "--batch-size", "16", "--no-metrics", "--no-figures", "--quiet",
+                     "--data-dir", root, "--out", str(run)]) == 0
+    out = tmp_path / "cas.json"
+    code = cli.main(["evaluate", "--checkpoint", str(run / "checkpoint.npz"), "--cas",
+                     "--n", "1000", "--epochs", "1", "--data-dir", root, "--quiet",
+                     "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert result["n"] == 1000 and result["epochs"] == 1 and result["step"] == 2
+    # two steps of training draw noise, not digits; real digits teach the classifier
+    assert result["real_accuracy"] > 0.5 > result["cas"]
+    assert f"CAS {100 * result['cas']:.2f}%" in printed
+
+
+def test_evaluate_cas_refuses_unconditional_and_toy_runs(tmp_path, capsys):
+    toy = tmp_path / "ring"
+    assert cli.main(["train", "--dataset", "ring8", "--steps", "2", "--no-metrics",
+                     "--no-figures", "--quiet", "--out", str(toy)]) == 0
+    assert cli.main(["evaluate", "--checkpoint", str(toy / "checkpoint.npz"), "--cas"]) == 2
+    assert "trained on 'ring8'" in capsys.readouterr().err
+    root = _mnist_dir()
+    plain = tmp_path / "gan"
+    assert cli.main(["train", "--dataset", "mnist", "--steps", "2", "--batch-size", "16",
+                     "--no-metrics", "--no-figures", "--quiet", "--data-dir", root,
+                     "--out", str(plain)]) == 0
+    assert cli.main(["evaluate", "--checkpoint", str(plain / "checkpoint.npz"), "--cas",
+                     "--data-dir", root]) == 2
+    assert "train with --conditional" in capsys.readouterr().err
