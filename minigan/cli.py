@@ -246,14 +246,14 @@ def _figures(run, samples):
 
     out, name, gan = run.out, run.config["dataset"], run.gan
     plot.plot_losses(gan.history, path=os.path.join(out, "losses.png"),
-                     **_equilibrium_lines(run.config))
+                     score_kind=gan.loss, **_equilibrium_lines(run.config))
     run.written.append("losses.png")
     _plot_samples(os.path.join(out, "samples.png"), gan, name, samples,
                   f"{name}, step {gan.step}")
     run.written.append("samples.png")
     if run.frames is not None and run.frames.frames:
         plot.animate(run.frames.frames, run.dataset, os.path.join(out, "training.gif"),
-                     title=name)
+                     title=name, score_kind=gan.loss)
         run.written.append("training.gif")
 
 
@@ -666,7 +666,7 @@ def _interrupted(run):
             from minigan import plot
 
             plot.plot_losses(gan.history, path=os.path.join(run.out, "losses.png"),
-                             **_equilibrium_lines(run.config))
+                             score_kind=gan.loss, **_equilibrium_lines(run.config))
             run.written.append("losses.png")
     except KeyboardInterrupt:
         pass

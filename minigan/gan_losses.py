@@ -79,6 +79,9 @@ class NonSaturating:
         _check_outputs(fake_out, "generator loss")
         return kernels.bce_with_logits(fake_out, 1.0)
 
+    #: what ``score`` gives, for plots: D's probability that a sample is real
+    score_kind = "probability"
+
     def score(self, out):
         return kernels.sigmoid(out)
 
@@ -127,6 +130,9 @@ class LeastSquares:
         _check_outputs(fake_out, "generator loss")
         return F.least_squares(fake_out, array_module(fake_out).ones_like(fake_out))
 
+    #: with targets 1 and 0 the best D is p_data / (p_data + p_g): a probability too
+    score_kind = "probability"
+
     def score(self, out):
         return out
 
@@ -163,6 +169,9 @@ class Wasserstein:
         _check_outputs(fake_out, "generator loss")
         xp = array_module(fake_out)
         return -fake_out.mean(), xp.full_like(fake_out, -1.0 / fake_out.shape[0])
+
+    #: an unbounded critic value, higher for samples it finds more real
+    score_kind = "critic"
 
     def score(self, out):
         return out

@@ -27,12 +27,34 @@ Arrays may be NumPy or CuPy; they are copied to the host with
 Discriminators
     ``discriminator=`` (plot_1d, plot_2d, snapshot_1d, snapshot_2d) accepts
     - a ``minigan.gan.GAN``: its ``discriminate`` gives probabilities (for an
-      LSGAN, scores aiming at 1 for real and 0 for fake, clipped to [0, 1]);
+      LSGAN, scores aiming at 1 for real and 0 for fake, clipped to [0, 1]), or,
+      for a critic (see below), the critic's score;
     - a minigan model (a ``Layer``, e.g. the ``Sequential`` D): its forward gives
       logits, turned into probabilities with a sigmoid; it is run in evaluation
       mode, its mode restored and its cache cleared afterwards;
     - any other callable mapping a float32 NumPy array (K, dim) to (K,) or (K, 1)
       probabilities of "real"; pass ``logits=True`` if it returns logits.
+
+Critics
+    The Wasserstein and hinge losses (``minigan.gan_losses``) make D a critic: its
+    score D(x) is a real number, higher for "more real", with no scale of its
+    own (WGAN's loss does not change when a constant is added to every score).
+    Drawing it as a probability would clip it to [0, 1] and hide it, so these
+    figures draw it as a score: ``score_kind="critic"`` (``plot_1d``, ``plot_2d``,
+    the snapshots, ``plot_losses``, the animations, ``plot_samples``), or the
+    loss object itself (``score_kind=gan.loss``), whose kind is read from it.
+    A GAN passed as ``discriminator=`` says so by its loss. For a critic
+    - the D surface (2-D) is a diverging colour map centred (white, dashed) at
+      the critic's median on the drawn region, spread to its largest deviation
+      from that median, with a colour bar labelled "critic score D(x)"; 1-D
+      draws the score on its own, unclipped, axis;
+    - ``plot_losses``' lower panels show the mean score of real and of fake
+      samples, and their gap mean D(x) - mean D(G(z)): for WGAN's critic this
+      is its estimate of the Wasserstein-1 distance, which goes to 0 as G
+      catches up; no cross-entropy equilibrium lines are drawn.
+    The logits of a critic mean nothing as probabilities, so a minigan model or
+    a callable given with ``score_kind="critic"`` is drawn as it comes, without
+    a sigmoid.
 
 Animation frames
     ``animate_1d`` and ``animate_2d`` take a list of frames, each a dict of plain
@@ -50,7 +72,9 @@ Animation frames
     grid_x     (G,) float64 x coordinates where D was evaluated (optional)
     grid_y     (H,) float64 y coordinates (2-D only)
     d_grid     D's probability of "real" on the grid: (G,) for 1-D; (H, G) for 2-D,
-               with d_grid[i, j] = D(grid_x[j], grid_y[i]) (meshgrid's "xy" order)
+               with d_grid[i, j] = D(grid_x[j], grid_y[i]) (meshgrid's "xy" order);
+               a critic's score for a critic
+    d_kind     "critic" when d_grid holds a critic's scores (absent for probabilities)
     info       dict of floats (optional): e.g. the record of ``gan.train_step``;
                d_loss and g_loss are shown in the title
     =========  =====================================================================
@@ -88,8 +112,15 @@ REAL_COLOUR = "black"
 FAKE_COLOUR = "tab:green"       # Goodfellow et al.: the generator's density is green
 D_COLOUR = "tab:blue"           # ... and the discriminator's curve blue, dashed
 D_CMAP = "RdBu"                 # 2-D: red where D says "fake" (0), blue where "real" (1)
+GAP_COLOUR = "tab:purple"       # a critic's mean D(x) - mean D(G(z))
 
 LOG2 = math.log(2.0)
+
+# What D's output (``loss.score``) is: the two ways these figures draw it.
+PROBABILITY, CRITIC = "probability", "critic"
+# The critics' losses, recognised by class until the losses declare a ``score_kind``.
+_CRITIC_LOSSES = frozenset({"Wasserstein", "Hinge"})
+_CRITIC_LABEL = "critic score D(x), higher = more real (dashed: its median)"
 
 
 # ------------------------------------------------------------------ matplotlib setup
@@ -170,16 +201,87 @@ def _sigmoid(z):
     return 0.5 * (1.0 + np.tanh(0.5 * z))  # = 1 / (1 + exp(-z)), never overflows
 
 
+def _is_gan(obj):
+    return hasattr(obj, "discriminate") and hasattr(obj, "D")
+
+
+def _score_kind(spec):
+    """"probability" or "critic" (None for None) from that word, a loss object or a GAN.
+
+    A loss may say what its ``score`` is by a ``score_kind`` attribute; a loss
+    without one is recognised by class: ``Wasserstein`` and ``Hinge`` (and their
+    subclasses) are critics, every other loss gives a probability. (Least
+    squares' score aims at 1 for real and 0 for fake, and its optimal D is
+    p_data / (p_data + p_g), the same probability as the cross-entropy's D.)
+    """
+    if spec is None:
+        return None
+    if isinstance(spec, str):
+        if spec not in (PROBABILITY, CRITIC):
+            raise ValueError(f"score_kind must be {PROBABILITY!r} (D's output is a probability "
+                             f"of real) or {CRITIC!r} (an unbounded critic score), or the loss "
+                             f"object; got {spec!r}.")
+        return spec
+    loss = getattr(spec, "loss", None) if _is_gan(spec) else spec
+    if loss is None:  # a GAN-like object without a loss object: its discriminate's probability
+        return PROBABILITY
+    if not callable(getattr(loss, "score", None)):
+        raise TypeError(f"score_kind must be {PROBABILITY!r}, {CRITIC!r}, a loss object (from "
+                        f"minigan.gan_losses, with a score method) or a GAN; got "
+                        f"{type(spec).__name__}.")
+    declared = getattr(loss, "score_kind", None)
+    if declared is not None:
+        return _score_kind(str(declared))
+    names = {cls.__name__ for cls in type(loss).__mro__}
+    return CRITIC if names & _CRITIC_LOSSES else PROBABILITY
+
+
+def _d_values(discriminator, points, logits=None, score_kind=None):
+    """D at ``points`` (K, dim) float64, as the figures draw it: ((K,) float64, kind).
+
+    kind is ``score_kind`` when given, else the GAN's loss's, else "probability".
+    Probabilities are ``_d_probabilities``'; a critic's scores are D's output
+    as it comes (no sigmoid, no clipping).
+    """
+    kind = _score_kind(score_kind)
+    if kind is None:
+        kind = _score_kind(discriminator) if _is_gan(discriminator) else PROBABILITY
+    if kind == PROBABILITY:
+        return _d_probabilities(discriminator, points, logits), kind
+    if logits:
+        raise ValueError("logits=True asks for a sigmoid, which turns D's output into a "
+                         "probability, but score_kind says D is a critic whose score is drawn "
+                         "as it is; drop logits=True, or pass score_kind='probability'.")
+    out, _, _ = _d_output(discriminator, points, logits)
+    return out, kind
+
+
 def _d_probabilities(discriminator, points, logits=None):
     """D's probability of "real" at ``points`` (K, dim) float64 -> (K,) float64 in [0, 1]."""
+    out, is_logits, is_score = _d_output(discriminator, points, logits)
+    if is_logits:
+        return _sigmoid(out)
+    if is_score:
+        return np.clip(out, 0.0, 1.0)
+    finite = out[np.isfinite(out)]
+    if finite.size and (finite.min() < -1e-6 or finite.max() > 1 + 1e-6):
+        raise ValueError(
+            f"the discriminator returned values in [{finite.min():.3g}, {finite.max():.3g}], "
+            "not probabilities in [0, 1]; if it returns logits, pass logits=True.")
+    return np.clip(out, 0.0, 1.0)
+
+
+def _d_output(discriminator, points, logits=None):
+    """D's raw output at ``points`` (K, dim): ((K,) float64, is_logits, is_score)."""
     from minigan.layers import Layer, forward_in_eval_mode
 
     k = points.shape[0]
-    if hasattr(discriminator, "discriminate") and hasattr(discriminator, "D"):
+    if _is_gan(discriminator):
         # A minigan GAN: discriminate() gives the loss's score in eval mode (and
         # repeats each point into a pack when D judges packs): a probability for
         # the cross-entropy losses; least squares' raw score, aiming at 1 (real)
-        # and 0 (fake), is clipped to [0, 1] below to share the colour scale.
+        # and 0 (fake), is clipped to [0, 1] by _d_probabilities to share the
+        # colour scale; a critic's score is left as it is (_d_values).
         out = discriminator.discriminate(_to_model(points, discriminator.D))
         is_logits, is_score = False, True
     elif isinstance(discriminator, Layer):
@@ -195,17 +297,7 @@ def _d_probabilities(discriminator, points, logits=None):
     if out.size != k:
         raise ValueError(f"the discriminator returned shape {out.shape} for {k} points; "
                          f"expected ({k},) or ({k}, 1).")
-    out = out.reshape(k)
-    if is_logits:
-        return _sigmoid(out)
-    if is_score:
-        return np.clip(out, 0.0, 1.0)
-    finite = out[np.isfinite(out)]
-    if finite.size and (finite.min() < -1e-6 or finite.max() > 1 + 1e-6):
-        raise ValueError(
-            f"the discriminator returned values in [{finite.min():.3g}, {finite.max():.3g}], "
-            "not probabilities in [0, 1]; if it returns logits, pass logits=True.")
-    return np.clip(out, 0.0, 1.0)
+    return out.reshape(k), is_logits, is_score
 
 
 def _to_model(points, model):
@@ -318,7 +410,7 @@ def _history_columns(history):
 
 
 def plot_losses(history, path=None, smooth=None, d_loss_at_equilibrium=2 * LOG2,
-                g_loss_at_equilibrium=LOG2, title=None):
+                g_loss_at_equilibrium=LOG2, title=None, score_kind=None):
     """Loss curves (top) and mean D outputs (bottom) over training.
 
     history: a mapping of name -> sequence (``gan.history``, a dict of lists)
@@ -333,7 +425,15 @@ def plot_losses(history, path=None, smooth=None, d_loss_at_equilibrium=2 * LOG2,
     is -log(1/2) - log(1 - 1/2) = 2 log 2 = 1.386 (log 2 if your d_loss is their
     mean); the non-saturating g_loss -log D(G(z)) is log 2 = 0.693 there (pass
     -log 2 for the minimax loss). None hides a line.
+    score_kind: what d_real and d_fake are: "probability" (the default) or
+    "critic", or the loss object (``gan.loss``), whose kind is read from it
+    (see "Critics" in the module docstring). For a critic they are mean
+    scores, drawn on an axis of their own range, with a third panel for their
+    gap mean D(x) - mean D(G(z)) (WGAN: the critic's estimate of the
+    Wasserstein-1 distance), and the equilibrium lines, which are the
+    cross-entropy's, are not drawn.
     """
+    critic = (_score_kind(score_kind) or PROBABILITY) == CRITIC
     cols = _history_columns(history)
     n = len(cols["d_loss"])
     steps = cols["step"] if "step" in cols else np.arange(1, n + 1, dtype=float)
@@ -343,9 +443,11 @@ def plot_losses(history, path=None, smooth=None, d_loss_at_equilibrium=2 * LOG2,
     if smooth < 1:
         raise ValueError(f"smooth must be a window of >= 1 steps, got {smooth}.")
     has_d = "d_real" in cols or "d_fake" in cols
+    has_gap = critic and "d_real" in cols and "d_fake" in cols
+    n_panels = 1 + has_d + has_gap
 
-    fig = _new_figure(figsize=(8, 6.2 if has_d else 3.6))
-    axes = fig.subplots(2 if has_d else 1, 1, sharex=True, squeeze=False)[:, 0]
+    fig = _new_figure(figsize=(8, {1: 3.6, 2: 6.2, 3: 8.4}[n_panels]))
+    axes = fig.subplots(n_panels, 1, sharex=True, squeeze=False)[:, 0]
 
     def curve(ax, key, colour, label):
         y = cols[key]
@@ -359,6 +461,8 @@ def plot_losses(history, path=None, smooth=None, d_loss_at_equilibrium=2 * LOG2,
     ax = axes[0]
     curve(ax, "d_loss", "tab:blue", "D loss")
     curve(ax, "g_loss", "tab:orange", "G loss")
+    if critic:  # the lines below are the cross-entropy's values at D = 1/2: not a critic's
+        d_loss_at_equilibrium = g_loss_at_equilibrium = None
     if d_loss_at_equilibrium is not None:
         why = " = 2 log 2 (real + fake BCE)" if math.isclose(d_loss_at_equilibrium, 2 * LOG2) else ""
         ax.axhline(d_loss_at_equilibrium, color="tab:blue", ls=":", lw=1.2,
@@ -373,7 +477,9 @@ def plot_losses(history, path=None, smooth=None, d_loss_at_equilibrium=2 * LOG2,
     ax.legend(fontsize=8, loc="best")
     ax.grid(alpha=0.3)
 
-    if has_d:
+    if has_d and critic:
+        _critic_panels(axes[1:], cols, curve)
+    elif has_d:
         ax = axes[1]
         if "d_real" in cols:
             curve(ax, "d_real", REAL_COLOUR, "mean D(x), real")
@@ -387,6 +493,33 @@ def plot_losses(history, path=None, smooth=None, d_loss_at_equilibrium=2 * LOG2,
     axes[-1].set_xlabel("step")
     fig.tight_layout()
     return _finish(fig, path, own=True)
+
+
+def _critic_panels(axes, cols, curve):
+    """plot_losses' lower panels for a critic: its mean scores, then (if both) their gap.
+
+    The scores have no fixed range (WGAN's loss is unchanged by adding a
+    constant to every score, so they may drift together), so the axes take
+    the curves' own range; the gap is what the critic measures, and goes to 0
+    when it cannot tell real from fake.
+    """
+    ax = axes[0]
+    if "d_real" in cols:
+        curve(ax, "d_real", REAL_COLOUR, "mean critic score D(x), real")
+    if "d_fake" in cols:
+        curve(ax, "d_fake", FAKE_COLOUR, "mean critic score D(G(z)), fake")
+    ax.set_ylabel("critic score D\n(unbounded, higher = more real)")
+    ax.legend(fontsize=8, loc="best")
+    ax.grid(alpha=0.3)
+    if len(axes) > 1:
+        ax = axes[1]
+        cols["d_gap"] = cols["d_real"] - cols["d_fake"]
+        curve(ax, "d_gap", GAP_COLOUR, "gap: mean D(x) - mean D(G(z))")
+        ax.axhline(0.0, color="grey", ls="--", lw=1.2,
+                   label="gap 0: the critic cannot tell real from fake")
+        ax.set_ylabel("critic gap\n(WGAN: Wasserstein-1 estimate)")
+        ax.legend(fontsize=8, loc="best")
+        ax.grid(alpha=0.3)
 
 
 # ------------------------------------------------------------------------- images
@@ -515,10 +648,61 @@ def _grid_2d(lim, grid_size):
     return gx, gy, np.stack([xx.ravel(), yy.ravel()], axis=1)
 
 
+def _critic_scale(d):
+    """(centre, half_width) of a critic's colour scale: its median and largest deviation from it.
+
+    The median of the drawn region is white, so blue reads "scored above the
+    typical point here" (more real) and red "below" (more fake) whatever the
+    scores' offset; the half width covers every finite score, so none is clipped.
+    """
+    finite = np.asarray(d, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    if finite.size == 0:
+        return 0.0, 1.0
+    centre = float(np.median(finite))
+    # 1 + 1e-9: the extreme scores fall inside the end levels after rounding too
+    half = float(np.max(np.abs(finite - centre))) * (1.0 + 1e-9)
+    # A flat critic still needs increasing contour levels around its one value.
+    return centre, max(half, 1e-6 * max(1.0, abs(centre)))
+
+
+def _critic_colorbar(fig, cs, **where):
+    """The colour bar of a critic's surface ``cs`` (``where``: ax=... or cax=...)."""
+    from matplotlib.ticker import MaxNLocator
+
+    # round ticks: the contour levels themselves are arbitrary numbers
+    cb = fig.colorbar(cs, ticks=MaxNLocator(8), **where)
+    cb.set_label(_CRITIC_LABEL)
+    return cb
+
+
+def _draw_critic_2d(ax, gx, gy, d, colorbar=True):
+    """A critic's surface: a diverging map centred at its median, with no clipping.
+
+    Returns the filled contour set (for a colour bar drawn elsewhere).
+    """
+    centre, half = _critic_scale(d)
+    levels = np.linspace(centre - half, centre + half, 21)
+    cs = ax.contourf(gx, gy, d, levels=levels, cmap=D_CMAP, vmin=levels[0], vmax=levels[-1],
+                     alpha=0.6)
+    if np.nanmin(d) < centre < np.nanmax(d):
+        ax.contour(gx, gy, d, levels=[centre], colors="0.25", linewidths=1.0, linestyles="--")
+    if colorbar:
+        _critic_colorbar(ax.figure, cs, ax=ax, fraction=0.046, pad=0.03)
+    return cs
+
+
 def _draw_2d(ax, real, fake, lim, grid=None, centres=None, title=None, colorbar=True,
-             legend=True):
-    """Draw D's surface (if grid = (gx, gy, d) is given), samples and centres into ax."""
-    if grid is not None:
+             legend=True, kind=PROBABILITY):
+    """Draw D's surface (if grid = (gx, gy, d) is given), samples and centres into ax.
+
+    kind: what d holds, "probability" (drawn on the fixed [0, 1] scale) or
+    "critic" (see ``_draw_critic_2d``). Returns a critic's contour set, else None.
+    """
+    surface = None
+    if grid is not None and kind == CRITIC:
+        surface = _draw_critic_2d(ax, *grid, colorbar=colorbar)
+    elif grid is not None:
         gx, gy, d = grid
         levels = np.linspace(0.0, 1.0, 21)
         cs = ax.contourf(gx, gy, d, levels=levels, cmap=D_CMAP, vmin=0.0, vmax=1.0, alpha=0.6)
@@ -547,16 +731,20 @@ def _draw_2d(ax, real, fake, lim, grid=None, centres=None, title=None, colorbar=
         leg = ax.legend(loc="upper right", fontsize=8, framealpha=0.8)
         for handle in leg.legend_handles:  # same-size markers in the legend, whatever s was
             handle.set_sizes([25.0])
+    return surface
 
 
 def plot_2d(real, fake, discriminator=None, centres=None, path=None, ax=None, lim=None,
-            title=None, logits=None, grid_size=120):
+            title=None, logits=None, grid_size=120, score_kind=None):
     """Real (N, 2) vs generated (M, 2) samples, over D's decision surface.
 
     discriminator: optional; a GAN, a minigan model (logits) or a callable
     returning probabilities (see the module docstring); its probability of
     "real" is drawn as filled contours (blue = real, red = fake) on a
     ``grid_size`` x ``grid_size`` grid, with D = 1/2 dashed.
+    score_kind: "critic" (or a critic's loss object) draws D's output as a
+    critic's score instead, centred at its median (see "Critics" in the module
+    docstring); default: the GAN's loss says, else "probability".
     centres: (K, 2) mode centres to mark. lim: L, (lo, hi) or (xmin, xmax,
     ymin, ymax); default the samples' extent (ignoring far outliers) plus 15%.
     ax: draw into these axes (no new figure).
@@ -565,16 +753,16 @@ def plot_2d(real, fake, discriminator=None, centres=None, path=None, ax=None, li
     fake = _points(fake, "fake", 2)
     centres = None if centres is None else _points(centres, "centres", 2)
     lim = _check_lim(lim, 2) or _auto_lim_2d(real, fake, centres)
-    grid = None
+    grid, kind = None, PROBABILITY
     if discriminator is not None:
         gx, gy, pts = _grid_2d(lim, int(grid_size))
-        d = _d_probabilities(discriminator, pts, logits).reshape(len(gy), len(gx))
-        grid = (gx, gy, d)
+        d, kind = _d_values(discriminator, pts, logits, score_kind)
+        grid = (gx, gy, d.reshape(len(gy), len(gx)))
     own = ax is None
     if own:
         fig = _new_figure(figsize=(6.4 if grid is not None else 5.4, 5.2))
         ax = fig.add_subplot()
-    _draw_2d(ax, real, fake, lim, grid=grid, centres=centres, title=title)
+    _draw_2d(ax, real, fake, lim, grid=grid, centres=centres, title=title, kind=kind)
     if own:
         ax.figure.tight_layout()
     return _finish(ax.figure, path, own=own)
@@ -584,11 +772,13 @@ def plot_2d(real, fake, discriminator=None, centres=None, path=None, ax=None, li
 
 
 def _draw_1d(ax, real, fake, lim, d_curve=None, z=None, data_pdf=None, title=None,
-             ytop=None, curves=None, legend=True):
+             ytop=None, curves=None, legend=True, kind=PROBABILITY):
     """Figure 1 of Goodfellow et al.: p_data dotted black, p_g solid green, D dashed blue.
 
     Returns the twin axes holding D (or None). ``curves`` may hold precomputed
     (grid, p_data, p_g) so that an animation does not redo the densities.
+    kind: what d_curve's values are, "probability" (drawn on [0, 1]) or
+    "critic" (drawn on the range of its scores).
     """
     if curves is None:
         curves = _densities_1d(real, fake, lim, data_pdf)
@@ -619,7 +809,11 @@ def _draw_1d(ax, real, fake, lim, d_curve=None, z=None, data_pdf=None, title=Non
     ax.set_xlabel("x")
     handles, labels = ax.get_legend_handles_labels()
     dax = None
-    if d_curve is not None:
+    if d_curve is not None and kind == CRITIC:
+        dax = _draw_critic_1d(ax, *d_curve)
+        h2, l2 = dax.get_legend_handles_labels()
+        handles, labels = handles + h2, labels + l2
+    elif d_curve is not None:
         dgrid, d = d_curve
         dax = ax.twinx()
         dax.plot(dgrid, d, color=D_COLOUR, ls="--", lw=2.0, label="discriminator D(x)")
@@ -639,6 +833,29 @@ def _draw_1d(ax, real, fake, lim, d_curve=None, z=None, data_pdf=None, title=Non
     return dax
 
 
+def _draw_critic_1d(ax, dgrid, d):
+    """A critic's scores on a twin axis of their own range; returns that axis.
+
+    The scores' range is stretched over the densities' [0, 0.95 * top], so the
+    curve stays above the z line (where there is one), as a probability does.
+    """
+    dax = ax.twinx()
+    dax.plot(dgrid, d, color=D_COLOUR, ls="--", lw=2.0, label="critic score D(x)")
+    centre, half = _critic_scale(d)
+    dax.axhline(centre, color=D_COLOUR, ls=":", lw=0.8, alpha=0.6)
+    finite = d[np.isfinite(d)]
+    d_lo, d_hi = (float(finite.min()), float(finite.max())) if finite.size else (-1.0, 1.0)
+    if not d_hi > d_lo:
+        d_lo, d_hi = d_lo - half, d_hi + half
+    lo, hi = ax.get_ylim()
+    at_zero, at_top = -lo / (hi - lo), 0.95  # where d_lo and d_hi sit, as fractions of the axis
+    span = (d_hi - d_lo) / (at_top - at_zero)
+    dax.set_ylim(d_lo - at_zero * span, d_lo + (1.0 - at_zero) * span)
+    dax.set_ylabel("critic score D(x) (dotted: its median)", color=D_COLOUR)
+    dax.tick_params(axis="y", colors=D_COLOUR)
+    return dax
+
+
 def _densities_1d(real, fake, lim, data_pdf=None, n_grid=400):
     grid = np.linspace(lim[0], lim[1], n_grid)
     if data_pdf is not None:
@@ -649,7 +866,7 @@ def _densities_1d(real, fake, lim, data_pdf=None, n_grid=400):
 
 
 def plot_1d(real, fake, discriminator=None, path=None, ax=None, lim=None, z=None,
-            data_pdf=None, title=None, logits=None):
+            data_pdf=None, title=None, logits=None, score_kind=None):
     """1-D data and generator densities with D's curve, as in Goodfellow et al. 2014, Fig. 1.
 
     real (N, 1) or (N,), fake (M, 1) or (M,): densities are kernel estimates
@@ -660,6 +877,9 @@ def plot_1d(real, fake, discriminator=None, path=None, ax=None, lim=None, z=None
     equilibrium it is flat at 1/2). z: (M, 1) latent codes of ``fake``: lines
     from z (lower line) to x = G(z) (upper line) show how G maps noise to data.
     lim: (lo, hi); default the extent of the samples (and z) plus 15%.
+    score_kind: "critic" (or a critic's loss object) draws D's output as a
+    critic's score, on an axis of its own range (see "Critics" in the module
+    docstring); default: the GAN's loss says, else "probability".
     """
     real = _points(real, "real", 1)
     fake = _points(fake, "fake", 1)
@@ -669,15 +889,17 @@ def plot_1d(real, fake, discriminator=None, path=None, ax=None, lim=None, z=None
             raise ValueError(f"z has {len(z)} rows but fake has {len(fake)}: z[i] must be "
                              "the latent code of fake[i].")
     lim = _check_lim(lim, 1) or _auto_lim_1d(real, fake, z)
-    d_curve = None
+    d_curve, kind = None, PROBABILITY
     if discriminator is not None:
         dgrid = np.linspace(lim[0], lim[1], 300)
-        d_curve = (dgrid, _d_probabilities(discriminator, dgrid[:, None], logits))
+        d, kind = _d_values(discriminator, dgrid[:, None], logits, score_kind)
+        d_curve = (dgrid, d)
     own = ax is None
     if own:
         fig = _new_figure(figsize=(7.5, 4.2))
         ax = fig.add_subplot()
-    _draw_1d(ax, real, fake, lim, d_curve=d_curve, z=z, data_pdf=data_pdf, title=title)
+    _draw_1d(ax, real, fake, lim, d_curve=d_curve, z=z, data_pdf=data_pdf, title=title,
+             kind=kind)
     if own:
         ax.figure.tight_layout()
     return _finish(ax.figure, path, own=own)
@@ -700,11 +922,12 @@ def _info(info, step):
 
 
 def snapshot_1d(real, fake, discriminator=None, step=None, info=None, lim=None, z=None,
-                grid_size=200, logits=None):
+                grid_size=200, logits=None, score_kind=None):
     """One frame for ``animate_1d``: copies of the samples and D on a grid of x values.
 
     real (N, 1), fake (M, 1); z (M, 1): optional latent codes of fake.
-    discriminator: see the module docstring. info: e.g. the dict returned by
+    discriminator: see the module docstring; score_kind: as ``plot_1d``'s (a
+    critic's frame is marked d_kind="critic"). info: e.g. the dict returned by
     ``gan.train_step`` (its "step" is used when step is None). lim: (lo, hi),
     default the real samples' extent widened 3 times, the same every frame as
     long as ``real`` is; fix it when the generator starts far from the data.
@@ -731,16 +954,19 @@ def snapshot_1d(real, fake, discriminator=None, step=None, info=None, lim=None, 
     if discriminator is not None:
         gx = np.linspace(lim[0], lim[1], int(grid_size))
         frame["grid_x"] = gx
-        frame["d_grid"] = _d_probabilities(discriminator, gx[:, None], logits)
+        frame["d_grid"], kind = _d_values(discriminator, gx[:, None], logits, score_kind)
+        if kind == CRITIC:
+            frame["d_kind"] = CRITIC
     return frame
 
 
 def snapshot_2d(real, fake, discriminator=None, step=None, info=None, lim=None,
-                grid_size=60, logits=None):
+                grid_size=60, logits=None, score_kind=None):
     """One frame for ``animate_2d``: copies of the samples and D on a grid_size^2 grid.
 
     real (N, 2), fake (M, 2); discriminator: see the module docstring (one
-    forward pass over grid_size^2 points: cheap). info: e.g. the dict returned
+    forward pass over grid_size^2 points: cheap); score_kind: as ``plot_2d``'s
+    (a critic's frame is marked d_kind="critic"). info: e.g. the dict returned
     by ``gan.train_step``. lim: (xmin, xmax, ymin, ymax); default the real
     samples' extent widened 1.6 times, the same every frame as long as ``real`` is.
     """
@@ -756,7 +982,10 @@ def snapshot_2d(real, fake, discriminator=None, step=None, info=None, lim=None,
     if discriminator is not None:
         gx, gy, pts = _grid_2d(lim, int(grid_size))
         frame["grid_x"], frame["grid_y"] = gx, gy
-        frame["d_grid"] = _d_probabilities(discriminator, pts, logits).reshape(len(gy), len(gx))
+        d, kind = _d_values(discriminator, pts, logits, score_kind)
+        frame["d_grid"] = d.reshape(len(gy), len(gx))
+        if kind == CRITIC:
+            frame["d_kind"] = CRITIC
     return frame
 
 
@@ -803,20 +1032,40 @@ def _write_gif(fig, path, frames, draw, fps, dpi):
     _atomic(path, write)
 
 
-def animate_2d(frames, path, fps=10, lim=None, centres=None, title=None, dpi=80):
+def _frames_kind(frames, score_kind):
+    """What the frames' d_grid holds: ``score_kind`` if given, else "critic" if any
+    frame is marked so (frames restored from a checkpoint may not be), else "probability"."""
+    kind = _score_kind(score_kind)
+    if kind is not None:
+        return kind
+    return CRITIC if any(f.get("d_kind") == CRITIC for f in frames) else PROBABILITY
+
+
+def animate_2d(frames, path, fps=10, lim=None, centres=None, title=None, dpi=80,
+               score_kind=None):
     """Save 2-D training frames (from ``snapshot_2d``) as an animated GIF; returns the Figure.
 
     lim: default the first frame's; centres: (K, 2) mode centres to mark.
-    The figure shows the last frame.
+    score_kind: what the frames' d_grid holds (see "Critics" in the module
+    docstring); default "critic" if a frame is marked so, else "probability".
+    A critic's colour scale is each frame's own (its scores drift during
+    training), and the colour bar follows it. The figure shows the last frame.
     """
     frames = _check_frames(frames, 2)
+    kind = _frames_kind(frames, score_kind)
     centres = None if centres is None else _points(centres, "centres", 2)
     lim = _check_lim(lim, 2) or (_check_lim(frames[0]["lim"], 2) if frames[0].get("lim")
                                  else _auto_lim_2d(_points(frames[0]["real"], "real", 2)))
     has_d = any("d_grid" in f for f in frames)
     fig = _new_figure(figsize=(6.4 if has_d else 5.4, 5.4))
     ax = fig.add_subplot()
-    if has_d:  # one colour bar for the whole animation: D's range is always [0, 1]
+    cax = None
+    if has_d and kind == CRITIC:  # its place; each frame redraws it on that frame's scale
+        import matplotlib as mpl
+
+        sm = mpl.cm.ScalarMappable(norm=mpl.colors.Normalize(-1, 1), cmap=D_CMAP)
+        cax = _critic_colorbar(fig, sm, ax=ax, fraction=0.046, pad=0.03).ax
+    elif has_d:  # one colour bar for the whole animation: D's range is always [0, 1]
         import matplotlib as mpl
 
         sm = mpl.cm.ScalarMappable(norm=mpl.colors.Normalize(0, 1), cmap=D_CMAP)
@@ -830,20 +1079,27 @@ def animate_2d(frames, path, fps=10, lim=None, centres=None, title=None, dpi=80)
         if "d_grid" in frame:
             grid = (np.asarray(frame["grid_x"]), np.asarray(frame["grid_y"]),
                     np.asarray(frame["d_grid"]))
-        _draw_2d(ax, _points(frame["real"], "real", 2), _points(frame["fake"], "fake", 2), lim,
-                 grid=grid, centres=centres, title=_frame_title(frame, title), colorbar=False)
+        surface = _draw_2d(ax, _points(frame["real"], "real", 2),
+                           _points(frame["fake"], "fake", 2), lim, grid=grid, centres=centres,
+                           title=_frame_title(frame, title), colorbar=False, kind=kind)
+        if surface is not None:  # a critic's: its colour bar, on this frame's scale
+            cax.clear()
+            _critic_colorbar(fig, surface, cax=cax)
 
     _write_gif(fig, path, frames, draw, fps, dpi)
     return _finish(fig, None, own=True)
 
 
-def animate_1d(frames, path, fps=10, lim=None, data_pdf=None, title=None, dpi=80):
+def animate_1d(frames, path, fps=10, lim=None, data_pdf=None, title=None, dpi=80,
+               score_kind=None):
     """Save 1-D training frames (from ``snapshot_1d``) as an animated GIF; returns the Figure.
 
     Each frame is drawn as ``plot_1d`` draws it, with the axes fixed over the
-    whole animation. data_pdf: exact data density, as in ``plot_1d``.
+    whole animation (but a critic's score axis, which is each frame's own).
+    data_pdf: exact data density, as in ``plot_1d``. score_kind: as ``animate_2d``'s.
     """
     frames = _check_frames(frames, 1)
+    kind = _frames_kind(frames, score_kind)
     lim = _check_lim(lim, 1) or (_check_lim(frames[0]["lim"], 1) if frames[0].get("lim")
                                  else _auto_lim_1d(_points(frames[0]["real"], "real", 1)))
     data = [(_points(f["real"], "real", 1), _points(f["fake"], "fake", 1)) for f in frames]
@@ -867,7 +1123,7 @@ def animate_1d(frames, path, fps=10, lim=None, data_pdf=None, title=None, dpi=80
             if "d_grid" in frame else None
         z = _points(frame["z"], "z", 1) if frame.get("z") is not None else None
         state["dax"] = _draw_1d(ax, real, fake, lim, d_curve=d_curve, z=z, ytop=ytop,
-                                curves=curves[i], title=_frame_title(frame, title))
+                                curves=curves[i], title=_frame_title(frame, title), kind=kind)
 
     _write_gif(fig, path, range(len(frames)), draw, fps, dpi)
     return _finish(fig, None, own=True)
@@ -877,12 +1133,13 @@ def animate_1d(frames, path, fps=10, lim=None, data_pdf=None, title=None, dpi=80
 
 
 def plot_samples(samples, dataset, discriminator=None, labels=None, class_names=None,
-                 title=None, path=None):
+                 title=None, path=None, score_kind=None):
     """The usual picture of generated ``samples`` for ``dataset`` (a ``ToyDataset``
     or the name of an image set): for images a grid of 100 (one row per class,
     when ``labels`` gives each sample's class); for 1-D and 2-D data the samples
-    over as many real ones, D's probability and the mode centres, in the data
-    set's fixed ``plot_lim``. Returns the Figure."""
+    over as many real ones, D's probability (or a critic's score: see
+    ``score_kind`` in ``plot_2d``) and the mode centres, in the data set's fixed
+    ``plot_lim``. Returns the Figure."""
     if not hasattr(dataset, "sample"):  # images
         if labels is not None:
             return plot_class_grid(samples, labels, n_per_class=10, class_names=class_names,
@@ -892,16 +1149,18 @@ def plot_samples(samples, dataset, discriminator=None, labels=None, class_names=
     if dataset.dim == 2:
         return plot_2d(real, samples, discriminator=discriminator,
                        centres=dataset.plot_centres, lim=dataset.plot_lim, title=title,
-                       path=path)
+                       path=path, score_kind=score_kind)
     return plot_1d(real, samples, discriminator=discriminator, lim=dataset.plot_lim,
-                   data_pdf=getattr(dataset, "pdf", None), title=title, path=path)
+                   data_pdf=getattr(dataset, "pdf", None), title=title, path=path,
+                   score_kind=score_kind)
 
 
-def animate(frames, dataset, path, title=None):
+def animate(frames, dataset, path, title=None, score_kind=None):
     """``animate_2d`` or ``animate_1d`` of a toy ``dataset``'s training frames, in its
-    ``plot_lim``, with its mode centres (2-D) or density (1-D)."""
+    ``plot_lim``, with its mode centres (2-D) or density (1-D). score_kind: see
+    ``animate_2d``."""
     if dataset.dim == 2:
         return animate_2d(frames, path, lim=dataset.plot_lim, centres=dataset.plot_centres,
-                          title=title)
+                          title=title, score_kind=score_kind)
     return animate_1d(frames, path, lim=dataset.plot_lim, data_pdf=getattr(dataset, "pdf", None),
-                      title=title)
+                      title=title, score_kind=score_kind)

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from minigan import cli
+from minigan.presets import penalty_weight
 from minigan.checkpoint import load_checkpoint
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -411,13 +412,15 @@ def _history_columns(out):
 
 
 @pytest.mark.parametrize("args, loss, regularizer, weight, spectral", [
-    (["--loss", "wgan-gp"], "Wasserstein", "GradientPenalty", 0.1, False),
+    (["--loss", "wgan-gp"], "Wasserstein", "GradientPenalty", penalty_weight("gp", "grid25"),
+     False),
     (["--loss", "wasserstein", "--penalty", "gp", "--penalty-weight", "3"], "Wasserstein",
      "GradientPenalty", 3.0, False),
     (["--loss", "hinge"], "Hinge", None, None, True),
     (["--loss", "hinge", "--no-spectral-norm"], "Hinge", None, None, False),
     (["--penalty", "r1", "--penalty-weight", "0.5"], "NonSaturating", "R1", 0.5, False),
-    (["--loss", "lsgan", "--penalty", "r1", "--spectral-norm"], "LeastSquares", "R1", 0.1, True),
+    (["--loss", "lsgan", "--penalty", "r1", "--spectral-norm"], "LeastSquares", "R1",
+     penalty_weight("r1", "grid25"), True),
     (["--spectral-norm"], "NonSaturating", None, None, True),
 ])
 def test_loss_penalty_and_spectral_norm_flags_reach_the_gan(tmp_path, args, loss, regularizer,

@@ -312,3 +312,213 @@ def test_animate_a_toy_data_set(tmp_path):
                                lim=ring8().plot_lim, grid_size=10) for k in range(3)]
     plot.animate(frames, ring8(), tmp_path / "a.gif", title="ring8")
     assert_saved(tmp_path / "a.gif", GIF)
+
+
+# ---------------------------------------------------------------------- critics
+
+
+def critic_gan(loss, dim=2):
+    """A GAN with a random critic whose scores run well outside [0, 1]."""
+    from minigan.gan import GAN
+    from minigan.optim import Adam
+
+    G = Sequential(Dense(dim, 8, rng=2), LeakyReLU(0.2), Dense(8, dim, rng=3))
+    D = Sequential(Dense(dim, 16, rng=4), LeakyReLU(0.2), Dense(16, 1, rng=5))
+    D.layers[-1].params["W"][...] *= 20.0
+    D.layers[-1].params["b"][...] = 3.0
+    return GAN(G, D, dim, Adam(G.parameters()), Adam(D.parameters()), loss=loss)
+
+
+def raw_scores(gan, pts):
+    return np.asarray(gan.discriminate(pts.astype(np.float32)), dtype=np.float64).ravel()
+
+
+def filled_contours(ax):
+    from matplotlib.contour import ContourSet
+
+    return [c for c in ax.collections if isinstance(c, ContourSet) and c.filled]
+
+
+def test_the_score_kind_comes_from_the_loss():
+    from minigan.gan_losses import Hinge, LeastSquares, Minimax, NonSaturating, Wasserstein
+
+    for loss in (Wasserstein(), Hinge()):
+        assert plot._score_kind(loss) == "critic", loss
+    for loss in (NonSaturating(), Minimax(), LeastSquares()):
+        assert plot._score_kind(loss) == "probability", loss
+    assert plot._score_kind(critic_gan(Hinge())) == "critic"      # a GAN: its loss's
+    assert plot._score_kind(None) is None and plot._score_kind("critic") == "critic"
+
+    class Declared(NonSaturating):  # a loss that says what its score is wins over its class
+        score_kind = "critic"
+
+    assert plot._score_kind(Declared()) == "critic"
+    with pytest.raises(ValueError, match="score_kind must be 'probability'.*got 'logit'"):
+        plot._score_kind("logit")
+    with pytest.raises(TypeError, match="a loss object.*got int"):
+        plot._score_kind(3)
+
+
+def test_plot_losses_of_a_critic_shows_its_scores_unclipped_and_their_gap():
+    from minigan.gan_losses import Wasserstein
+
+    n = 200
+    d_real = 5.0 + 0.3 * RNG.standard_normal(n)
+    d_fake = -3.0 + 0.3 * RNG.standard_normal(n)
+    history = {"d_loss": d_fake - d_real, "g_loss": -d_fake, "d_real": d_real, "d_fake": d_fake}
+    for kind in ("critic", Wasserstein()):
+        fig = plot.plot_losses(history, smooth=1, score_kind=kind)
+        assert len(fig.axes) == 3
+        top, scores, gap = fig.axes
+        # no cross-entropy equilibrium lines, although their defaults were left on
+        labels = [t.get_text() for t in top.get_legend().get_texts()]
+        assert labels == ["D loss", "G loss"]
+        assert "critic score" in scores.get_ylabel() and "probability" not in scores.get_ylabel()
+        lo, hi = scores.get_ylim()
+        assert lo < d_fake.min() and hi > d_real.max()  # the axis is the scores', not [0, 1]
+        drawn = {line.get_label(): line.get_ydata() for line in scores.get_lines()}
+        np.testing.assert_array_equal(drawn["mean critic score D(x), real"], d_real)
+        np.testing.assert_array_equal(drawn["mean critic score D(G(z)), fake"], d_fake)
+        assert "Wasserstein" in gap.get_ylabel()
+        gap_line = next(ln for ln in gap.get_lines() if ln.get_label().startswith("gap: mean"))
+        np.testing.assert_allclose(gap_line.get_ydata(), d_real - d_fake)
+    # One column of scores: no gap panel.
+    fig = plot.plot_losses({k: history[k] for k in ("d_loss", "g_loss", "d_real")},
+                           score_kind="critic")
+    assert len(fig.axes) == 2 and "critic score" in fig.axes[1].get_ylabel()
+
+
+def test_plot_losses_of_probabilities_is_unchanged():
+    from minigan.gan_losses import LeastSquares, NonSaturating
+
+    n = 50
+    history = {"d_loss": np.full(n, 1.3), "g_loss": np.full(n, 0.8),
+               "d_real": np.full(n, 0.6), "d_fake": np.full(n, 0.4)}
+    for kind in (None, "probability", NonSaturating(), LeastSquares()):
+        fig = plot.plot_losses(history, score_kind=kind)
+        assert len(fig.axes) == 2
+        assert fig.axes[1].get_ylabel() == "D output (probability of real)"
+        assert fig.axes[1].get_ylim() == (-0.02, 1.02)
+        labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+        assert any("2 log 2" in s for s in labels)
+
+
+def test_plot_2d_of_a_critic_gan_draws_its_unclipped_score_around_the_median(tmp_path):
+    from minigan.gan_losses import Hinge, Wasserstein
+
+    for loss in (Wasserstein(), Hinge()):
+        gan = critic_gan(loss)
+        fig = plot.plot_2d(REAL_2D, FAKE_2D, discriminator=gan, centres=CENTRES, lim=2.0,
+                           grid_size=30, path=tmp_path / "critic.png")
+        assert_saved(tmp_path / "critic.png", PNG)
+        ax, cbar = fig.axes
+        assert cbar.get_ylabel().startswith("critic score D(x)")
+        assert "probability" not in cbar.get_ylabel()
+        _, _, pts = plot._grid_2d((-2.0, 2.0, -2.0, 2.0), 30)
+        raw = raw_scores(gan, pts)
+        assert raw.min() < 0 or raw.max() > 1, "the test's critic should leave [0, 1]"
+        (cs,) = filled_contours(ax)
+        levels = np.asarray(cs.levels)
+        assert levels[0] <= raw.min() and levels[-1] >= raw.max()     # nothing clipped
+        # white at the median, and the scale reaches exactly the farthest score from it
+        centre, half = (levels[0] + levels[-1]) / 2, (levels[-1] - levels[0]) / 2
+        np.testing.assert_allclose(centre, np.median(raw), rtol=1e-9)
+        np.testing.assert_allclose(half, np.abs(raw - np.median(raw)).max(), rtol=1e-6)
+        assert cs.cmap.name == plot.D_CMAP
+
+
+def test_the_surface_of_a_probability_is_unchanged():
+    from minigan.gan_losses import NonSaturating
+
+    for d, kw in ((ring_probability, {}), (critic_gan(NonSaturating()), {}),
+                  (d_model(2), {"score_kind": "probability"})):
+        fig = plot.plot_2d(REAL_2D, FAKE_2D, discriminator=d, lim=2.0, grid_size=20, **kw)
+        ax, cbar = fig.axes
+        assert cbar.get_ylabel() == "D(x): probability of real (dashed: D = 1/2)"
+        (cs,) = filled_contours(ax)
+        np.testing.assert_array_equal(cs.levels, np.linspace(0.0, 1.0, 21))
+
+
+def test_a_critic_model_or_callable_is_drawn_as_it_comes():
+    model = d_model(2)
+    fig = plot.plot_2d(REAL_2D, FAKE_2D, discriminator=model, lim=2.0, grid_size=15,
+                       score_kind="critic")
+    _, _, pts = plot._grid_2d((-2.0, 2.0, -2.0, 2.0), 15)
+    logits = model.forward(pts.astype(np.float32)).ravel()
+    model.clear_cache()
+    (cs,) = filled_contours(fig.axes[0])
+    half = np.abs(logits - np.median(logits)).max()   # the logits' own scale: no sigmoid
+    np.testing.assert_allclose([cs.levels[0], cs.levels[-1]],
+                               np.median(logits) + np.array([-half, half]), rtol=1e-5, atol=1e-6)
+    d, kind = plot._d_values(lambda p: 7 * p[:, 0], pts, score_kind="critic")
+    assert kind == "critic" and d.max() > 1  # a critic callable is not range-checked
+    with pytest.raises(ValueError, match="logits=True asks for a sigmoid"):
+        plot.plot_2d(REAL_2D, FAKE_2D, discriminator=model, logits=True, score_kind="critic")
+
+
+def test_snapshots_and_animation_of_a_critic(tmp_path):
+    from minigan.gan_losses import Wasserstein
+
+    gan = critic_gan(Wasserstein())
+    frames = [plot.snapshot_2d(REAL_2D, gan.sample(50), gan, step=k, grid_size=12, lim=2.0)
+              for k in range(2)]
+    f = frames[0]
+    assert f["d_kind"] == "critic"
+    xx, yy = np.meshgrid(f["grid_x"], f["grid_y"])
+    raw = raw_scores(gan, np.stack([xx.ravel(), yy.ravel()], 1))
+    np.testing.assert_allclose(f["d_grid"].ravel(), raw, rtol=1e-6)   # not clipped
+    assert f["d_grid"].min() < 0 or f["d_grid"].max() > 1
+    fig = plot.animate_2d(frames, tmp_path / "critic.gif", centres=CENTRES)
+    assert_saved(tmp_path / "critic.gif", GIF)
+    ax, cbar = fig.axes
+    assert cbar.get_ylabel().startswith("critic score D(x)")
+    # The colour bar shows the last frame's scale, the one its surface was drawn on.
+    (cs,) = filled_contours(ax)
+    lo, hi = cbar.get_ylim()
+    np.testing.assert_allclose([lo, hi], [cs.levels[0], cs.levels[-1]], rtol=1e-9)
+    # Frames restored from a checkpoint carry no d_kind: score_kind says what they are.
+    bare = [{k: v for k, v in fr.items() if k != "d_kind"} for fr in frames]
+    fig = plot.animate_2d(bare, tmp_path / "bare.gif", score_kind=gan.loss)
+    assert fig.axes[1].get_ylabel().startswith("critic score D(x)")
+    fig = plot.animate_2d(frames[:1], tmp_path / "forced.gif", score_kind="probability")
+    assert "probability" in fig.axes[1].get_ylabel()
+
+
+def test_plot_1d_and_animate_1d_of_a_critic(tmp_path):
+    from minigan.gan_losses import Wasserstein
+
+    gan = critic_gan(Wasserstein(), dim=1)
+    fig = plot.plot_1d(REAL_1D, FAKE_1D, discriminator=gan, z=Z_1D, lim=(0, 8),
+                       path=tmp_path / "critic1d.png")
+    assert_saved(tmp_path / "critic1d.png", PNG)
+    ax, dax = fig.axes
+    assert "critic score" in dax.get_ylabel()
+    (line,) = [ln for ln in dax.get_lines() if ln.get_label() == "critic score D(x)"]
+    x, d = line.get_xdata(), line.get_ydata()
+    np.testing.assert_allclose(d, raw_scores(gan, x[:, None]), rtol=1e-6)
+    assert d.min() < 0 or d.max() > 1
+    lo, hi = dax.get_ylim()
+    assert lo <= d.min() and hi >= d.max()            # the whole curve is on the axis
+    # ... and above the density's zero, where the z lines are not
+    zero_at = -ax.get_ylim()[0] / np.ptp(ax.get_ylim())
+    np.testing.assert_allclose((d.min() - lo) / (hi - lo), zero_at, rtol=1e-9)
+    frames = [plot.snapshot_1d(REAL_1D, FAKE_1D + k, gan, step=k, z=Z_1D, grid_size=40)
+              for k in range(2)]
+    assert frames[0]["d_kind"] == "critic"
+    fig = plot.animate_1d(frames, tmp_path / "critic1d.gif")
+    assert_saved(tmp_path / "critic1d.gif", GIF)
+    assert "critic score" in fig.axes[1].get_ylabel()
+
+
+def test_plot_samples_and_animate_of_a_critic_gan(tmp_path):
+    from minigan.data import ring8
+    from minigan.gan_losses import Hinge
+
+    gan = critic_gan(Hinge())
+    fig = plot.plot_samples(gan.sample(100), ring8(), discriminator=gan,
+                            path=tmp_path / "s.png")
+    assert fig.axes[1].get_ylabel().startswith("critic score D(x)")
+    frames = [plot.snapshot_2d(REAL_2D, gan.sample(50), gan, lim=ring8().plot_lim,
+                               grid_size=10)]
+    fig = plot.animate(frames, ring8(), tmp_path / "a.gif")
+    assert fig.axes[1].get_ylabel().startswith("critic score D(x)")
