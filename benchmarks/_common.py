@@ -1,5 +1,7 @@
-"""What the benchmarks share: the classic MLP GAN in minigan and in PyTorch, the
-FLOP count of one training step, a GEMM-rate probe and the machine's details.
+"""What the benchmarks share: the classic MLP GAN and the MNIST DCGAN in minigan, a
+copier that builds the same model in PyTorch with the same weights, the step in
+PyTorch, the FLOP count of one training step, a GEMM-rate probe and the machine's
+details.
 
 It imports NumPy: call ``_threads.set_threads`` BEFORE importing it (OpenBLAS,
 MKL and OpenMP read their thread counts from the environment when they are
@@ -28,6 +30,18 @@ G_SIZES = (LATENT, 256, 512, 1024, 784)
 D_SIZES = (784, 1024, 512, 256, 1)
 SLOPE = 0.2
 LR, BETAS = 2e-4, (0.5, 0.999)  # Radford et al. 2016
+
+# The DCGAN of Radford et al. 2016 at MNIST size, as the MNIST DCGAN preset builds it
+# (minigan.models.build_dcgan_generator/_discriminator): G 100 -> Dense 128x7x7 -> BN
+# ReLU -> ConvT 64x14x14 -> BN ReLU -> ConvT 1x28x28 -> tanh; D 1x28x28 -> Conv 64x14x14
+# LeakyReLU(0.2) -> Conv 128x7x7 BN LeakyReLU -> Dense 1. Batch norm in G and in D's
+# middle layers, as the paper; no bias on a convolution followed by batch norm.
+DCGAN_CONFIG = {
+    "latent_dim": LATENT, "image_shape": [1, 28, 28], "g_channels": [128, 64],
+    "d_channels": [64, 128], "g_batchnorm": True, "d_batchnorm": True, "slope": SLOPE,
+    "init": "pytorch", "dtype": "float32",
+}
+ARCHS = ("mlp", "dcgan")
 
 
 # ------------------------------------------------------------------------ models
@@ -62,6 +76,29 @@ def minigan_gan(backend="numpy", seed=0, device_noise=False):
                rng=_device_rng(seed + 1) if device_noise else seed + 1)
 
 
+def minigan_dcgan(backend="numpy", seed=0, device_noise=False):
+    """The MNIST DCGAN (``DCGAN_CONFIG``) in minigan: G and D from minigan.models'
+    builders, Adam 2e-4 (0.5, 0.999) on each, the non-saturating loss.
+    ``init="pytorch"``: PyTorch's default scale (the copy takes these very numbers)."""
+    from minigan.models import build_dcgan_discriminator, build_dcgan_generator
+
+    G = build_dcgan_generator(DCGAN_CONFIG, backend=backend, rng=np.random.default_rng(seed))
+    D = build_dcgan_discriminator(DCGAN_CONFIG, backend=backend,
+                                  rng=np.random.default_rng(seed + 2))
+    return GAN(G, D, LATENT,
+               mg.Adam(G.parameters(), lr=LR, betas=BETAS),
+               mg.Adam(D.parameters(), lr=LR, betas=BETAS),
+               rng=_device_rng(seed + 1) if device_noise else seed + 1)
+
+
+def build_gan(arch, backend="numpy", seed=0, device_noise=False):
+    """The benchmark's GAN of architecture ``arch`` ("mlp" or "dcgan")."""
+    if arch not in ARCHS:
+        raise ValueError(f"unknown architecture {arch!r}: expected one of {ARCHS}")
+    make = minigan_dcgan if arch == "dcgan" else minigan_gan
+    return make(backend, seed=seed, device_noise=device_noise)
+
+
 def _device_rng(seed):
     import cupy
 
@@ -76,28 +113,72 @@ def real_batch(batch, seed):
 
 
 def torch_models(torch, gan, device="cpu"):
-    """nn.Sequential copies of the GAN's G and D, holding the same weights."""
+    """nn.Sequential copies of the GAN's G and D, holding the same weights (``torch_copy``)."""
+    return torch_copy(torch, gan.G, device), torch_copy(torch, gan.D, device)
+
+
+def torch_copy(torch, model, device="cpu"):
+    """The PyTorch module that computes what the minigan ``model`` computes, with copies
+    of its weights and buffers, in its mode (train or eval), on ``device``.
+
+    Layer by layer: Dense -> nn.Linear (minigan's W is (in, out), nn.Linear's weight
+    (out, in): transposed); Conv2d and ConvTranspose2d -> their nn namesakes (the
+    same weight layouts, PyTorch's); BatchNorm1d/2d -> their namesakes (gamma, beta
+    -> weight, bias; running statistics, eps, momentum); ReLU, LeakyReLU (its slope),
+    Tanh, Sigmoid; Flatten -> nn.Flatten; Reshape -> nn.Unflatten(1, shape) (both
+    reshape each sample row-major); Sequential -> nn.Sequential. Anything else is a
+    TypeError naming the layer: a copy that silently skipped a layer would time
+    another model.
+    """
     nn = torch.nn
+    dtype = {"float32": torch.float32, "float64": torch.float64}[str(model.dtype or "float32")]
 
-    def mlp(model, sizes, last):
-        layers = []
-        dense = [layer for layer in model.layers if isinstance(layer, mg.Dense)]
-        for i, layer in enumerate(dense):
-            lin = nn.Linear(sizes[i], sizes[i + 1])
-            with torch.no_grad():  # minigan's W is (in, out), nn.Linear's weight (out, in)
-                lin.weight.copy_(torch.from_numpy(mg.to_numpy(layer.params["W"]).T.copy()))
-                lin.bias.copy_(torch.from_numpy(mg.to_numpy(layer.params["b"])))
-            layers.append(lin)
-            if i < len(dense) - 1:
-                layers.append(nn.LeakyReLU(SLOPE))
-        if last is not None:
-            layers.append(last)
-        return nn.Sequential(*layers).to(device)
+    def tensor(a):
+        return torch.from_numpy(np.ascontiguousarray(mg.to_numpy(a)))
 
-    return mlp(gan.G, G_SIZES, nn.Tanh()), mlp(gan.D, D_SIZES, None)
+    def convert(layer):
+        p = layer.params
+        if isinstance(layer, mg.Sequential):
+            return nn.Sequential(*(convert(child) for child in layer.layers))
+        if isinstance(layer, mg.Dense):
+            out = nn.Linear(layer.in_features, layer.out_features)
+            weights = {"weight": p["W"].T, "bias": p["b"]}
+        elif isinstance(layer, (mg.Conv2d, mg.ConvTranspose2d)):
+            kind = nn.Conv2d if isinstance(layer, mg.Conv2d) else nn.ConvTranspose2d
+            extra = ({"output_padding": layer.output_padding}
+                     if isinstance(layer, mg.ConvTranspose2d) else {})
+            out = kind(layer.in_channels, layer.out_channels, layer.kernel_size,
+                       stride=layer.stride, padding=layer.padding, bias="b" in p, **extra)
+            weights = {"weight": p["W"], **({"bias": p["b"]} if "b" in p else {})}
+        elif isinstance(layer, mg.BatchNorm1d):  # BatchNorm2d is one by inheritance
+            kind = nn.BatchNorm2d if isinstance(layer, mg.BatchNorm2d) else nn.BatchNorm1d
+            out = kind(layer.num_features, eps=layer.eps, momentum=layer.momentum)
+            weights = {"weight": p["gamma"], "bias": p["beta"],
+                       "running_mean": layer.running_mean, "running_var": layer.running_var}
+        elif isinstance(layer, mg.LeakyReLU):
+            return nn.LeakyReLU(layer.negative_slope)
+        elif type(layer) in _SAME_NAME:
+            return getattr(nn, type(layer).__name__)()
+        elif isinstance(layer, mg.Flatten):
+            return nn.Flatten()
+        elif isinstance(layer, mg.Reshape):
+            return nn.Unflatten(1, layer.shape)
+        else:
+            raise TypeError(f"torch_copy: no PyTorch counterpart for {layer.short_repr()}")
+        state = out.state_dict()
+        with torch.no_grad():
+            for name, value in weights.items():
+                state[name].copy_(tensor(value))
+        return out
+
+    copy = convert(model).to(dtype=dtype, device=device)
+    return copy.train(model.training)
 
 
-def torch_step_fn(torch, G, D, batch, real, device="cpu", freeze_d=True):
+_SAME_NAME = (mg.ReLU, mg.Tanh, mg.Sigmoid)
+
+
+def torch_step_fn(torch, G, D, batch, real, device="cpu", freeze_d=True, latent=LATENT):
     """One training step in PyTorch eager, the same maths as ``GAN.train_step``.
 
     The way the PyTorch DCGAN example writes it: the D step runs D on the real
@@ -114,7 +195,9 @@ def torch_step_fn(torch, G, D, batch, real, device="cpu", freeze_d=True):
     ``freeze_d=False`` is the DCGAN example as written: it computes them anyway.
 
     The returned function takes an optional z (for the identical-step check)
-    and returns the same Python floats as minigan's ``train_step``.
+    and returns the same Python floats as minigan's ``train_step``. D sees the
+    real and the fake batch in two passes, as minigan's D step does when D has
+    batch norm (which must not mix the two batches' statistics).
     """
     opt_g = torch.optim.Adam(G.parameters(), lr=LR, betas=BETAS)
     opt_d = torch.optim.Adam(D.parameters(), lr=LR, betas=BETAS)
@@ -125,7 +208,7 @@ def torch_step_fn(torch, G, D, batch, real, device="cpu", freeze_d=True):
 
     def step(z=None):
         if z is None:
-            z = torch.randn(batch, LATENT, device=device)
+            z = torch.randn(batch, latent, device=device)
         fake = G(z)
         # discriminator: real -> 1, fake -> 0; G is not updated
         opt_d.zero_grad(set_to_none=True)
@@ -157,27 +240,76 @@ def torch_step_fn(torch, G, D, batch, real, device="cpu", freeze_d=True):
 
 
 def _macs(sizes):
-    return sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    """Multiply-adds per sample of an MLP's Dense layers of widths ``sizes``, one per layer."""
+    return [a * b for a, b in zip(sizes[:-1], sizes[1:])]
 
 
-def step_flops(n, g_sizes=G_SIZES, d_sizes=D_SIZES):
+def layer_macs(model, sample_shape):
+    """[(layer, multiply-adds per sample)] for each matrix-product layer of a minigan
+    ``Sequential`` (a SpectralNorm wrapper counts as the layer it wraps), in order.
+
+    Read off the shapes of one forward pass (evaluation mode, batch 1, no cache left):
+      Dense            in * out
+      Conv2d           C_out H_out W_out  *  C_in kH kW   (one kernel dot product per
+                                                        output value)
+      ConvTranspose2d  C_in H_in W_in  *  C_out kH kW     (each input value scatters
+                                                        a C_out x kH x kW kernel)
+    The same count for the weight gradient and for the input gradient of the layer
+    (the other two products of the same three sizes).
+    """
+    found = []
+    was_training = model.training
+    model.eval()
+    try:
+        x = mg.to_device(np.zeros((1,) + tuple(sample_shape), dtype=model.dtype),
+                         model.backend)
+        for layer in model.layers:
+            inner = getattr(layer, "layer", layer)
+            out = layer.forward(x)
+            if isinstance(inner, mg.Dense):
+                found.append((inner, inner.in_features * inner.out_features))
+            elif isinstance(inner, mg.Conv2d):
+                kH, kW = inner.kernel_size
+                found.append((inner, out.size * inner.in_channels * kH * kW))
+            elif isinstance(inner, mg.ConvTranspose2d):
+                kH, kW = inner.kernel_size
+                found.append((inner, x.size * inner.out_channels * kH * kW))
+            x = out
+    finally:
+        model.clear_cache()
+        model.train(was_training)
+    return found
+
+
+def gan_macs(gan, data_shape):
+    """(G's, D's) multiply-adds per sample, one number per layer, for ``step_flops``."""
+    g = [m for _, m in layer_macs(gan.G, (gan.latent_dim,))]
+    d = [m for _, m in layer_macs(gan.D, data_shape)]
+    return g, d
+
+
+def step_flops(n, g_macs=None, d_macs=None):
     """FLOPs of the matrix products one training step needs at batch n (2 per multiply-add).
 
-    A dense layer with k = in * out weights costs, on m rows, m k multiply-adds
-    for each of forward (x W), weight gradient (x^T dout) and input gradient
-    (dout W^T). One step:
-      generate         G forward on n rows
-      D step           D forward on 2n rows (real and fake), W gradients of every
-                       layer, input gradients of all but the first layer (nothing
-                       upstream of the data needs them)
-      G step           D forward on n rows, input gradients through every D layer
-                       (no D weight gradients), G's W gradients, G's input
+    ``g_macs``, ``d_macs``: multiply-adds per sample of each matrix-product layer of G
+    and D, in order (``gan_macs``; default: the classic MLP GAN's Dense layers). A
+    layer of k multiply-adds per sample costs, on m samples, m k for each of forward,
+    weight gradient and input gradient (the same three sizes, multiplied three ways;
+    for a Dense layer x W, x^T dout and dout W^T). One step:
+      generate         G forward on n samples
+      D step           D forward on 2n samples (real and fake), weight gradients of
+                       every layer, input gradients of all but the first layer
+                       (nothing upstream of the data needs them)
+      G step           D forward on n samples, input gradients through every D layer
+                       (no D weight gradients), G's weight gradients, G's input
                        gradients of all but the first layer (z needs none)
-    Bias adds, activations, the loss and Adam are not counted: they are O(n d),
-    not O(n d^2), and not matrix products.
+    Bias adds, activations, batch norm, the loss and Adam are not counted: they are
+    O(size of the activations), not matrix products.
     """
-    g_all, d_all = _macs(g_sizes), _macs(d_sizes)
-    g_first, d_first = g_sizes[0] * g_sizes[1], d_sizes[0] * d_sizes[1]
+    g_macs = _macs(G_SIZES) if g_macs is None else list(g_macs)
+    d_macs = _macs(D_SIZES) if d_macs is None else list(d_macs)
+    g_all, d_all = sum(g_macs), sum(d_macs)
+    g_first, d_first = g_macs[0], d_macs[0]
     generate = n * g_all
     d_step = 2 * n * (d_all + d_all + (d_all - d_first))
     g_step = n * (d_all + d_all + g_all + (g_all - g_first))

@@ -1,24 +1,34 @@
 #!/usr/bin/env python
-"""Time one full training step of the classic MLP GAN: minigan against PyTorch.
+"""Time one full training step of a GAN: minigan against PyTorch.
 
     python benchmarks/gan_step.py                         # CPU, batch 64, 128, 256
+    python benchmarks/gan_step.py --arch dcgan            # the MNIST DCGAN
     python benchmarks/gan_step.py --json results.json
     python benchmarks/gan_step.py --backend cupy          # GPU: adds batch 1024, 4096
 
-The step is GAN.train_step: noise, G forward, D step on the real and the fake
-batch (BCE on logits, Adam 2e-4, betas (0.5, 0.999)), then the G step
-(non-saturating loss) through the updated D. The real batch is MNIST-shaped
-random data in [-1, 1] (the time does not depend on the pixel values).
+``--arch mlp`` (the default) is the classic MLP GAN, ``--arch dcgan`` the DCGAN
+of Radford et al. 2016 at MNIST size (``_common.DCGAN_CONFIG``: transposed
+convolutions and batch norm in G, strided convolutions in D, built by
+minigan.models' DCGAN builders). The step is GAN.train_step: noise, G forward,
+D step on the real and the fake batch (BCE on logits, Adam 2e-4, betas (0.5,
+0.999)), then the G step (non-saturating loss) through the updated D. The real
+batch is MNIST-shaped random data in [-1, 1] (the time does not depend on the
+pixel values).
 
 Where PyTorch is installed, the identical step in PyTorch eager runs in the
-same process on the same weights (see ``_common.torch_step_fn`` for exactly
-what it does), and the two are timed INTERLEAVED: blocks of steps of one,
+same process on the same weights (``_common.torch_copy`` builds the same
+layers in torch.nn; see ``_common.torch_step_fn`` for exactly what the step
+does), and the two are timed INTERLEAVED: blocks of steps of one,
 then the other, alternating which goes first, so that load from other
 processes hits both alike. Each block starts with one untimed step (the other
 library's idle threads and caches are gone by then). The reported time is the
 median over all timed steps; ratio = minigan / PyTorch (below 1: minigan is
-faster). Before timing, one step of each from the same z is compared, to show
-that the two compute the same thing.
+faster). "CPU ratio" is the same ratio of the median CPU time per step (the
+process's, all its threads together): with --threads 1 on a busy machine it
+shows what each step costs without the time the process spent waiting for a
+core (with more threads it also counts BLAS threads spinning). Before
+timing, one step of each from the same z is compared, to show that the two
+compute the same thing.
 
 Threads: ``--threads`` (default: the cores this process may use) goes to
 OpenBLAS/MKL/OpenMP through OPENBLAS_NUM_THREADS, MKL_NUM_THREADS and
@@ -26,9 +36,12 @@ OMP_NUM_THREADS (set before NumPy is imported, which is the only time BLAS
 reads them) and to torch.set_num_threads. With threadpoolctl installed the
 script reports what the loaded BLAS libraries actually use.
 
-GFLOP/s counts only the matrix products the maths needs (``_common.step_flops``),
-divided by the median step time, next to the machine's large-matrix float32
-GEMM rate measured here (an n x n x n product, n = --gemm-size).
+GFLOP/s counts only the matrix products the maths needs (``_common.step_flops``
+over ``_common.layer_macs``: for a convolution, one kernel dot product per
+output value), divided by the median step time; "% GEMM" is that rate as a
+share of the machine's large-matrix float32 GEMM rate measured here (an
+n x n x n product, n = --gemm-size): the share of the step that the products
+would take at that rate.
 """
 
 from __future__ import annotations
@@ -46,6 +59,8 @@ SCRIPT = "gan_step.py"
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--arch", choices=("mlp", "dcgan"), default="mlp",
+                   help="the classic MLP GAN (default) or the MNIST DCGAN")
     p.add_argument("--batch-sizes", default=None,
                    help="comma-separated (default 64,128,256; with --backend cupy also 1024,4096)")
     p.add_argument("--steps", type=int, default=100,
@@ -154,12 +169,13 @@ def main(argv=None):
 
     info = C.machine_info(threads, torch)
     info["backend"] = args.backend
+    info["arch"] = args.arch
     if args.backend == "cupy":
         dev = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)
         info["gpu"] = dev["name"].decode() if isinstance(dev["name"], bytes) else dev["name"]
         info["cupy"] = cp.__version__
-    print(f"# {info['cpu']}, {info['cores']} cores, {threads} threads; NumPy {info['numpy']} "
-          f"({info['numpy_blas']})" + (f"; PyTorch {info['torch']}" if torch else "; no PyTorch"))
+    print(f"# {args.arch} GAN step; {info['cpu']}, {info['cores']} cores, {threads} threads; "
+          f"NumPy {info['numpy']} ({info['numpy_blas']})" + (f"; PyTorch {info['torch']}" if torch else "; no PyTorch"))
     if info.get("gpu"):
         noise = "host (copied over)" if args.host_noise else "drawn on the GPU"
         print(f"# GPU: {info['gpu']}, CuPy {info['cupy']}; minigan's noise: {noise}")
@@ -176,12 +192,12 @@ def main(argv=None):
     results = []
     header = (f"{'batch':>6} {'minigan ms':>11} " + "".join(
         f"{'PyTorch ms' if v == 'frozen' else 'PT unfrozen':>12} " for v in args.torch_variants
-        if torch) + (f"{'ratio':>6} " if torch else "")
+        if torch) + (f"{'ratio':>6} {'CPU ratio':>9} " if torch else "")
         + f"{'GFLOP/s':>8} {'% GEMM':>7}  load (1, 5, 15 min)")
     print(header)
     for batch in args.batch_sizes:
-        gan = C.minigan_gan(args.backend, seed=args.seed,
-                            device_noise=args.backend == "cupy" and not args.host_noise)
+        gan = C.build_gan(args.arch, args.backend, seed=args.seed,
+                          device_noise=args.backend == "cupy" and not args.host_noise)
         real_np = C.real_batch(batch, seed=args.seed + 7)
         real = to_device(real_np)
 
@@ -196,7 +212,8 @@ def main(argv=None):
             for variant in args.torch_variants:
                 G_t, D_t = C.torch_models(torch, gan, device)
                 step_t = C.torch_step_fn(torch, G_t, D_t, batch, real_t, device,
-                                         freeze_d=(variant == "frozen"))
+                                         freeze_d=(variant == "frozen"),
+                                         latent=gan.latent_dim)
                 if check is None:  # same weights, same z: the same numbers
                     check = check_identical(np, torch, gan, step_t, batch, real_np, device,
                                             to_device)
@@ -211,6 +228,7 @@ def main(argv=None):
             for _ in range(args.warmup):
                 run()
         times = {k: [] for k in runners}
+        cpu = {k: [] for k in runners}
         names = list(runners)
         done = 0
         rnd = 0
@@ -221,18 +239,20 @@ def main(argv=None):
                 run = runners[name]
                 run()  # untimed: the other library's threads go idle, caches refill
                 for _ in range(k):
-                    t = time.perf_counter()
+                    t, c = time.perf_counter(), time.process_time()
                     run()
                     times[name].append(time.perf_counter() - t)
+                    cpu[name].append(time.process_time() - c)
             done += k
             rnd += 1
         load_after = C.loadavg()
 
-        flops = C.step_flops(batch)
-        row = {"batch": batch, "gemm_gflop_per_step": flops / 1e9,
+        flops = C.step_flops(batch, *C.gan_macs(gan, real_np.shape[1:]))
+        row = {"batch": batch, "arch": args.arch, "gemm_gflop_per_step": flops / 1e9,
                "load_before": load_before, "load_after": load_after}
         for name, ts in times.items():
             row[name] = summary(ts)
+            row[name]["cpu_median_ms"] = statistics.median(cpu[name]) * 1e3
         m = row["minigan"]["median_ms"]
         row["minigan_gflops"] = flops / (m / 1e3) / 1e9
         row["minigan_pct_of_gemm_peak"] = 100.0 * row["minigan_gflops"] / peak
@@ -243,8 +263,9 @@ def main(argv=None):
             ref = "torch_frozen" if "frozen" in args.torch_variants else f"torch_{args.torch_variants[0]}"
             row["ratio"] = m / row[ref]["median_ms"]
             row["ratio_against"] = ref
+            row["cpu_ratio"] = row["minigan"]["cpu_median_ms"] / row[ref]["cpu_median_ms"]
             row["identical_step_check"] = check
-            line += f"{row['ratio']:>6.2f} "
+            line += f"{row['ratio']:>6.2f} {row['cpu_ratio']:>9.2f} "
         line += (f"{row['minigan_gflops']:>8.1f} {row['minigan_pct_of_gemm_peak']:>6.0f}%  "
                  f"{load_before} -> {load_after}")
         print(line, flush=True)

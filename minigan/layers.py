@@ -812,12 +812,24 @@ class Sequential(Layer):
         return x
 
     def backward(self, dout, param_grads=True, input_grad=True):
-        """dL/dx of the whole stack; ``input_grad=False`` skips the first layer's dx (returns None)."""
-        last = len(self.layers) - 1
-        for i in range(last, -1, -1):
+        """dL/dx of the whole stack. ``input_grad=False`` (returns None) skips every input
+        gradient that only the input would need: that of the first layer with parameters,
+        and the passes of the parameter-free layers before it (a Reshape in front of D's
+        first convolution must not make that convolution compute its dx)."""
+        stop = 0 if input_grad else self._first_with_params()
+        for i in range(len(self.layers) - 1, stop - 1, -1):
             dout = self.layers[i].backward(dout, param_grads=param_grads,
-                                           input_grad=input_grad or i > 0)
+                                           input_grad=input_grad or i > stop)
+        for layer in self.layers[:stop]:
+            layer.clear_cache()   # nothing below needs a gradient: forget their forwards
         return dout
+
+    def _first_with_params(self):
+        """The index of the first layer that has parameters (the last layer when none has)."""
+        for i, layer in enumerate(self.layers):
+            if layer._first_param() is not None:
+                return i
+        return len(self.layers) - 1
 
     def short_repr(self):
         return f"Sequential({len(self.layers)} layers)"

@@ -12,10 +12,16 @@ holds per dataset. Keys ``build_gan`` reads (others, such as "steps" or
 =================  ================  ==============================================
 key                default           meaning
 =================  ================  ==============================================
+arch               "mlp"             "mlp" (Dense layers) or "dcgan" (convolutions,
+                                     ``build_dcgan_generator``/``_discriminator``)
 latent_dim         (required)        size of the noise z
-data_dim           (required)        size of a sample
-g_hidden           (required)        hidden widths of G, e.g. [256, 512, 1024]
-d_hidden           (required)        hidden widths of D, e.g. [1024, 512, 256]
+data_dim           (required, mlp)   size of a sample (dcgan: C H W, filled in)
+g_hidden           (required, mlp)   hidden widths of G, e.g. [256, 512, 1024]
+d_hidden           (required, mlp)   hidden widths of D, e.g. [1024, 512, 256]
+image_shape        (required, dcgan) [C, H, W] of an image, e.g. [1, 28, 28]
+g_channels         (required, dcgan) G's channels, widest first, one per doubling
+                                     of the image, e.g. [128, 64] (7 -> 14 -> 28)
+d_channels         (required, dcgan) D's channels, one per halving, e.g. [64, 128]
 activation         "leaky_relu"      hidden activation of both nets ("relu", "tanh")
 slope              0.2               negative slope of the leaky ReLUs
 g_out              None              G's output activation: "tanh" or None (linear)
@@ -79,21 +85,30 @@ import json
 import math
 import numbers
 
-from minigan.backend import get_backend, make_rng
+import numpy as np
+
+from minigan import functional as F
+from minigan.backend import array_module, get_backend, make_rng
 from minigan.layers import (
     BatchNorm1d,
+    BatchNorm2d,
+    Conv2d,
+    ConvTranspose2d,
     Dense,
     Dropout,
+    Flatten,
     Layer,
     LeakyReLU,
     Pack,
     ReLU,
+    Reshape,
     Sequential,
     Sigmoid,
     Tanh,
 )
 
-__all__ = ["mlp", "Scale", "build_gan", "build_loss", "build_regularizer", "build_generator",
+__all__ = ["mlp", "Scale", "LabelPlanes", "build_dcgan_generator", "build_dcgan_discriminator",
+           "dcgan_config", "build_gan", "build_loss", "build_regularizer", "build_generator",
            "build_discriminator", "CONFIG_DEFAULTS", "PENALTY_WEIGHTS", "complete_config",
            "check_config", "lr_factor"]
 
@@ -109,7 +124,10 @@ OUT_ACTIVATIONS = (None, "tanh", "sigmoid")
 #: usually want smaller weights: ``minigan.presets.METHOD_OVERRIDES`` gives theirs.
 PENALTY_WEIGHTS = {"gp": 10.0, "r1": 10.0}
 
+ARCHS = ("mlp", "dcgan")
+
 CONFIG_DEFAULTS = {
+    "arch": "mlp",
     "activation": "leaky_relu",
     "slope": 0.2,
     "g_out": None,
@@ -222,12 +240,23 @@ def complete_config(config):
     """A copy of ``config`` with every default filled in; checks the required keys."""
     if not isinstance(config, dict):
         raise TypeError(f"a GAN config must be a dict, got {type(config).__name__}")
-    missing = [k for k in REQUIRED_KEYS if k not in config]
+    arch = config.get("arch", "mlp")
+    if arch not in ARCHS:
+        raise ValueError(f"GAN config 'arch' must be one of {', '.join(map(repr, ARCHS))}, "
+                         f"got {arch!r}")
+    required = REQUIRED_KEYS if arch == "mlp" else DCGAN_REQUIRED_KEYS
+    missing = [k for k in required if k not in config]
     if missing:
-        raise ValueError(f"GAN config is missing {missing} (required: {list(REQUIRED_KEYS)})")
+        raise ValueError(f"GAN config is missing {missing} (required with arch {arch!r}: "
+                         f"{list(required)})")
     full = {**CONFIG_DEFAULTS, **config}
-    full["g_hidden"] = [int(h) for h in full["g_hidden"]]
-    full["d_hidden"] = [int(h) for h in full["d_hidden"]]
+    if arch == "dcgan":
+        full = dcgan_config(full)   # checks image_shape and the channels, pack, d_dropout
+        C, H, W = full["image_shape"]
+        full["data_dim"] = C * H * W   # a sample is a flat image, as for the MLP
+    else:
+        full["g_hidden"] = [int(h) for h in full["g_hidden"]]
+        full["d_hidden"] = [int(h) for h in full["d_hidden"]]
     full["betas"] = _betas(full["betas"])
     full["n_classes"] = int(full["n_classes"] or 0)
     for key, (low, high, expected) in _NUMBER_RANGES.items():
@@ -310,8 +339,11 @@ class Scale(Layer):
 
 def build_generator(config, backend=None, rng=None):
     """G: latent_dim -> g_hidden... -> data_dim, output activation config["g_out"],
-    then ``Scale(data_scale)`` when data_scale is not 1."""
+    then ``Scale(data_scale)`` when data_scale is not 1. With arch "dcgan":
+    ``build_dcgan_generator``."""
     c = complete_config(config)
+    if c["arch"] == "dcgan":
+        return build_dcgan_generator(c, backend=backend, rng=rng)
     G = mlp([c["latent_dim"] + c["n_classes"], *c["g_hidden"], c["data_dim"]], activation=c["activation"],
                slope=c["slope"], out_activation=c["g_out"], batchnorm=c["g_batchnorm"],
                init=c["init"], dtype=c["dtype"], rng=rng, backend=backend)
@@ -326,10 +358,11 @@ def build_discriminator(config, backend=None, rng=None):
 
     With spectral_norm every Dense is wrapped in ``SpectralNorm``; u and v start
     from a stream drawn from ``rng`` after the weights, so the weights are the
-    same with and without it."""
-    import numpy as np
+    same with and without it. With arch "dcgan": ``build_dcgan_discriminator``."""
 
     c = complete_config(config)
+    if c["arch"] == "dcgan":
+        return build_dcgan_discriminator(c, backend=backend, rng=rng)
     generator = make_rng(rng)
     D = mlp([c["pack"] * (c["data_dim"] + c["n_classes"]), *c["d_hidden"], 1], activation=c["activation"],
                slope=c["slope"], out_activation=None, batchnorm=c["d_batchnorm"],
@@ -437,7 +470,6 @@ def build_gan(config, backend=None, seed=None):
     the command line keys its own streams [seed, 3], [seed, 4], ...)
     A penalty with a D it cannot go through raises here (see ``check_config``).
     """
-    import numpy as np
 
     from minigan.gan import EMA, GAN, ConditionalGAN
     from minigan.optim import Adam
@@ -497,24 +529,11 @@ def lr_factor(step, steps, config):
 # ---------------------------------------------------------------------------- DCGAN
 #
 # The convolutional GAN of Radford et al. 2016 at MNIST size, built from the same
-# kind of config dict. (These imports would sit with the others at the top.)
-
-import numpy as np  # noqa: E402
-
-from minigan import functional as F  # noqa: E402
-from minigan.backend import array_module  # noqa: E402
-from minigan.layers import (  # noqa: E402
-    BatchNorm2d,
-    Conv2d,
-    ConvTranspose2d,
-    Flatten,
-    Reshape,
-)
+# kind of config dict.
 
 #: Keys the DCGAN builders read besides the shared ones (slope, init, dtype,
-#: n_classes, g_batchnorm, d_batchnorm) and their defaults; image_shape,
-#: g_channels and d_channels are required.
-DCGAN_DEFAULTS = {"spectral_norm": False}
+#: n_classes, g_batchnorm, d_batchnorm, spectral_norm): image_shape, g_channels
+#: and d_channels are required.
 DCGAN_REQUIRED_KEYS = ("latent_dim", "image_shape", "g_channels", "d_channels")
 
 #: Every up- and downsampling layer of the DCGAN: a 4x4 kernel with stride 2 and
@@ -563,23 +582,32 @@ class LabelPlanes(Layer):
                 f"{self.short_repr()} expected input of shape (N, {d + self.n_classes}): "
                 f"{d} image columns ({C}x{H}x{W}) then {self.n_classes} one-hot label "
                 f"columns, as ConditionalGAN passes [x, onehot(y)]; got {tuple(x.shape)}.")
-        xp = array_module(x)
-        n = x.shape[0]
-        out = xp.empty((n, C + self.n_classes, H, W), dtype=x.dtype)
-        out[:, :C] = x[:, :d].reshape(n, C, H, W)
-        out[:, C:] = x[:, d:, None, None]   # broadcast over (H, W): one plane per label
+        out = self.planes(x)
         self._save_cache(None, out)
         return out
 
     def backward(self, dout, param_grads=True, input_grad=True):
         self._pop_cache(dout)
-        if not input_grad:
-            return None
-        C = self.image_shape[0]
-        n = dout.shape[0]
-        dx = array_module(dout).empty((n, dout[0, :C].size + self.n_classes), dtype=dout.dtype)
-        dx[:, : dx.shape[1] - self.n_classes] = dout[:, :C].reshape(n, -1)
-        dx[:, dx.shape[1] - self.n_classes:] = dout[:, C:].sum(axis=(2, 3))
+        return self.planes_adjoint(dout) if input_grad else None
+
+    # The map and its adjoint as plain functions of an array (no cache): the layer's
+    # two passes, and what a gradient penalty's double backward needs of a linear layer.
+    def planes(self, x):
+        """(N, C H W + K) -> (N, C + K, H, W), the forward's map."""
+        C, H, W = self.image_shape
+        d, n = C * H * W, x.shape[0]
+        out = array_module(x).empty((n, C + self.n_classes, H, W), dtype=x.dtype)
+        out[:, :C] = x[:, :d].reshape(n, C, H, W)
+        out[:, C:] = x[:, d:, None, None]   # broadcast over (H, W): one plane per label
+        return out
+
+    def planes_adjoint(self, g):
+        """(N, C + K, H, W) -> (N, C H W + K), the backward's map (the transpose of ``planes``)."""
+        C, H, W = self.image_shape
+        d, n = C * H * W, g.shape[0]
+        dx = array_module(g).empty((n, d + self.n_classes), dtype=g.dtype)
+        dx[:, :d] = g[:, :C].reshape(n, d)
+        dx[:, d:] = g[:, C:].sum(axis=(2, 3))   # each label column fed H W positions
         return dx
 
     def short_repr(self):
@@ -620,7 +648,7 @@ def dcgan_config(config):
         raise ValueError(f"DCGAN config is missing {missing} (required: "
                          f"{list(DCGAN_REQUIRED_KEYS)}, e.g. image_shape [1, 28, 28], "
                          f"g_channels [128, 64], d_channels [64, 128])")
-    c = {**CONFIG_DEFAULTS, **DCGAN_DEFAULTS, **config}
+    c = {**CONFIG_DEFAULTS, **config}
     if not _is_positive_int(c["latent_dim"]):
         raise ValueError(f"DCGAN config 'latent_dim' must be a positive int, got "
                          f"{c['latent_dim']!r}")

@@ -349,6 +349,30 @@ class _Reshape:
         pass
 
 
+class _LabelPlanes:
+    """LabelPlanes (minigan.models), [x, y] -> the image with its label as constant
+    planes: linear and parameter-free, so J a = planes(a), B(delta) = planes^T delta,
+    and no second-order term (r = 0)."""
+
+    def forward(self, layer, h):
+        return layer.planes(h), layer
+
+    def input_backward(self, layer, delta):
+        return layer.planes_adjoint(delta)
+
+    def jvp(self, layer, a):
+        return layer.planes(a)
+
+    def second(self, layer, a, delta):
+        return {}, None
+
+    def backward(self, layer, rho, need_dx):
+        return (layer.planes_adjoint(rho) if need_dx else None), {}
+
+    def add_grads(self, layer, ctx, grads):
+        pass
+
+
 def _conv2d_settings(layer):
     return layer.stride, layer.padding
 
@@ -381,9 +405,9 @@ SPECTRAL_RULES = {Dense: RULES[Dense], Conv2d: RULES[Conv2d]}
 def _optional_rules():
     """Rules for layers defined outside ``minigan.layers``, looked up once, on first
     use (minigan.models imports much of the package, so not at import time)."""
-    from minigan.models import Scale
+    from minigan.models import LabelPlanes, Scale
 
-    return {Scale: _Scale()}
+    return {Scale: _Scale(), LabelPlanes: _LabelPlanes()}
 
 
 #: by isinstance, so subclasses are refused too (BatchNorm2d is a BatchNorm1d)
