@@ -2,7 +2,7 @@
 
 The book is made of pages written here (install, the API reference), pages taken
 from the repository as they are (the README as the home page, the teachers' guide,
-the benchmark results, the changelog) and the eleven tutorial chapters, executed
+the benchmark results, the changelog) and the tutorial chapters, executed
 by myst-nb with their outputs and figures.
 
 Before Sphinx reads anything, ``_prepare()`` copies what lives outside ``docs/``

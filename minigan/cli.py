@@ -33,6 +33,7 @@ from minigan.checkpoint import CheckpointError
 from minigan.data import DataError
 from minigan.presets import (
     CONDITIONAL,
+    DCGAN,
     DATASETS,
     IMAGE_DATASETS,
     METHOD_LOSSES,
@@ -287,7 +288,7 @@ class _Run:
 # The settings a run's checkpoint stores: options on a new run, fixed on --resume.
 _SETTINGS = ("batch_size", "lr_g", "lr_d", "g_loss", "d_steps", "label_smoothing", "ema_decay",
              "frames", "pack", "loss", "checkpoint_every", "betas", "penalty", "penalty_weight",
-             "spectral_norm")
+             "spectral_norm", "arch")
 
 #: what each loss other than bce sets G's loss to, for the error when --g-loss is given too
 _BOTH_LOSSES = {"lsgan": "least squares", "wasserstein": "the Wasserstein critic's",
@@ -300,6 +301,11 @@ def _config_from_args(args):
     config = preset(args.dataset)
     if args.conditional and args.dataset in IMAGE_DATASETS:
         config.update(CONDITIONAL)  # then the options given override these too
+    if args.arch == "dcgan":
+        if args.dataset not in IMAGE_DATASETS:
+            raise CLIError(f"--arch dcgan is a convolutional GAN for images "
+                           f"({', '.join(IMAGE_DATASETS)}); {args.dataset} has 1-D/2-D points")
+        config.update(DCGAN)
     method = method_for(args.loss, args.penalty)
     if method is not None:
         settings = method_settings(method, args.dataset)
@@ -415,7 +421,9 @@ def _notes(run):
     from minigan.models import lr_factor
 
     config, args, notes = run.config, run.args, []
-    tuned = CONDITIONAL["steps"] if config.get("n_classes") else PRESETS[config["dataset"]]["steps"]
+    tuned = (DCGAN["steps"] if config.get("arch") == "dcgan" else
+             CONDITIONAL["steps"] if config.get("n_classes") else
+             PRESETS[config["dataset"]]["steps"])
     if run.resume is None and args.steps is not None and args.steps < tuned:
         notes.append(f"warning: the {config['dataset']} preset's settings (learning-rate "
                      f"schedule, batch size, moving average) expect {tuned} steps; with "
@@ -522,11 +530,17 @@ def _describe(run):
     options = "".join([f", conditional on {c} classes" if c else "",
                        f", pack {m}" if m > 1 else "", _describe_method(config)])
     n_params = gan.G.n_params + gan.D.n_params
+    if config.get("arch") == "dcgan":
+        shape = "x".join(map(str, config["image_shape"]))
+        nets = (f"DCGAN: G {g_in} -> channels {'-'.join(map(str, config['g_channels']))} -> "
+                f"{shape}, D {shape}{f'+{c}' if c else ''} -> channels "
+                f"{'-'.join(map(str, config['d_channels']))} -> 1")
+    else:
+        nets = (f"G {g_in}-{'-'.join(map(str, config['g_hidden']))}-{config['data_dim']}, "
+                f"D {d_in}-{'-'.join(map(str, config['d_hidden']))}-1")
     return (f"Training a GAN on {config['dataset']}{where}: {config['steps']} steps, batch "
-            f"{config['batch_size']}, G {g_in}-{'-'.join(map(str, config['g_hidden']))}-"
-            f"{config['data_dim']}, D {d_in}-{'-'.join(map(str, config['d_hidden']))}-1"
-            f"{options} ({n_params:,} parameters), {run.backend}, seed {run.seed}; "
-            f"writing to {run.out}")
+            f"{config['batch_size']}, {nets}{options} ({n_params:,} parameters), "
+            f"{run.backend}, seed {run.seed}; writing to {run.out}")
 
 
 _LOSS_WORDS = {"lsgan": "least-squares loss", "wasserstein": "Wasserstein loss",
@@ -999,6 +1013,9 @@ def _add_model_options(p):
     p.add_argument("--betas", type=_beta, nargs=2, default=None, metavar=("B1", "B2"),
                    help="Adam's betas for both optimisers (default: the preset's, or the "
                         "method's)")
+    p.add_argument("--arch", choices=("mlp", "dcgan"), default=None,
+                   help="mlp: fully connected G and D; dcgan (mnist/fashion-mnist): the "
+                        "convolutional GAN of Radford et al. 2016 (default: mlp)")
     p.add_argument("--conditional", action="store_true",
                    help="mnist/fashion-mnist: condition G and D on the class label (Mirza "
                         "and Osindero 2014); samples.png then shows one row per class")

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import copy
 
-__all__ = ["PRESETS", "DATASETS", "TOY_DATASETS", "IMAGE_DATASETS", "preset", "METHODS",
+__all__ = ["PRESETS", "DCGAN", "CONDITIONAL", "DATASETS", "TOY_DATASETS", "IMAGE_DATASETS", "preset", "METHODS",
            "METHOD_OVERRIDES", "METHOD_LOSSES", "method_for", "method_settings",
            "penalty_weight"]
 
@@ -192,6 +192,20 @@ PRESETS = {
     },
 }
 PRESETS["fashion-mnist"] = {**copy.deepcopy(PRESETS["mnist"]), "dataset": "fashion-mnist"}
+
+# The DCGAN (Radford et al. 2016) at MNIST size, laid over an image preset by
+# --arch dcgan (before --conditional's and the method's settings, so those still
+# apply): G  z -> Dense -> 128x7x7 -> ConvT 64x14x14 -> ConvT 1x28x28 -> tanh,
+# D  1x28x28 -> Conv 64x14x14 -> Conv 128x7x7 -> logit, 4x4 kernels with stride
+# 2, batch norm in G and after D's second convolution, ReLU in G and
+# LeakyReLU(0.2) in D, N(0, 0.02) weights, Adam 2e-4 with betas (0.5, 0.999) and
+# batch 64 (the paper's settings). No packing: its mode coverage comes from the
+# architecture. A step costs about 0.1-0.2 s of CPU at batch 64
+# (benchmarks/gan_step.py --arch dcgan), so 6,000 steps (6.4 epochs) take about
+# 15 minutes on two CPU cores.
+DCGAN = {"arch": "dcgan", "image_shape": [1, 28, 28], "g_channels": [128, 64],
+         "d_channels": [64, 128], "g_batchnorm": True, "d_batchnorm": True, "init": "normal",
+         "pack": 1, "steps": 6000, "lr_decay_start": 0.5, "lr_final": 0.1, "ema_decay": 0.999}
 
 # A conditional GAN (--conditional) is told which digit to draw, so its classes
 # are balanced by construction and it needs no packing: the plain classic

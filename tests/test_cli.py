@@ -834,3 +834,27 @@ def test_evaluate_cas_refuses_unconditional_and_toy_runs(tmp_path, capsys):
     assert cli.main(["evaluate", "--checkpoint", str(plain / "checkpoint.npz"), "--cas",
                      "--data-dir", root]) == 2
     assert "train with --conditional" in capsys.readouterr().err
+
+
+def test_arch_dcgan_builds_the_convolutional_gan_and_refuses_toy_data(tmp_path, capsys):
+    from minigan.layers import Conv2d, ConvTranspose2d
+    from minigan.presets import DCGAN
+
+    root = _mnist_dir()
+    out = tmp_path / "dcgan"
+    assert cli.main(["train", "--dataset", "mnist", "--arch", "dcgan", "--conditional",
+                     "--steps", "2", "--batch-size", "16", "--no-metrics", "--no-figures",
+                     "--data-dir", root, "--out", str(out)]) == 0
+    printed = capsys.readouterr()
+    assert "DCGAN: G 100+10 -> channels 128-64 -> 1x28x28" in printed.out
+    assert f"expect {DCGAN['steps']} steps" in printed.err      # the DCGAN's own length
+    gan, config, _ = load_checkpoint(out / "checkpoint.npz")
+    assert config["arch"] == "dcgan" and config["n_classes"] == 10
+    assert any(isinstance(m, ConvTranspose2d) for m in gan.G.modules())
+    assert any(isinstance(m, Conv2d) for m in gan.D.modules())
+    assert cli.main(["sample", "--checkpoint", str(out / "checkpoint.npz"), "--n", "20",
+                     "--out", str(tmp_path / "s.npy")]) == 0
+    assert np.load(tmp_path / "s.npy").shape == (20, 784)
+    assert cli.main(["train", "--dataset", "ring8", "--arch", "dcgan",
+                     "--out", str(tmp_path / "toy")]) == 2
+    assert "--arch dcgan is a convolutional GAN for images" in capsys.readouterr().err
