@@ -325,6 +325,10 @@ def _config_from_args(args):
         config["n_classes"] = 10
     _loss_settings(config, args)
     _penalty_settings(config, args)
+    if config.get("arch") == "dcgan" and config.get("penalty", "none") != "none":
+        # a penalty needs each D(x_i) to depend on x_i alone; batch norm mixes the batch
+        # (the WGAN-GP paper drops it from the critic): _notes says so
+        config["d_batchnorm"] = False
     config["seed"] = 0 if args.seed is None else args.seed
     # The learning-rate schedule spans the steps asked for now, also when a later
     # --resume asks for more.
@@ -445,6 +449,10 @@ def _notes(run):
                      "WGAN (Arjovsky et al. 2017) clipped D's weights; minigan has no clipping. "
                      "Use --loss wgan-gp (the gradient penalty of Gulrajani et al. 2017), "
                      "--penalty gp or --spectral-norm.")
+    if config.get("arch") == "dcgan" and config.get("penalty", "none") != "none":
+        notes.append("note: the DCGAN's D runs without batch norm here: a gradient penalty "
+                     "needs each D(x_i) to depend on x_i alone, and batch norm mixes the "
+                     "samples of a batch (Gulrajani et al. 2017 drop it from the critic).")
     return notes
 
 
@@ -850,9 +858,10 @@ def evaluate(args):
     if name != "mnist":
         raise CLIError(f"--cas scores MNIST generators (the classifier is tested on the real "
                        f"MNIST test digits); {args.checkpoint!r} was trained on {name!r}")
+    epochs = args.epochs or metrics.CLASSIFIER_EPOCHS
     try:  # checks the GAN and --n before reading (or downloading) MNIST
         result = metrics.classification_accuracy_score(
-            gan, n=args.n, epochs=args.epochs or metrics.CLASSIFIER_EPOCHS, seed=args.seed, data_dir=args.data_dir,
+            gan, n=args.n, epochs=epochs, seed=args.seed, data_dir=args.data_dir,
             ema=not args.no_ema, baseline=not args.no_baseline, verbose=not args.quiet)
     except ValueError as err:  # an unconditional GAN, a bad --n, images out of range
         raise CLIError(str(err)) from None
@@ -1007,7 +1016,7 @@ def _add_model_options(p):
                    help="the penalty's weight: gp's lambda, r1's gamma (default: the "
                         "method's value for the dataset, see below)")
     p.add_argument("--spectral-norm", action=argparse.BooleanOptionalAction, default=None,
-                   help="spectral normalisation of every Dense layer of D: W / sigma(W) by "
+                   help="spectral normalisation of every Dense and Conv2d layer of D: W / sigma(W) by "
                         "power iteration (Miyato et al. 2018) (default: on with --loss "
                         "hinge, else off)")
     p.add_argument("--betas", type=_beta, nargs=2, default=None, metavar=("B1", "B2"),
@@ -1120,7 +1129,7 @@ def _add_other_parsers(sub):
     p.add_argument("--cas", action="store_true", required=True,
                    help="compute the classification accuracy score")
     p.add_argument("--n", type=_positive_int, default=60000,
-                   help="generated (and real) training digits, a multiple of 10")
+                   help="generated (and real) training digits, a multiple of 10, at least 1000")
     p.add_argument("--epochs", type=_positive_int, default=None,
                    help="classifier training epochs (default: the library classifier's own)")
     p.add_argument("--seed", type=_non_negative_int, default=0,

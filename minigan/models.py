@@ -42,7 +42,7 @@ penalty            "none"            gradient penalty in D's step: "gp" (WGAN-GP
 penalty_weight     None              GradientPenalty's weight (lambda) or R1's gamma;
                                      None: the usual value, 10 for both (see
                                      ``PENALTY_WEIGHTS``); only with a penalty
-spectral_norm      False             wrap every Dense of D in ``SpectralNorm``
+spectral_norm      False             wrap every Dense and Conv2d of D in ``SpectralNorm``
 d_steps            1                 D updates per G update
 label_smoothing    0.0               one-sided: real targets become 1 - this (bce only)
 pack               1                 PacGAN: D judges this many samples at once

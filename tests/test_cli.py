@@ -858,3 +858,18 @@ def test_arch_dcgan_builds_the_convolutional_gan_and_refuses_toy_data(tmp_path, 
     assert cli.main(["train", "--dataset", "ring8", "--arch", "dcgan",
                      "--out", str(tmp_path / "toy")]) == 2
     assert "--arch dcgan is a convolutional GAN for images" in capsys.readouterr().err
+
+
+def test_a_penalty_turns_off_batch_norm_in_the_dcgan_critic(tmp_path, capsys):
+    from minigan.layers import BatchNorm1d
+
+    root = _mnist_dir()
+    out = tmp_path / "dcgan-r1"
+    assert cli.main(["train", "--dataset", "mnist", "--arch", "dcgan", "--penalty", "r1",
+                     "--steps", "2", "--batch-size", "16", "--no-metrics", "--no-figures",
+                     "--data-dir", root, "--out", str(out)]) == 0
+    assert "D runs without batch norm" in capsys.readouterr().err
+    gan, config, _ = load_checkpoint(out / "checkpoint.npz")
+    assert config["d_batchnorm"] is False and type(gan.regularizer).__name__ == "R1"
+    assert not any(isinstance(m, BatchNorm1d) for m in gan.D.modules())  # BatchNorm2d too
+    assert any(isinstance(m, BatchNorm1d) for m in gan.G.modules())      # G keeps its own
