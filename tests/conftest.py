@@ -200,3 +200,18 @@ def dev(backend):
         a = np.asarray(a) if dtype is None else np.asarray(a, dtype=dtype)
         return mb.to_device(a, backend)
     return place
+
+
+@pytest.fixture(autouse=True)
+def ctrl_c_raises_keyboard_interrupt():
+    """Ctrl-C is KeyboardInterrupt in every test, as at a terminal.
+
+    A shell without job control starts background commands (``pytest &``) with
+    SIGINT ignored, and Python then installs no handler: the tests of Ctrl-C
+    would fail for a reason that has nothing to do with minigan.
+    """
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
