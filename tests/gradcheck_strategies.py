@@ -8,6 +8,15 @@ batch = st.integers(1, 5)
 width = st.integers(1, 6)
 
 
+#: What central differences can resolve: rounding in f(x + eps) - f(x - eps) is
+#: about 1e-16 |f| / eps = 1e-10 |f| with eps = 1e-6. A gradient whose entries are
+#: all that close to the numeric ones says nothing more, even when they are so small
+#: (a first layer's gradient behind batch norm of 3 samples: 4e-5) that the
+#: relative error of such a difference exceeds 1e-6.
+NOISE_FLOOR = 1e-9
+
+
 def assert_gradcheck(result):
     assert result.ok, str(result)
-    assert result.max_rel_error < 1e-6, str(result)
+    for c in result.comparisons:
+        assert c.rel_error < 1e-6 or c.max_abs_error < NOISE_FLOOR, str(result)
