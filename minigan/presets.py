@@ -200,9 +200,10 @@ PRESETS["fashion-mnist"] = {**copy.deepcopy(PRESETS["mnist"]), "dataset": "fashi
 # 2, batch norm in G and after D's second convolution, ReLU in G and
 # LeakyReLU(0.2) in D, N(0, 0.02) weights, Adam 2e-4 with betas (0.5, 0.999) and
 # batch 64 (the paper's settings). No packing: its mode coverage comes from the
-# architecture. A step costs about 0.1-0.2 s of CPU at batch 64
-# (benchmarks/gan_step.py --arch dcgan), so 6,000 steps (6.4 epochs) take about
-# 15 minutes on two CPU cores.
+# architecture. A step costs about 0.15-0.19 s of CPU at batch 64 on one thread
+# (benchmarks/gan_step.py --arch dcgan). Not tuned yet: 6,000 steps (6.4 epochs)
+# gave 10/10 classes but KL 0.12 from uniform (benchmarks/RESULTS.md, "The DCGAN
+# step").
 DCGAN = {"arch": "dcgan", "image_shape": [1, 28, 28], "g_channels": [128, 64],
          "d_channels": [64, 128], "g_batchnorm": True, "d_batchnorm": True, "init": "normal",
          "pack": 1, "steps": 6000, "lr_decay_start": 0.5, "lr_final": 0.1, "ema_decay": 0.999}
