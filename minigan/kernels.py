@@ -207,6 +207,20 @@ def conv2d_forward(x, W, b, stride=1, padding=0):
     return _from_rows(out, (N, C_out, H_out, W_out)), (rows, x.shape, W, k, s, p)
 
 
+def _taps(W):
+    """W (a, b, kH, kW) as kH kW contiguous (a, b) matrices, one per kernel offset [i, j]."""
+    return array_module(W).ascontiguousarray(W.transpose(2, 3, 0, 1))
+
+
+def _add_param_grads(grad_W, dW_rows, grad_b, dout):
+    """ADD a weight gradient computed channels last, dW_rows (a, kH kW b), into grad_W
+    (a, b, kH, kW), and dout's sum over (n, h, w) into grad_b (None: no bias)."""
+    a, b, kH, kW = grad_W.shape
+    grad_W += dW_rows.reshape(a, kH, kW, b).transpose(0, 3, 1, 2)
+    if grad_b is not None:
+        grad_b += dout.sum(axis=(0, 2, 3))
+
+
 def conv2d_backward(dout, cache, grad_W, grad_b, *, need_dx=True, need_param_grads=True):
     """``functional.conv2d_backward`` with dW and db ADDED into ``grad_W`` and ``grad_b``
     (``grad_b`` None without a bias). Returns dx (None with ``need_dx=False``)."""
@@ -214,13 +228,10 @@ def conv2d_backward(dout, cache, grad_W, grad_b, *, need_dx=True, need_param_gra
     C_out, C_in, kH, kW = W.shape
     d_rows = _to_rows(dout)                                        # (N L, C_out)
     if need_param_grads:
-        dW = (d_rows.T @ rows).reshape(C_out, kH, kW, C_in)
-        grad_W += dW.transpose(0, 3, 1, 2)
-        if grad_b is not None:
-            grad_b += dout.sum(axis=(0, 2, 3))
+        _add_param_grads(grad_W, d_rows.T @ rows, grad_b, dout)
     if not need_dx:
         return None
-    taps = array_module(W).ascontiguousarray(W.transpose(2, 3, 0, 1))  # [i, j]: (C_out, C_in)
+    taps = _taps(W)                                                # [i, j]: (C_out, C_in)
     dx = _col2im_rows(d_rows, taps, x_shape, k, s, p)
     return _from_rows(dx, x_shape)
 
@@ -237,7 +248,7 @@ def conv_transpose2d_forward(x, W, b, stride=1, padding=0, output_padding=0):
     N, _, H, W_in = x.shape
     out_shape = (N, C_out) + F.conv_transpose2d_output_shape((H, W_in), k, s, p, output_padding)
     x_rows = _to_rows(x)                                           # (N H W, C_in)
-    taps = array_module(W).ascontiguousarray(W.transpose(2, 3, 0, 1))  # [i, j]: (C_in, C_out)
+    taps = _taps(W)                                                # [i, j]: (C_in, C_out)
     out = _col2im_rows(x_rows, taps, out_shape, k, s, p)
     if b is not None:
         out += b
@@ -252,10 +263,7 @@ def conv_transpose2d_backward(dout, cache, grad_W, grad_b, *, need_dx=True,
     C_in, C_out, kH, kW = W.shape
     d_rows = _im2col_rows(dout, k, s, p)                           # (N H W, kH kW C_out)
     if need_param_grads:
-        dW = (x_rows.T @ d_rows).reshape(C_in, kH, kW, C_out)
-        grad_W += dW.transpose(0, 3, 1, 2)
-        if grad_b is not None:
-            grad_b += dout.sum(axis=(0, 2, 3))
+        _add_param_grads(grad_W, x_rows.T @ d_rows, grad_b, dout)
     if not need_dx:
         return None
     W_rows = W.transpose(0, 2, 3, 1).reshape(C_in, -1)             # (C_in, kH kW C_out)

@@ -437,6 +437,18 @@ class BatchNorm1d(Layer):
 
     def forward(self, x):
         self._check_input(x)
+        n = self._values_per_feature(x)
+        out, cache = self._normalize(
+            x, self.params["gamma"], self.params["beta"], train=self.training,
+            running_mean=self.running_mean, running_var=self.running_var, eps=self.eps)
+        if self.training:
+            self._update_running_stats(n, cache)
+        self._save_cache(cache, out)
+        return out
+
+    # What BatchNorm2d changes: the input's shape, and the math it calls.
+    def _values_per_feature(self, x):
+        """Checks x's shape; returns how many values each feature's statistics come from."""
         if x.ndim != 2 or x.shape[1] != self.num_features:
             raise ValueError(
                 f"{self.short_repr()} expected input of shape (N, {self.num_features}), "
@@ -446,13 +458,13 @@ class BatchNorm1d(Layer):
                 f"{self.short_repr()} in training mode needs at least 2 samples per batch (the "
                 f"batch variance of 1 sample is undefined), got {x.shape[0]}; use a larger "
                 "batch, or call .eval() to use the running statistics")
-        out, cache = F.batchnorm_forward(
-            x, self.params["gamma"], self.params["beta"], train=self.training,
-            running_mean=self.running_mean, running_var=self.running_var, eps=self.eps)
-        if self.training:
-            self._update_running_stats(x.shape[0], cache)
-        self._save_cache(cache, out)
-        return out
+        return x.shape[0]
+
+    def _normalize(self, x, *args, **kwargs):
+        return F.batchnorm_forward(x, *args, **kwargs)
+
+    def _normalize_backward(self, dout, cache):
+        return F.batchnorm_backward(dout, cache)
 
     def _update_running_stats(self, n, cache):
         """running <- (1 - momentum) running + momentum batch, per feature, except
@@ -469,7 +481,7 @@ class BatchNorm1d(Layer):
 
     def backward(self, dout, param_grads=True, input_grad=True):
         cache = self._pop_cache(dout)
-        dx, dgamma, dbeta = F.batchnorm_backward(dout, cache)
+        dx, dgamma, dbeta = self._normalize_backward(dout, cache)
         if param_grads:
             self.grads["gamma"] += dgamma
             self.grads["beta"] += dbeta
@@ -491,8 +503,7 @@ class BatchNorm2d(BatchNorm1d):
     same way.
     """
 
-    def forward(self, x):
-        self._check_input(x)
+    def _values_per_feature(self, x):
         if x.ndim != 4 or x.shape[1] != self.num_features:
             raise ValueError(
                 f"{self.short_repr()} expected input of shape (N, {self.num_features}, H, W), "
@@ -503,21 +514,13 @@ class BatchNorm2d(BatchNorm1d):
                 f"{self.short_repr()} in training mode needs at least 2 values per channel "
                 f"(N H W >= 2), got input of shape {tuple(x.shape)}; use a larger batch, or "
                 "call .eval() to use the running statistics")
-        out, cache = kernels.batchnorm2d_forward(
-            x, self.params["gamma"], self.params["beta"], train=self.training,
-            running_mean=self.running_mean, running_var=self.running_var, eps=self.eps)
-        if self.training:
-            self._update_running_stats(N * H * W, cache)
-        self._save_cache(cache, out)
-        return out
+        return N * H * W
 
-    def backward(self, dout, param_grads=True, input_grad=True):
-        cache = self._pop_cache(dout)
-        dx, dgamma, dbeta = kernels.batchnorm2d_backward(dout, cache)
-        if param_grads:
-            self.grads["gamma"] += dgamma
-            self.grads["beta"] += dbeta
-        return dx if input_grad else None
+    def _normalize(self, x, *args, **kwargs):
+        return kernels.batchnorm2d_forward(x, *args, **kwargs)
+
+    def _normalize_backward(self, dout, cache):
+        return kernels.batchnorm2d_backward(dout, cache)
 
     def short_repr(self):
         return f"BatchNorm2d({self.num_features})"

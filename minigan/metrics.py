@@ -781,13 +781,8 @@ def classification_accuracy_score(generator, n=60000, epochs=CLASSIFIER_EPOCHS, 
         if verbose:
             print(f"CAS: {100 * cas:.2f}% on the real test digits. Now the same classifier "
                   f"on {n} real training digits...", file=sys.stderr, flush=True)
-        # sorted: for n = all of them this is the training set in file order, so the
-        # baseline classifier is exactly load_classifier's
-        pick = np.sort(np.random.default_rng([seed, 12]).choice(
-            train_images.shape[0], size=int(n), replace=False))
-        real, seconds["real"] = trained_accuracy(train_images[pick], train_labels[pick],
-                                                 test_images, test_labels, epochs=epochs,
-                                                 seed=seed, verbose=verbose)
+        real, seconds["real"] = _real_baseline((train_images, train_labels), n,
+                                               (test_images, test_labels), epochs, seed, verbose)
     seconds["total"] = time.perf_counter() - start
     return {
         "cas": float(cas),
@@ -799,6 +794,17 @@ def classification_accuracy_score(generator, n=60000, epochs=CLASSIFIER_EPOCHS, 
         "ema": ema_used,
         "seconds": seconds,
     }
+
+
+def _real_baseline(train, n, test, epochs, seed, verbose):
+    """(accuracy, seconds) of the CAS recipe on n real training digits: a seeded subset,
+    sorted, so that for n = all of them it is the training set in file order and the
+    classifier is exactly ``load_classifier``'s."""
+    images, labels = train
+    pick = np.sort(np.random.default_rng([seed, 12]).choice(images.shape[0], size=int(n),
+                                                            replace=False))
+    return trained_accuracy(images[pick], labels[pick], *test, epochs=epochs, seed=seed,
+                            verbose=verbose)
 
 
 # ------------------------------------------------------------- a run's scores

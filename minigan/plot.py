@@ -463,6 +463,23 @@ def plot_losses(history, path=None, smooth=None, d_loss_at_equilibrium=2 * LOG2,
     curve(ax, "g_loss", "tab:orange", "G loss")
     if critic:  # the lines below are the cross-entropy's values at D = 1/2: not a critic's
         d_loss_at_equilibrium = g_loss_at_equilibrium = None
+    _equilibrium_lines(ax, d_loss_at_equilibrium, g_loss_at_equilibrium)
+    ax.set_ylabel("loss")
+    ax.set_title(title or "GAN training")
+    ax.legend(fontsize=8, loc="best")
+    ax.grid(alpha=0.3)
+
+    if has_d and critic:
+        _critic_panels(axes[1:], cols, curve)
+    elif has_d:
+        _probability_panel(axes[1], cols, curve)
+    axes[-1].set_xlabel("step")
+    fig.tight_layout()
+    return _finish(fig, path, own=True)
+
+
+def _equilibrium_lines(ax, d_loss_at_equilibrium, g_loss_at_equilibrium):
+    """The cross-entropy losses' values at D = 1/2 as dotted lines (None: no line)."""
     if d_loss_at_equilibrium is not None:
         why = " = 2 log 2 (real + fake BCE)" if math.isclose(d_loss_at_equilibrium, 2 * LOG2) else ""
         ax.axhline(d_loss_at_equilibrium, color="tab:blue", ls=":", lw=1.2,
@@ -472,27 +489,19 @@ def plot_losses(history, path=None, smooth=None, d_loss_at_equilibrium=2 * LOG2,
             g_loss_at_equilibrium, "")
         ax.axhline(g_loss_at_equilibrium, color="tab:orange", ls=":", lw=1.2,
                    label=f"G loss at equilibrium (D = 1/2): {g_loss_at_equilibrium:.3f}{why}")
-    ax.set_ylabel("loss")
-    ax.set_title(title or "GAN training")
+
+
+def _probability_panel(ax, cols, curve):
+    """Mean D(x) and D(G(z)) as probabilities, on [0, 1] with the equilibrium at 1/2."""
+    if "d_real" in cols:
+        curve(ax, "d_real", REAL_COLOUR, "mean D(x), real")
+    if "d_fake" in cols:
+        curve(ax, "d_fake", FAKE_COLOUR, "mean D(G(z)), fake")
+    ax.axhline(0.5, color="grey", ls="--", lw=1.2, label="equilibrium: D = 1/2")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_ylabel("D output (probability of real)")
     ax.legend(fontsize=8, loc="best")
     ax.grid(alpha=0.3)
-
-    if has_d and critic:
-        _critic_panels(axes[1:], cols, curve)
-    elif has_d:
-        ax = axes[1]
-        if "d_real" in cols:
-            curve(ax, "d_real", REAL_COLOUR, "mean D(x), real")
-        if "d_fake" in cols:
-            curve(ax, "d_fake", FAKE_COLOUR, "mean D(G(z)), fake")
-        ax.axhline(0.5, color="grey", ls="--", lw=1.2, label="equilibrium: D = 1/2")
-        ax.set_ylim(-0.02, 1.02)
-        ax.set_ylabel("D output (probability of real)")
-        ax.legend(fontsize=8, loc="best")
-        ax.grid(alpha=0.3)
-    axes[-1].set_xlabel("step")
-    fig.tight_layout()
-    return _finish(fig, path, own=True)
 
 
 def _critic_panels(axes, cols, curve):

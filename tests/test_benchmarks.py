@@ -87,3 +87,45 @@ def test_plot_results_draws_one_bar_per_run_and_batch(tmp_path):
     proc = subprocess.run([sys.executable, str(BENCHMARKS / "plot_results.py"), str(no_torch),
                            "--out", str(out)], capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "no minigan/PyTorch ratios" in proc.stderr
+
+
+# ------------------------------------------------------------------------ DCGAN
+
+
+def test_gan_step_dcgan_matches_pytorch_on_the_same_step(tmp_path):
+    pytest.importorskip("torch")
+    out = tmp_path / "step.json"
+    run_script("gan_step.py", "--arch", "dcgan", "--batch-sizes", "4", "--steps", "1",
+               "--warmup", "0", "--block", "1", "--gemm-size", "64", "--threads", "1",
+               "--json", str(out))
+    result = json.loads(out.read_text())
+    row = result["results"][0]
+    assert result["machine"]["arch"] == "dcgan" and row["arch"] == "dcgan"
+    check = row["identical_step_check"]
+    assert check["d_loss_rel_diff"] < 1e-5 and check["g_loss_rel_diff"] < 1e-5
+    # 148 MFLOP per sample: the DCGAN's convolutions, counted from their shapes
+    assert 140e-3 < row["gemm_gflop_per_step"] / 4 < 155e-3
+
+
+@pytest.mark.parametrize("with_torch", [False, True], ids=["minigan", "with PyTorch"])
+def test_breakdown_dcgan_splits_the_step_by_layer_type(with_torch):
+    if with_torch:
+        pytest.importorskip("torch")
+    # one timed step: every number is that step's own, so the parts add up to the whole
+    text = run_script("breakdown.py", "--arch", "dcgan", "--batch-sizes", "4", "--steps", "1",
+                      "--warmup", "1", "--threads", "1", *([] if with_torch else ["--no-torch"]))
+    parts = [f"{kind} {way}" for kind in ("Dense", "Conv2d", "ConvTranspose2d", "batch norm",
+                                          "activations", "reshapes") for way in ("fwd", "bwd")]
+    parts += ["adam", "zero_grad", "rest"]
+    columns = 3 if with_torch else 1   # minigan [PyTorch ratio]
+    rows = {}
+    for line in text.splitlines():
+        for name in parts + ["whole step"]:
+            if line.startswith(name + " "):
+                rows[name] = [float(v) for v in line[len(name):].split()]
+                assert len(rows[name]) == columns, line
+    assert set(rows) == set(parts) | {"whole step"}, text
+    for library in range(2 if with_torch else 1):
+        whole = rows["whole step"][library]
+        assert abs(sum(rows[p][library] for p in parts) - whole) <= 0.01 * len(parts), text
+        assert rows["Conv2d fwd"][library] > 0 and rows["ConvTranspose2d bwd"][library] > 0

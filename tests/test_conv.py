@@ -38,15 +38,7 @@ from minigan.backend import to_numpy
 from minigan.gradcheck import check_backward, check_layer
 
 from gradcheck_strategies import assert_gradcheck, seeds
-
-try:
-    import torch
-except ImportError:  # pragma: no cover - torch is in the test extras
-    torch = None
-
-needs_torch = pytest.mark.skipif(
-    torch is None, reason="PyTorch is not installed; the parity tests need it "
-                          "(pip install torch, CPU is enough)")
+from optional_torch import needs_torch, torch
 
 
 # ----------------------------------------------------------------- references

@@ -13,16 +13,10 @@ What is checked, and against what:
 * PyTorch (where installed): G's and D's forward with copied weights, and the
   gradients of one discriminator step of the GAN loop (real and fake apart,
   because of D's batch norm), written here in torch.nn by hand;
-* the errors a user meets for a config the DCGAN cannot build;
-* benchmarks/gan_step.py --arch dcgan and breakdown.py --arch dcgan run, and the
-  PyTorch copy there computes the same step.
-"""
+* the errors a user meets for a config the DCGAN cannot build.
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
+(The benchmarks' --arch dcgan runs are in test_benchmarks.py.)
+"""
 
 import numpy as np
 import pytest
@@ -50,15 +44,8 @@ from minigan.models import (
 from minigan.spectral import SpectralNorm
 
 from gradcheck_strategies import assert_gradcheck, seeds
+from optional_torch import needs_torch, torch
 
-try:
-    import torch
-except ImportError:  # pragma: no cover - torch is in the test extras
-    torch = None
-
-needs_torch = pytest.mark.skipif(
-    torch is None, reason="PyTorch is not installed; the parity tests need it "
-                          "(pip install torch, CPU is enough)")
 
 MNIST = {"latent_dim": 100, "image_shape": [1, 28, 28], "g_channels": [128, 64],
          "d_channels": [64, 128], "g_batchnorm": True, "d_batchnorm": True}
@@ -458,54 +445,3 @@ def test_discriminator_step_gradients_match_pytorch(dev, backend):
     for (name, _, grad), p in zip(D.named_parameters(), D_t.parameters()):
         expected = p.grad.T if p.ndim == 2 else p.grad
         close(grad, expected, "float64", f"dL/d{name}")
-
-
-# ---------------------------------------------------------------- benchmarks
-
-BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
-
-
-def run_benchmark(name, *args):
-    env = dict(os.environ, PYTHONWARNINGS="error::RuntimeWarning")
-    proc = subprocess.run([sys.executable, str(BENCHMARKS / name), *args], capture_output=True,
-                          text=True, env=env, timeout=300)
-    assert proc.returncode == 0, f"{name} {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
-    return proc.stdout
-
-
-@needs_torch
-def test_gan_step_dcgan_matches_pytorch_on_the_same_step(tmp_path):
-    out = tmp_path / "step.json"
-    run_benchmark("gan_step.py", "--arch", "dcgan", "--batch-sizes", "4", "--steps", "1",
-                  "--warmup", "0", "--block", "1", "--gemm-size", "64", "--threads", "1",
-                  "--json", str(out))
-    result = json.loads(out.read_text())
-    row = result["results"][0]
-    assert result["machine"]["arch"] == "dcgan" and row["arch"] == "dcgan"
-    check = row["identical_step_check"]
-    assert check["d_loss_rel_diff"] < 1e-5 and check["g_loss_rel_diff"] < 1e-5
-    # 148 MFLOP per sample: the DCGAN's convolutions, counted from their shapes
-    assert 140e-3 < row["gemm_gflop_per_step"] / 4 < 155e-3
-
-
-@pytest.mark.parametrize("with_torch", [False, pytest.param(True, marks=needs_torch)],
-                         ids=["minigan", "with PyTorch"])
-def test_breakdown_dcgan_splits_the_step_by_layer_type(with_torch):
-    # one timed step: every number is that step's own, so the parts add up to the whole
-    text = run_benchmark("breakdown.py", "--arch", "dcgan", "--batch-sizes", "4", "--steps", "1",
-                         "--warmup", "1", "--threads", "1", *([] if with_torch else ["--no-torch"]))
-    parts = [f"{kind} {way}" for kind in ("Dense", "Conv2d", "ConvTranspose2d", "batch norm",
-                                          "activations", "reshapes") for way in ("fwd", "bwd")]
-    parts += ["adam", "zero_grad", "rest"]
-    columns = 3 if with_torch else 1   # minigan [PyTorch ratio]
-    rows = {}
-    for line in text.splitlines():
-        for name in parts + ["whole step"]:
-            if line.startswith(name + " "):
-                rows[name] = [float(v) for v in line[len(name):].split()]
-                assert len(rows[name]) == columns, line
-    assert set(rows) == set(parts) | {"whole step"}, text
-    for library in range(2 if with_torch else 1):
-        whole = rows["whole step"][library]
-        assert abs(sum(rows[p][library] for p in parts) - whole) <= 0.01 * len(parts), text
-        assert rows["Conv2d fwd"][library] > 0 and rows["ConvTranspose2d bwd"][library] > 0
