@@ -124,9 +124,10 @@ def tanh_backward(dout, cache):
 #
 # * im2col is ONE copy out of a strided view of the padded NHWC image: a window's
 #   row is kW C numbers side by side in memory, so the copy moves long runs, where
-#   the NCHW layout moves runs of one number (``_im2col_rows``);
-# * every sample's windows are rows of one matrix (N H_out W_out, kH kW C), so a
-#   layer is ONE large matrix product (BLAS's best case), not N small ones;
+#   the NCHW layout moves runs of one number (``_window_rows``);
+# * the windows of many samples are rows of one matrix (n H_out W_out, kH kW C), so
+#   a layer is a few large matrix products (BLAS's best case), not N small ones,
+#   and each chunk of rows is multiplied while it is still in cache (``CHUNK_BYTES``);
 # * col2im runs one kernel offset at a time, each a matrix product whose result is
 #   added into a strided slice of the padded output (``_col2im_rows``): as fast as
 #   one large product followed by the additions, without its (N L, kH kW C)
@@ -156,55 +157,121 @@ def _from_rows(rows, shape):
     return array_module(rows).ascontiguousarray(rows.reshape(N, H, W, C).transpose(0, 3, 1, 2))
 
 
-def _im2col_rows(x, k, s, p):
-    """Windows of x (N, C, H, W) as rows (N H_out W_out, kH kW C), in (i, j, c) order."""
-    xp = array_module(x)
-    (kH, kW), (sH, sW), (pH, pW) = k, s, p
-    N, C, H, W = x.shape
-    H_out, W_out = F.conv2d_output_shape((H, W), k, s, p)
-    x_pad = xp.zeros((N, H + 2 * pH, W + 2 * pW, C), dtype=x.dtype)
+#: Bytes of window rows (im2col) per chunk of samples on the CPU. The whole window
+#: matrix of D's 64 -> 128 convolution is 13 MB at batch 64 and 51 MB at 256: built
+#: whole, it is written to memory and read back by the product. Built and multiplied
+#: a few samples at a time, each chunk is still in the core's cache (L2: ~2 MiB) when
+#: the product reads it. On a GPU a chunk is the whole batch: one large product.
+CHUNK_BYTES = 1 << 21
+#: The same for col2im's padded output, which every one of the kH kW products adds into.
+COL2IM_BYTES = 1 << 20
+
+
+def _chunks(x, n, bytes_per_sample, budget):
+    """(the (n0, n1) sample ranges, the most samples in one) to cut a batch of n into."""
+    per = n if _on_gpu(x) else max(1, min(n, budget // max(1, bytes_per_sample)))
+    return [(n0, min(n, n0 + per)) for n0 in range(0, n, per)], per
+
+
+def _padded_nhwc(x, p):
+    """x (N, C, H, W) zero-padded by p = (pH, pW) on each side, channels last (a copy)."""
+    (pH, pW), (N, C, H, W) = p, x.shape
+    x_pad = array_module(x).zeros((N, H + 2 * pH, W + 2 * pW, C), dtype=x.dtype)
     x_pad[:, pH:pH + H, pW:pW + W] = x.transpose(0, 2, 3, 1)
+    return x_pad
+
+
+def _windows(x_pad, k, s, out_hw):
+    """Every window of a padded NHWC image as a (N, H_out, W_out, kH, kW, C) view: window
+    (h, w) starts at pixel (s_H h, s_W w); nothing is copied."""
+    (kH, kW), (sH, sW) = k, s
+    N, _, _, C = x_pad.shape
     bN, bH, bW, bC = x_pad.strides
-    windows = _as_strided(x_pad, (N, H_out, W_out, kH, kW, C),
-                          (bN, sH * bH, sW * bW, bH, bW, bC))
-    return xp.ascontiguousarray(windows).reshape(N * H_out * W_out, kH * kW * C)
+    return _as_strided(x_pad, (N, *out_hw, kH, kW, C), (bN, sH * bH, sW * bW, bH, bW, bC))
+
+
+def _window_rows(windows, n0, n1, buf):
+    """Im2col of samples n0..n1: their windows copied into ``buf`` as rows
+    ((n1 - n0) H_out W_out, kH kW C), in (i, j, c) order; returns that part of buf."""
+    rows = buf[:(n1 - n0) * windows.shape[1] * windows.shape[2]]
+    array_module(buf).copyto(rows.reshape(windows[n0:n1].shape), windows[n0:n1])
+    return rows
+
+
+def _im2col_products(windows, right, out):
+    """out (N L, b) = im2col rows (N L, K) @ right (K, b), a chunk of samples at a time."""
+    N, H_out, W_out, kH, kW, C = windows.shape
+    L, K = H_out * W_out, kH * kW * C
+    chunks, per = _chunks(right, N, L * K * right.itemsize, CHUNK_BYTES)
+    buf = array_module(right).empty((per * L, K), dtype=right.dtype)
+    for n0, n1 in chunks:
+        array_module(right).matmul(_window_rows(windows, n0, n1, buf), right,
+                                   out=out[n0 * L:n1 * L])
+    return out
+
+
+def _im2col_weight_grad(left, windows):
+    """left.T (a, N L) @ im2col rows (N L, K): the sum over chunks of samples of each
+    chunk's product (partial sums: a different rounding from one product, a few ulp)."""
+    xp = array_module(left)
+    N, H_out, W_out, kH, kW, C = windows.shape
+    L, K = H_out * W_out, kH * kW * C
+    chunks, per = _chunks(left, N, L * K * left.itemsize, CHUNK_BYTES)
+    buf = xp.empty((per * L, K), dtype=left.dtype)
+    total = xp.zeros((left.shape[1], K), dtype=left.dtype)
+    part = xp.empty_like(total)
+    for n0, n1 in chunks:
+        xp.matmul(left[n0 * L:n1 * L].T, _window_rows(windows, n0, n1, buf), out=part)
+        total += part
+    return total
 
 
 def _col2im_rows(rows, taps, out_shape, k, s, p):
-    """col2im(rows @ taps) in NHWC: for each kernel offset (i, j), rows (N L, C_a) @
-    taps[i, j] (C_a, C_b) holds the (i, j) entry of every window; it is ADDED into the
-    strided slice of the padded output those entries sit on. Returns the (N, H, W, C_b)
-    view of the padded output without its padding."""
+    """col2im(rows @ taps) as (N, H, W, C_b), a chunk of samples at a time: for each
+    kernel offset (i, j), a chunk's rows (n L, C_a) @ taps[i, j] (C_a, C_b) hold the
+    (i, j) entry of each of its windows, and are ADDED into the strided slice of the
+    chunk's padded output that those entries sit on."""
     xp = array_module(rows)
     (kH, kW), (sH, sW), (pH, pW) = k, s, p
     N, C, H, W = out_shape
     H_in, W_in = F.conv2d_output_shape((H, W), k, s, p)
-    out = xp.zeros((N, H + 2 * pH, W + 2 * pW, C), dtype=rows.dtype)
-    product = xp.empty((rows.shape[0], C), dtype=rows.dtype)
-    for i in range(kH):
-        for j in range(kW):
-            xp.matmul(rows, taps[i, j], out=product)
-            out[:, i:i + sH * H_in:sH, j:j + sW * W_in:sW] += product.reshape(N, H_in, W_in, C)
-    return out[:, pH:pH + H, pW:pW + W]
+    L, padded = H_in * W_in, (H + 2 * pH, W + 2 * pW)
+    chunks, per = _chunks(rows, N, padded[0] * padded[1] * C * rows.itemsize, COL2IM_BYTES)
+    result = xp.empty((N, H, W, C), dtype=rows.dtype)
+    pad = xp.empty((per, *padded, C), dtype=rows.dtype)
+    product = xp.empty((per * L, C), dtype=rows.dtype)
+    for n0, n1 in chunks:
+        m = n1 - n0
+        out, prod, chunk = pad[:m], product[:m * L], rows[n0 * L:n1 * L]
+        out.fill(0)
+        for i in range(kH):
+            for j in range(kW):
+                xp.matmul(chunk, taps[i, j], out=prod)
+                out[:, i:i + sH * H_in:sH, j:j + sW * W_in:sW] += prod.reshape(m, H_in, W_in, C)
+        result[n0:n1] = out[:, pH:pH + H, pW:pW + W]
+    return result
 
 
 def conv2d_forward(x, W, b, stride=1, padding=0):
     """``functional.conv2d_forward`` (the same numbers, to rounding): (out, cache).
 
     out (N L, C_out) = rows (N L, kH kW C_in) @ W_rows.T, with W's entries put in
-    the rows' (i, j, c) order, then back to NCHW.
+    the rows' (i, j, c) order, then back to NCHW. The cache keeps the padded image
+    (kH kW / (sH sW) times smaller than its rows); the backward builds the rows again.
     """
     F._check_conv_args("conv2d_forward", x, W, b, "(C_out, C_in, kH, kW)", in_axis=1, out_axis=0)
+    xp = array_module(x)
     C_out, _, kH, kW = W.shape
     k, s, p = F.conv_params((kH, kW), stride, padding)
     N, _, H, W_in = x.shape
     H_out, W_out = F.conv2d_output_shape((H, W_in), k, s, p)
-    rows = _im2col_rows(x, k, s, p)
-    W_rows = W.transpose(0, 2, 3, 1).reshape(C_out, -1)
-    out = rows @ W_rows.T
+    x_pad = _padded_nhwc(x, p)
+    W_rows = W.transpose(0, 2, 3, 1).reshape(C_out, -1)            # (C_out, kH kW C_in)
+    out = xp.empty((N * H_out * W_out, C_out), dtype=x.dtype)
+    _im2col_products(_windows(x_pad, k, s, (H_out, W_out)), W_rows.T, out)
     if b is not None:
         out += b
-    return _from_rows(out, (N, C_out, H_out, W_out)), (rows, x.shape, W, k, s, p)
+    return _from_rows(out, (N, C_out, H_out, W_out)), (x_pad, x.shape, W, k, s, p)
 
 
 def _taps(W):
@@ -224,15 +291,14 @@ def _add_param_grads(grad_W, dW_rows, grad_b, dout):
 def conv2d_backward(dout, cache, grad_W, grad_b, *, need_dx=True, need_param_grads=True):
     """``functional.conv2d_backward`` with dW and db ADDED into ``grad_W`` and ``grad_b``
     (``grad_b`` None without a bias). Returns dx (None with ``need_dx=False``)."""
-    rows, x_shape, W, k, s, p = cache
-    C_out, C_in, kH, kW = W.shape
+    x_pad, x_shape, W, k, s, p = cache
     d_rows = _to_rows(dout)                                        # (N L, C_out)
     if need_param_grads:
-        _add_param_grads(grad_W, d_rows.T @ rows, grad_b, dout)
+        windows = _windows(x_pad, k, s, dout.shape[2:])
+        _add_param_grads(grad_W, _im2col_weight_grad(d_rows, windows), grad_b, dout)
     if not need_dx:
         return None
-    taps = _taps(W)                                                # [i, j]: (C_out, C_in)
-    dx = _col2im_rows(d_rows, taps, x_shape, k, s, p)
+    dx = _col2im_rows(d_rows, _taps(W), x_shape, k, s, p)          # taps: (C_out, C_in)
     return _from_rows(dx, x_shape)
 
 
@@ -258,16 +324,18 @@ def conv_transpose2d_forward(x, W, b, stride=1, padding=0, output_padding=0):
 def conv_transpose2d_backward(dout, cache, grad_W, grad_b, *, need_dx=True,
                               need_param_grads=True):
     """``functional.conv_transpose2d_backward`` with dW and db ADDED into ``grad_W`` and
-    ``grad_b`` (``grad_b`` None without a bias). Returns dx (None with ``need_dx=False``)."""
+    ``grad_b`` (``grad_b`` None without a bias). Returns dx (None with ``need_dx=False``).
+    Both are products with the im2col rows of dout (N H W, kH kW C_out)."""
     x_rows, x_shape, W, k, s, p = cache
-    C_in, C_out, kH, kW = W.shape
-    d_rows = _im2col_rows(dout, k, s, p)                           # (N H W, kH kW C_out)
+    C_in = W.shape[0]
+    windows = _windows(_padded_nhwc(dout, p), k, s, x_shape[2:])
     if need_param_grads:
-        _add_param_grads(grad_W, x_rows.T @ d_rows, grad_b, dout)
+        _add_param_grads(grad_W, _im2col_weight_grad(x_rows, windows), grad_b, dout)
     if not need_dx:
         return None
     W_rows = W.transpose(0, 2, 3, 1).reshape(C_in, -1)             # (C_in, kH kW C_out)
-    return _from_rows(d_rows @ W_rows.T, x_shape)
+    dx = array_module(dout).empty((x_rows.shape[0], C_in), dtype=dout.dtype)
+    return _from_rows(_im2col_products(windows, W_rows.T, dx), x_shape)
 
 
 def batchnorm2d_forward(x, gamma, beta, *, train=True, running_mean=None, running_var=None,

@@ -295,12 +295,19 @@ def test_dcgan_shaped_model_gradcheck_end_to_end(dev, backend, n, seed):
 # -------------------------------------------------------- fast path == plain
 
 
+@pytest.mark.parametrize("per_chunk", [None, 1, 2], ids=["chunks-as-sized", "1-per-chunk",
+                                                         "2-per-chunk"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("transpose", [False, True], ids=["conv2d", "conv_transpose2d"])
-def test_fast_path_matches_the_functional_code(dev, dtype, transpose):
-    """The same sums in another order (channels last, one matrix product per layer, the
-    col2im one kernel offset at a time): equal to rounding, not bit for bit. The
-    tolerance is a few ulp of the largest entry of each result: 64 eps."""
+def test_fast_path_matches_the_functional_code(dev, dtype, transpose, per_chunk, monkeypatch):
+    """The same sums in another order (channels last, a matrix product per chunk of
+    samples, the col2im one kernel offset at a time): equal to rounding, not bit for
+    bit. The tolerance is a few ulp of the largest entry of each result: 64 eps. The
+    batch of 5 is also cut into chunks of 1 and of 2 (the last one shorter)."""
+    if per_chunk is not None:
+        sized = kernels._chunks
+        monkeypatch.setattr(kernels, "_chunks", lambda x, n, sample_bytes, budget: sized(
+            x, n, sample_bytes, per_chunk * sample_bytes))
     rng = np.random.default_rng(3)
     k, s, p = (4, 3), 2, (1, 2)
     if transpose:
@@ -333,6 +340,13 @@ def test_fast_path_matches_the_functional_code(dev, dtype, transpose):
     assert np.all(to_numpy(grad_W) == 0)
     assert fast_b(dout, fast_f(x, W, b, s, p, *extra)[1], grad_W, None, need_dx=False) is None
     assert np.any(to_numpy(grad_W) != 0)
+
+
+def test_chunks_cut_the_batch_by_the_byte_budget():
+    x = np.zeros(1, np.float32)
+    assert kernels._chunks(x, 5, 100, 250) == ([(0, 2), (2, 4), (4, 5)], 2)
+    assert kernels._chunks(x, 5, 100, 10_000) == ([(0, 5)], 5)   # never more than the batch
+    assert kernels._chunks(x, 5, 100, 50) == ([(n, n + 1) for n in range(5)], 1)  # at least 1
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
