@@ -638,8 +638,8 @@ def dcgan_config(config):
     28x28) and d_channels (D's, narrowest first: [64, 128]). Read besides, with
     ``CONFIG_DEFAULTS``' defaults: n_classes, g_batchnorm, d_batchnorm, slope,
     init, dtype, and spectral_norm (default False). Keys of the MLP GAN that the
-    DCGAN cannot honour raise instead of being ignored: pack > 1, d_dropout,
-    data_scale other than 1, a data_dim other than C H W.
+    DCGAN cannot honour raise instead of being ignored: d_dropout, data_scale
+    other than 1, a data_dim other than C H W.
     """
     if not isinstance(config, dict):
         raise TypeError(f"a GAN config must be a dict, got {type(config).__name__}")
@@ -669,10 +669,8 @@ def dcgan_config(config):
     if c.get("data_dim") is not None and c["data_dim"] != C * H * W:
         raise ValueError(f"DCGAN config: data_dim {c['data_dim']!r} does not match image_shape "
                          f"{c['image_shape']} (C H W = {C * H * W}); drop data_dim or fix it")
-    if c["pack"] != 1:
-        raise ValueError(f"DCGAN config: pack={c['pack']!r} is not supported by the "
-                         "convolutional D (packing stacks samples side by side as rows of "
-                         "an MLP's input); use pack 1, or the MLP GAN for PacGAN")
+    if not _is_positive_int(c["pack"]):
+        raise ValueError(f"DCGAN config 'pack' must be a positive int, got {c['pack']!r}")
     if c["d_dropout"]:
         raise ValueError(f"DCGAN config: d_dropout={c['d_dropout']!r} is not supported by "
                          "the convolutional D; use 0")
@@ -752,6 +750,7 @@ def build_dcgan_discriminator(config, backend=None, rng=None):
 
         x (N, C H W), or [x, y] (N, C H W + K) when n_classes = K > 0
         -> Reshape(C, H, W), or LabelPlanes (the label as K constant planes)
+        -> [Pack(m)]  (N/m, m (C + K), H, W): m images stacked along the channels
         -> Conv2d(-> d_channels[0], 4, stride 2, padding 1) LeakyReLU(slope)
         -> per further entry c of d_channels: Conv2d(-> c, 4, 2, 1) [BatchNorm2d] LeakyReLU
                                                             (each halves H and W)
@@ -759,7 +758,9 @@ def build_dcgan_discriminator(config, backend=None, rng=None):
 
     [64, 128] on 28x28 gives 64 x 14 x 14 -> 128 x 7 x 7 -> 1. Batch norm (d_batchnorm)
     is never on the first layer, as in the paper (it would normalise the data itself);
-    a convolution followed by batch norm has no bias. With spectral_norm every Conv2d
+    a convolution followed by batch norm has no bias. With pack = m > 1 (PacGAN, Lin et
+    al. 2018, who stack a DCGAN's images the same way) D judges m images at once as one
+    image of m (C + K) channels. With spectral_norm every Conv2d
     and the Dense are wrapped in ``SpectralNorm``; u and v start from a stream of
     their own, so the weights are the same with and without it.
     """
@@ -769,8 +770,11 @@ def build_dcgan_discriminator(config, backend=None, rng=None):
     generator = make_rng(rng)
     backend = get_backend() if backend is None else backend
     kw = {"init": c["init"], "dtype": c["dtype"], "rng": generator, "backend": backend}
-    layers = [LabelPlanes((C, H, W), K) if K else Reshape(C, H, W),
-              Conv2d(C + K, ch[0], **_DCGAN_CONV, **kw), LeakyReLU(c["slope"])]
+    m = c["pack"]
+    layers = [LabelPlanes((C, H, W), K) if K else Reshape(C, H, W)]
+    if m != 1:
+        layers.append(Pack(m))  # PacGAN: D judges m images, stacked along the channels
+    layers += [Conv2d(m * (C + K), ch[0], **_DCGAN_CONV, **kw), LeakyReLU(c["slope"])]
     for c_in, c_out in zip(ch, ch[1:]):
         layers.append(Conv2d(c_in, c_out, **_DCGAN_CONV, bias=not bn, **kw))
         if bn:

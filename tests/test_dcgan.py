@@ -328,7 +328,7 @@ def test_state_dict_round_trip(dev, backend):
     ({"g_channels": []}, r"'g_channels' must be a non-empty list of positive ints, got \[\]"),
     ({"d_channels": [64, 0]}, r"'d_channels' must be a non-empty list"),
     ({"latent_dim": 0}, r"'latent_dim' must be a positive int, got 0"),
-    ({"pack": 2}, r"pack=2 is not supported by the convolutional D"),
+    ({"pack": 0}, r"'pack' must be a positive int, got 0"),
     ({"data_dim": 100}, r"data_dim 100 does not match image_shape \[1, 28, 28\]"),
     ({"n_classes": -1}, r"'n_classes' must be an int >= 0"),
     ({"d_dropout": 0.5}, r"d_dropout=0.5 is not supported"),
