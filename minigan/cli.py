@@ -48,12 +48,14 @@ from minigan.presets import (
 
 __all__ = ["main", "build_parser", "train", "CLIError"]
 
+IMAGE_FIGURES = ("progress.png", "interpolation.png")  # image data sets only
 RUN_FILES = ("config.json", "checkpoint.npz", "history.csv", "metrics.json", "samples.npy",
-             "losses.png", "samples.png", "training.gif")
+             "losses.png", "samples.png", *IMAGE_FIGURES, "training.gif")
 TOY_BATCH_LIMIT = 100_000
 N_METRIC_SAMPLES_TOY = 2500       # the VEEGAN/PacGAN protocol
 N_METRIC_SAMPLES_IMAGES = 10_000
 N_SAVED_IMAGES = 1000
+PROGRESS_ROWS, PROGRESS_COLUMNS = 10, 10  # progress.png: about 10 steps x 10 fixed z
 
 
 class CLIError(Exception):
@@ -240,8 +242,8 @@ def _equilibrium_lines(config):
 
 
 def _figures(run, samples):
-    """losses.png, samples.png and (1-D, 2-D) training.gif, each added to
-    ``run.written`` once it is on disk."""
+    """losses.png, samples.png, (images) progress.png and interpolation.png, and
+    (1-D, 2-D) training.gif, each added to ``run.written`` once it is on disk."""
     _headless_matplotlib()
     from minigan import plot
 
@@ -252,10 +254,36 @@ def _figures(run, samples):
     _plot_samples(os.path.join(out, "samples.png"), gan, name, samples,
                   f"{name}, step {gan.step}")
     run.written.append("samples.png")
+    if name in IMAGE_DATASETS:
+        _image_figures(run, plot)
     if run.frames is not None and run.frames.frames:
         plot.animate(run.frames.frames, run.dataset, os.path.join(out, "training.gif"),
                      title=name, score_kind=gan.loss)
         run.written.append("training.gif")
+
+
+def _image_figures(run, plot):
+    """progress.png (what G drew from fixed noise over the run) and interpolation.png
+    (slerp walks in z, from a seed of the run's own, so a rerun draws the same)."""
+    from minigan.data import FASHION_MNIST_CLASSES
+
+    out, name, gan = run.out, run.config["dataset"], run.gan
+    names = FASHION_MNIST_CLASSES if name == "fashion-mnist" else None
+    source = ", G's moving average" if gan.ema is not None else ""
+    if run.snapshots is not None and run.snapshots.snapshots:
+        # gan.sample cycles the labels 0..C-1: column j has class j % C
+        labels = (np.arange(run.snapshots.n) % gan.n_classes if _is_conditional(gan)
+                  else None)
+        plot.plot_progress(run.snapshots.snapshots, labels=labels, class_names=names,
+                           title=f"{name}: the same noise over training{source}",
+                           path=os.path.join(out, "progress.png"))
+        run.written.append("progress.png")
+    fixed = "\neach row keeps its class fixed" if _is_conditional(gan) else ""
+    plot.plot_interpolation(gan, seed=[run.seed, 9], class_names=names,
+                            title=f"{name}, step {gan.step}{source}: slerp from one z to "
+                                  f"another{fixed}",
+                            path=os.path.join(out, "interpolation.png"))
+    run.written.append("interpolation.png")
 
 
 # ------------------------------------------------------------------------- train
@@ -268,6 +296,7 @@ class _Run:
         self.args, self.t_start, self.written = args, time.perf_counter(), []
         self.config = self.seed = self.resume = self.backend = self.out = None
         self.gan = self.dataset = self.stream = self.frames = self.checkpoints = None
+        self.snapshots = None  # images: train.ImageSnapshots, for progress.png
         self.train_seconds = 0.0
         self.lock = None  # the run directory's lock, held until the command ends
         self.start_step = 0  # the step training starts from (a resumed run's)
@@ -277,11 +306,13 @@ class _Run:
         return os.path.join(self.out, "checkpoint.npz")
 
     def extra_state(self):
-        """What a checkpoint stores beside the GAN: the data iterator and the frames."""
+        """What a checkpoint stores beside the GAN: the data iterator, the frames and
+        the image snapshots."""
         extra = {"seed": self.seed, "dataset": self.config["dataset"],
                  "data_state": self.stream.state_dict()}
-        if self.frames is not None:
-            extra.update(self.frames.state_dict())
+        for figure in (self.frames, self.snapshots):
+            if figure is not None:
+                extra.update(figure.state_dict())
         return extra
 
 
@@ -504,8 +535,8 @@ def _write_config_json(run):
 
 
 def _callbacks(run):
-    """Gradient norms, the divergence guard, progress, animation frames, checkpoints,
-    in this order (a checkpoint then holds the step's frame)."""
+    """Gradient norms, the divergence guard, progress, animation frames or image
+    snapshots, checkpoints, in this order (a checkpoint then holds the step's frame)."""
     from minigan import train as T
 
     config, args = run.config, run.args
@@ -520,6 +551,15 @@ def _callbacks(run):
         if run.resume is not None:
             run.frames.load_state_dict(run.resume.extra, run.gan)
         callbacks.append(run.frames)
+    if run.dataset is None:
+        # images: about PROGRESS_ROWS snapshots over the run's schedule, as for the
+        # frames; kept even with --no-figures (10 small images each), so that the
+        # checkpoint always holds them and a resumed run's progress.png is complete
+        every = max(1, -(-int(config["schedule_steps"]) // PROGRESS_ROWS))
+        run.snapshots = T.ImageSnapshots(every, n=PROGRESS_COLUMNS, seed=run.seed)
+        if run.resume is not None:
+            run.snapshots.load_state_dict(run.resume.extra)
+        callbacks.append(run.snapshots)
     every = config.get("checkpoint_every")
     every = max(1, int(config["steps"]) // 10) if every is None else int(every)
     run.checkpoints = T.Checkpoints(run.checkpoint_path, config, every, extra=run.extra_state)
@@ -1068,9 +1108,9 @@ def _add_train_parser(sub):
         "train", formatter_class=_Formatter, help="train a GAN and write a run directory",
         description="Train a GAN with the dataset's preset settings (override them below) and "
                     "write config.json, checkpoint.npz, history.csv, metrics.json, "
-                    "samples.npy, losses.png, samples.png and, for 1-D/2-D data, "
-                    "training.gif into --out. Ctrl-C stops at the end of a step and saves "
-                    "the run, to continue with --resume.",
+                    "samples.npy, losses.png, samples.png and, for images, progress.png and "
+                    "interpolation.png (for 1-D/2-D data, training.gif) into --out. Ctrl-C "
+                    "stops at the end of a step and saves the run, to continue with --resume.",
         epilog=_train_epilog(toy))
     _add_model_options(p)
     _add_run_options(p)

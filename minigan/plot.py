@@ -3,6 +3,8 @@
     from minigan import plot
     plot.plot_losses(gan.history, path="losses.png")
     plot.plot_image_grid(gan.sample(64), path="samples.png")
+    plot.plot_progress(snapshots.snapshots, path="progress.png")   # train.ImageSnapshots
+    plot.plot_interpolation(gan, seed=0, path="interpolation.png")  # along slerp(z0, z1, t)
     plot.plot_2d(real, fake, discriminator=gan, centres=data.centres)
     plot.plot_1d(real, fake, discriminator=gan)              # Figure 1 of Goodfellow et al.
     frames.append(plot.snapshot_2d(real, gan.sample(500), gan, info=record))  # while training
@@ -91,12 +93,15 @@ from pathlib import Path
 import numpy as np
 
 from minigan._atomic import atomic_path
-from minigan.backend import to_numpy
+from minigan.backend import array_module, to_numpy
 
 __all__ = [
     "plot_losses",
     "plot_image_grid",
     "plot_class_grid",
+    "plot_progress",
+    "plot_interpolation",
+    "slerp",
     "plot_2d",
     "plot_1d",
     "snapshot_1d",
@@ -628,23 +633,253 @@ def plot_class_grid(images, labels=None, n_per_class=None, class_names=None, tit
     if class_names is not None and len(class_names) < n_classes:
         raise ValueError(f"got {len(class_names)} class names for {n_classes} classes.")
     names = [str(c) for c in (class_names or range(n_classes))][:n_classes]
+    return _labelled_grid(cells, (n_classes, n_per_class), (h, w), names, title=title,
+                          path=path, padding=padding)
 
-    mosaic = _mosaic(cells, n_classes, n_per_class, h, w, padding)
-    scale = min(0.5, 8.0 / max(n_per_class, n_classes))
-    label_width = 0.12 * max(len(s) for s in names) + 0.3
-    fig = _new_figure(figsize=(n_per_class * scale + label_width,
-                               n_classes * scale + (0.4 if title else 0)))
+
+def _labelled_grid(cells, grid, cell, row_names, col_names=None, xlabel=None, title=None,
+                   path=None, padding=2):
+    """A ``_mosaic`` of ``cells`` ({(r, c): (h, w) image in [0, 1]}) on a ``grid`` of
+    (rows, cols), with a name left of each row and, optionally, under each column."""
+    (n_rows, n_cols), (h, w) = grid, cell
+    mosaic = _mosaic(cells, n_rows, n_cols, h, w, padding)
+    scale = min(0.5, 8.0 / max(n_rows, n_cols))  # inches per cell, at most 8 inches across
+    label_width = 0.12 * max(len(s) for s in row_names) + 0.3
+    below = (0.12 * max(len(s) for s in col_names) + 0.2 if col_names else 0) \
+        + (0.3 if xlabel else 0)
+    fig = _new_figure(figsize=(n_cols * scale + label_width,
+                               n_rows * scale + below + (0.4 if title else 0)))
     ax = fig.add_subplot()
     ax.imshow(mosaic, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
-    ax.set_xticks([])
-    ax.set_yticks([padding + r * (h + padding) + h / 2 for r in range(n_classes)], names)
-    ax.tick_params(axis="y", length=0)
+
+    def centres(k, size):
+        return [padding + i * (size + padding) + size / 2 for i in range(k)]
+
+    ax.set_yticks(centres(n_rows, h), row_names)
+    if col_names:
+        # names longer than a cell is wide stand upright
+        upright = max(len(s) for s in col_names) * 0.09 > scale
+        ax.set_xticks(centres(n_cols, w), col_names, rotation=90 if upright else 0)
+    else:
+        ax.set_xticks([])
+    ax.tick_params(length=0)
+    if xlabel:
+        ax.set_xlabel(xlabel)
     for side in ax.spines.values():
         side.set_visible(False)
     if title:
         ax.set_title(title)
     fig.tight_layout()
     return _finish(fig, path, own=True)
+
+
+def _class_names(labels, class_names):
+    """A name per label: ``class_names[y]``, or the number itself."""
+    if class_names is not None and any(not 0 <= y < len(class_names) for y in labels):
+        raise ValueError(f"got {len(class_names)} class names for labels from {min(labels)} "
+                         f"to {max(labels)}: pass a name for every class.")
+    return [str(class_names[y]) if class_names is not None else str(y) for y in labels]
+
+
+def plot_progress(snapshots, labels=None, class_names=None, title=None, path=None,
+                  padding=2):
+    """What G draws from the same noise as training goes on: a row per recorded
+    step (labelled with it), a column per fixed noise vector z_j, so that reading
+    down a column shows G(z_j) change while z_j stays put.
+
+    snapshots: (step, images) pairs, images (n, 784), (n, 28, 28) or (n, 1, 28, 28)
+        in [-1, 1], the same n every step: ``ImageSnapshots(...).snapshots``
+        (from ``minigan.train``), or a dict {step: images}.
+    labels: (n,) ints, the class of each column for a conditional GAN (with
+        ``ImageSnapshots``, sample j has class j % n_classes), written under it,
+        as ``class_names[label]`` if given (e.g. ``data.FASHION_MNIST_CLASSES``).
+    """
+    pairs = list(snapshots.items() if isinstance(snapshots, Mapping) else snapshots)
+    if not pairs:
+        raise ValueError("snapshots is empty: record some during training with "
+                         "minigan.train.ImageSnapshots(every) as a callback of fit.")
+    if not all(isinstance(p, (tuple, list)) and len(p) == 2 for p in pairs):
+        raise ValueError("snapshots must be (step, images) pairs (ImageSnapshots.snapshots) "
+                         f"or a dict {{step: images}}, got {type(pairs[0]).__name__} items.")
+    stacks = [_image_stack(images, f"the images of step {step}") for step, images in pairs]
+    n, h, w = stacks[0].shape
+    if any(x.shape != (n, h, w) for x in stacks):
+        raise ValueError("every snapshot must hold the same number of images of one size (a "
+                         "column is one noise vector); got "
+                         f"{sorted({x.shape for x in stacks})}.")
+    col_names = None
+    if labels is not None:
+        labels = [int(y) for y in np.asarray(to_numpy(labels)).ravel()]
+        if len(labels) != n:
+            raise ValueError(f"got {len(labels)} labels for {n} columns: pass one class per "
+                             "image of a snapshot.")
+        col_names = _class_names(labels, class_names)
+    cells = {(r, c): x[c] for r, x in enumerate(stacks) for c in range(n)}
+    rows = [f"step {int(step)}" for step, _ in pairs]
+    return _labelled_grid(cells, (len(pairs), n), (h, w), rows, col_names=col_names,
+                          xlabel="each column: one fixed noise vector z", title=title,
+                          path=path, padding=padding)
+
+
+def plot_interpolation(generator, n_rows=None, n_steps=10, seed=0, labels=None,
+                       class_names=None, latent_dim=None, ema=True, title=None, path=None,
+                       padding=2):
+    """Walks through the latent space: each row goes from G(z0) to G(z1) in
+    ``n_steps`` images, along ``slerp(z0, z1, t)``, t = 0, 1/(n_steps-1), ..., 1,
+    with z0 and z1 drawn from N(0, I). A G that has learnt a smooth map morphs
+    one image into the other; one that has memorised jumps between them.
+
+    generator: a GAN (its moving-average G when it has one, unless ema=False),
+        or a minigan generator model (a ``Layer``) with ``latent_dim`` given.
+    n_rows: default 8, or one per class for a ``ConditionalGAN``.
+    seed: an int, a list of ints or a Generator: the same seed, the same picture
+        (z0, then z1: two float32 draws ``standard_normal((n_rows, latent_dim))``).
+    labels: for a ``ConditionalGAN``, the class of each row (default row r:
+        class r % n_classes). A row keeps its label fixed while z moves, so it
+        morphs the style within one class; ``class_names`` names the rows.
+    G runs in evaluation mode, on all n_rows * n_steps latent vectors at once.
+    """
+    from minigan.backend import make_rng
+
+    conditional = hasattr(generator, "n_classes")  # a minigan.gan.ConditionalGAN
+    if latent_dim is None:
+        latent_dim = getattr(generator, "latent_dim", None)
+    if latent_dim is None:
+        raise ValueError("plot_interpolation needs the size of z: pass a GAN, or "
+                         "latent_dim= with a generator model.")
+    if n_rows is None:
+        n_rows = generator.n_classes if conditional else 8
+    n_rows, n_steps = int(n_rows), int(n_steps)
+    if n_rows < 1 or n_steps < 2:
+        raise ValueError(f"need n_rows >= 1 and n_steps >= 2 (the two ends), got n_rows="
+                         f"{n_rows}, n_steps={n_steps}.")
+    rng = make_rng(seed)
+    z0, z1 = (rng.standard_normal((n_rows, int(latent_dim)), dtype=np.float32)
+              for _ in range(2))
+    z = slerp(z0, z1, np.linspace(0.0, 1.0, n_steps))  # (n_rows, n_steps, latent_dim)
+    row_labels = None
+    if conditional:
+        row_labels = (np.arange(n_rows) % generator.n_classes if labels is None
+                      else np.asarray(to_numpy(labels)).astype(np.int64).ravel())
+        if row_labels.shape != (n_rows,):
+            raise ValueError(f"got {row_labels.size} labels for {n_rows} rows: pass one "
+                             "class per row.")
+    elif labels is not None:
+        raise ValueError("labels are for a ConditionalGAN (a class per row); this "
+                         f"{type(generator).__name__} takes none.")
+    images = _generate_from(generator, z.reshape(n_rows * n_steps, -1),
+                            None if row_labels is None else np.repeat(row_labels, n_steps), ema)
+    x = _image_stack(images, "the generated images")
+    cells = {(i // n_steps, i % n_steps): x[i] for i in range(len(x))}
+    rows = _class_names(row_labels, class_names) if conditional else [""] * n_rows
+    if title is None:
+        title = "latent interpolation (slerp): each row walks from one z to another"
+        if conditional:
+            title += "\nwith its class fixed"
+    return _labelled_grid(cells, (n_rows, n_steps), x.shape[1:], rows,
+                          xlabel=f"z0  \u2192  z1 in {n_steps} steps", title=title, path=path,
+                          padding=padding)
+
+
+def _generate_from(generator, z, labels=None, ema=True):
+    """G(z) in evaluation mode for host latents z (n, latent_dim) float32: a GAN's
+    (moving-average) G, with ``labels`` (n,) for a conditional one, or a G model."""
+    from minigan.layers import Layer, forward_in_eval_mode
+
+    if isinstance(generator, Layer):
+        return forward_in_eval_mode(generator, _to_model(z, generator))
+    if not hasattr(generator, "G"):
+        raise TypeError("generator must be a minigan GAN or a generator model (a Layer), "
+                        f"got {type(generator).__name__}.")
+    gan = generator
+    G = gan.ema.G if ema and getattr(gan, "ema", None) is not None else gan.G
+    z = _to_model(z, G)
+    if labels is None:
+        return forward_in_eval_mode(G, z)
+    # a ConditionalGAN's G is a LabelledGenerator, which hands the labels on after
+    # the images; its net is the generator proper, from [z, onehot(y)] to x
+    return forward_in_eval_mode(G.net, gan.with_labels(z, labels))
+
+
+# ------------------------------------------------------------------- latent space
+
+
+def slerp(z0, z1, t):
+    """Spherical linear interpolation between latent vectors (Shoemake 1985; for
+    GANs, White 2016, "Sampling Generative Networks").
+
+    z0, z1: (d,) or (n, d) float arrays, NumPy or CuPy (row i walks from z0[i]
+        to z1[i]). t: a number, giving an array of z0's shape, or (k,) numbers,
+        giving (k, d) or (n, k, d). t = 0 gives z0 and t = 1 gives z1 exactly.
+    Returns z0's dtype (float32 stays float32), on z0's backend.
+
+    Why not the straight line (1-t) z0 + t z1: under a Gaussian prior in d
+    dimensions nearly all of the mass lies in a thin shell, ||z|| = sqrt(d)
+    +- about 0.7. Two independent draws are nearly orthogonal, so their midpoint
+    has norm about sqrt(d/2): for d = 100 that is 7.1, about six standard
+    deviations inside the shell, where G was almost never trained, and the
+    middle images of a linear path come out faded and alike. The great circle
+    stays on the shell. With the angle Omega between z0 and z1,
+
+        slerp(z0, z1, t) = sin((1-t) Omega) / sin(Omega) z0 + sin(t Omega) / sin(Omega) z1
+
+    moves the direction at a constant angular speed. Here the norm is, in
+    addition, interpolated linearly, ||z(t)|| = (1-t) ||z0|| + t ||z1||: for
+    equal norms this is the formula above; for unequal ones it keeps the
+    norm between the two ends (the formula alone can overshoot far beyond
+    them when the angle is wide).
+
+    Degenerate angles: where z0 and z1 point the same way (or one is 0), the
+    circle shrinks to a point and the formula's limit, the straight line, is
+    used. Where they point opposite ways every half great circle is as short:
+    one through a direction perpendicular to z0, picked deterministically, is
+    used (in 1-D there is none, and the line through 0 is the only path).
+    """
+    from minigan.backend import check_array
+
+    check_array(z0, "z0")
+    check_array(z1, "z1")
+    xp = array_module(z0, z1)
+    if z0.shape != z1.shape or z0.ndim not in (1, 2):
+        raise ValueError(f"z0 and z1 must both be (d,) or both (n, d), got {tuple(z0.shape)} "
+                         f"and {tuple(z1.shape)}.")
+    t = xp.asarray(to_numpy(t), dtype=np.float64)
+    if t.ndim > 1:
+        raise ValueError(f"t must be a number or a 1-D array of them, got shape {t.shape}.")
+    a, b = z0.astype(np.float64), z1.astype(np.float64)
+    if t.ndim == 1:  # a path of k points per row: (..., k, d)
+        a, b, t = a[..., None, :], b[..., None, :], t[:, None]
+    na = xp.linalg.norm(a, axis=-1, keepdims=True)
+    nb = xp.linalg.norm(b, axis=-1, keepdims=True)
+    ua, ub = a / xp.where(na > 0, na, 1.0), b / xp.where(nb > 0, nb, 1.0)
+    # the angle between the directions, accurate near 0 and pi too (arccos of
+    # the dot product is not: its slope is infinite there)
+    omega = 2.0 * xp.arctan2(xp.linalg.norm(ua - ub, axis=-1, keepdims=True),
+                             xp.linalg.norm(ua + ub, axis=-1, keepdims=True))
+    sin_omega = xp.sin(omega)
+    tiny = 1e-7
+    norm = (1.0 - t) * na + t * nb
+    s = xp.where(sin_omega > tiny, sin_omega, 1.0)
+    out = (xp.sin((1.0 - t) * omega) / s * norm / xp.where(na > 0, na, 1.0) * a
+           + xp.sin(t * omega) / s * norm / xp.where(nb > 0, nb, 1.0) * b)
+    same_way = (sin_omega <= tiny) & (omega < 1.0)
+    same_way = same_way | (na == 0) | (nb == 0)
+    out = xp.where(same_way, (1.0 - t) * a + t * b, out)
+    d = a.shape[-1]
+    opposite = (sin_omega <= tiny) & (omega > 1.0) & ~same_way
+    if d > 1 and bool(opposite.any()):
+        # a unit u perpendicular to z0: the axis z0 has least of, minus its part along z0
+        axis = xp.argmin(xp.abs(ua), axis=-1)[..., None]
+        u = (xp.arange(d) == axis).astype(np.float64)
+        u = u - xp.sum(u * ua, axis=-1, keepdims=True) * ua
+        u = u / xp.linalg.norm(u, axis=-1, keepdims=True)
+        half_turn = norm * (xp.cos(np.pi * t) * ua + xp.sin(np.pi * t) * u)
+        out = xp.where(opposite, half_turn, out)
+    elif d == 1:
+        out = xp.where(opposite, (1.0 - t) * a + t * b, out)
+    # the ends exactly, whichever formula drew the path between them
+    out = xp.where(t == 0, a, xp.where(t == 1, b, out))
+    return out.astype(z0.dtype, copy=False)
 
 
 # --------------------------------------------------------------------------- 2-D

@@ -20,7 +20,9 @@ is a callback: any object with some of these methods (or a ``Callback`` subclass
 Callbacks run in the order given. Here: ``ProgressBar`` (a tqdm bar with an ETA),
 ``GradNorms`` (the gradient norms of D and G), ``DivergenceGuard`` (stop at the
 first NaN, inf or exploding loss or gradient norm), ``Checkpoints`` (save every
-N steps, only a state with finite weights) and ``Frames`` (snapshots of 1-D/2-D training for an animation).
+N steps, only a state with finite weights), ``Frames`` (snapshots of 1-D/2-D
+training for an animation) and ``ImageSnapshots`` (the images G draws from fixed
+noise, for ``plot.plot_progress``).
 
 Ctrl-C (SIGINT) never cuts a step in half: ``fit`` holds it until the step ends,
 then stops and raises KeyboardInterrupt, with the GAN at a step boundary, ready
@@ -41,7 +43,8 @@ import numpy as np
 from minigan.backend import to_floats, to_numpy
 
 __all__ = ["fit", "Callback", "ProgressBar", "GradNorms", "DivergenceGuard", "Checkpoints",
-           "Frames", "DivergenceError", "check_finite", "deferred_interrupts", "interrupted"]
+           "Frames", "ImageSnapshots", "DivergenceError", "check_finite", "deferred_interrupts",
+           "interrupted"]
 
 
 # ------------------------------------------------------------------------ the loop
@@ -434,3 +437,81 @@ class Frames(Callback):
             elif gan.latent_dim == 1:
                 frame["z"] = self._noise(gan)
             self.frames.append(frame)
+
+
+class ImageSnapshots(Callback):
+    """The images G draws from the same ``n`` noise vectors at step 0 and every
+    ``every`` steps, for ``plot.plot_progress``: column j of that figure follows
+    one z_j through training, so what changes along it is G, not the noise.
+
+    ``gan.sample`` draws them, so they come from G's moving average when the GAN
+    has one, in evaluation mode (batch norm's running statistics); a
+    ``ConditionalGAN``'s sample j has class j % n_classes. Sampling with its own
+    generator leaves the GAN's noise stream alone, so a run with snapshots
+    trains exactly as one without.
+
+    ``snapshots`` is a list of (step, images) pairs, images a host float32 array
+    (n, ...) as G gives it. Memory stays small for any run length: when more
+    than ``max_snapshots`` are held, ``every`` doubles and only the snapshots at
+    its multiples are kept (and the first and the newest), so the rows stay
+    evenly spaced.
+    ``state_dict``/``load_state_dict`` turn them into plain arrays for a
+    checkpoint's extra, so a resumed run's figure is complete.
+    """
+
+    def __init__(self, every, n=10, seed=0, max_snapshots=12):
+        import numbers
+
+        self.every = _every("ImageSnapshots", every)
+        for name, value, least in (("n", n, 1), ("max_snapshots", max_snapshots, 2)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) \
+                    or value < least:
+                raise ValueError(f"ImageSnapshots: {name} must be an int >= {least}, got "
+                                 f"{value!r}")
+        self.n, self.max_snapshots = int(n), int(max_snapshots)
+        self.noise_seed = [seed, 8]  # a stream of its own, apart from the CLI's [seed, 3], ...
+        self.snapshots = []
+
+    def on_start(self, gan, steps):
+        # a new run starts at step 0; a resumed one that brought no snapshots
+        # starts its figure where it stands
+        if not self.snapshots:
+            self.record(gan)
+
+    def on_step(self, gan, record):
+        if self.every and gan.step % self.every == 0:
+            self.record(gan)
+
+    def record(self, gan):
+        """Add G's images of the fixed noise at the GAN's current step."""
+        # the same seed each time: the same n vectors z, hence columns that follow one z
+        images = gan.sample(self.n, rng=np.random.default_rng(self.noise_seed))
+        self.snapshots.append((int(gan.step), np.array(to_numpy(images), dtype=np.float32)))
+        while len(self.snapshots) > self.max_snapshots and self.every:
+            self._thin()
+
+    def _thin(self):
+        """Double ``every`` and keep the snapshots at its multiples, the first and the newest."""
+        self.every *= 2
+        first, *middle, newest = self.snapshots
+        self.snapshots = [first, *(s for s in middle if s[0] % self.every == 0), newest]
+
+    def state_dict(self):
+        if not self.snapshots:
+            return {}
+        return {"snapshot_steps": np.asarray([s for s, _ in self.snapshots], dtype=np.int64),
+                "snapshot_images": np.stack([x for _, x in self.snapshots]),
+                "snapshot_every": np.asarray(self.every, dtype=np.int64)}
+
+    def load_state_dict(self, extra):
+        """Take back ``state_dict``'s arrays (from a checkpoint's extra); nothing there: none."""
+        if "snapshot_steps" not in extra:
+            return
+        steps, images = np.asarray(extra["snapshot_steps"]), np.asarray(extra["snapshot_images"])
+        if images.ndim < 2 or len(steps) != len(images) or images.shape[1] != self.n:
+            raise ValueError(f"ImageSnapshots: the saved snapshots do not fit: "
+                             f"{len(steps)} steps and images of shape {images.shape}, for "
+                             f"n={self.n} images a snapshot; pass the n the run was made with")
+        # every may have doubled (see the class docstring): keep spacing as it was
+        self.every = max(self.every, int(extra.get("snapshot_every", self.every)))
+        self.snapshots = [(int(s), np.array(x, dtype=np.float32)) for s, x in zip(steps, images)]
