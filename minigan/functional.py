@@ -394,6 +394,7 @@ def col2im(cols, x_shape, kH, kW, stride=1, padding=0):
     if tuple(cols.shape) != (N, C * kH * kW, H_out * W_out):
         raise ValueError(f"col2im: cols must have shape {(N, C * kH * kW, H_out * W_out)} for "
                          f"images of shape {tuple(x_shape)}, got {tuple(cols.shape)}")
+    # BEGIN SOLUTION Exercise 12.1: add each column back into its window, then drop the padding
     cols = cols.reshape(N, C, kH, kW, H_out, W_out)
     x_pad = xp.zeros((N, C, H + 2 * pH, W + 2 * pW), dtype=cols.dtype)
     for i in range(kH):
@@ -402,6 +403,7 @@ def col2im(cols, x_shape, kH, kW, stride=1, padding=0):
     if pH == pW == 0:
         return x_pad
     return xp.ascontiguousarray(x_pad[:, :, pH:pH + H, pW:pW + W])
+    # END SOLUTION
 
 
 def conv2d_forward(x, W, b, stride=1, padding=0):
@@ -447,6 +449,7 @@ def conv2d_backward(dout, cache, *, need_dx=True, need_param_grads=True):
     ``need_dx`` and ``need_param_grads`` skip what is not needed (returned as None),
     as in ``dense_backward``. db is None when the forward had no bias.
     """
+    # BEGIN SOLUTION Exercise 12.2: compute dx, dW and db of conv2d (dx may call col2im)
     xp = array_module(dout)
     cols, x_shape, W, stride, padding, has_bias = cache
     C_out, _, kH, kW = W.shape
@@ -459,6 +462,7 @@ def conv2d_backward(dout, cache, *, need_dx=True, need_param_grads=True):
         dcols = W.reshape(C_out, -1).T @ dout           # (N, C_in kH kW, L)
         dx = col2im(dcols, x_shape, kH, kW, stride, padding)
     return dx, dW, db
+    # END SOLUTION
 
 
 def conv_transpose2d_forward(x, W, b, stride=1, padding=0, output_padding=0):

@@ -16,7 +16,7 @@ folder, with a fresh execution cache), then:
   temporary folder) for a person to look at.
 
 Skipped, with the reason, without the docs tools (``pip install -e ".[docs]"``),
-without MNIST (chapters 4, 9 and 11 read it), or, for the browser test only,
+without MNIST (chapters 4, 9, 11 and 12 read it), or, for the browser test only,
 without Playwright or a Chromium binary.
 """
 
@@ -60,7 +60,7 @@ def _mnist_missing_reason():
     data_dir = os.environ.get("MINIGAN_DATA_DIR")
     from conftest import MNIST_HOWTO as how
     if not data_dir:
-        return f"the book runs chapters 4, 9 and 11, which need MNIST: {how}"
+        return f"the book runs chapters 4, 9, 11 and 12, which need MNIST: {how}"
     folder = Path(data_dir).expanduser().resolve() / "mnist"
     missing = [name for name in FILES["mnist"] if not (folder / name).is_file()]
     if missing:

@@ -109,6 +109,28 @@ for i in np.ndindex(x.shape):
     x[i] = keep
 return grad
 """,
+    "12.1": """
+x_pad = xp.zeros((N, C, H + 2 * pH, W + 2 * pW), dtype=cols.dtype)
+windows = cols.reshape(N, C, kH, kW, H_out, W_out)
+for h in range(H_out):
+    for w in range(W_out):
+        x_pad[:, :, h * sH:h * sH + kH, w * sW:w * sW + kW] += windows[:, :, :, :, h, w]
+return x_pad[:, :, pH:pH + H, pW:pW + W].copy()
+""",
+    "12.2": """
+cols, x_shape, W, stride, padding, has_bias = cache
+N, C_out, kH, kW = dout.shape[0], W.shape[0], W.shape[2], W.shape[3]
+G = dout.reshape(N, C_out, -1)
+W_row = W.reshape(C_out, -1)
+dx = dW = db = None
+if need_param_grads:
+    dW = sum(G[n] @ cols[n].T for n in range(N)).reshape(W.shape)
+    db = G.sum(axis=(0, 2)) if has_bias else None
+if need_dx:
+    dcols = array_module(dout).stack([W_row.T @ G[n] for n in range(N)])
+    dx = col2im(dcols, x_shape, kH, kW, stride, padding)
+return dx, dW, db
+""",
     "4.1": """
 logits = self.D.forward(fake)
 g_loss, dlogits = self.loss.generator(logits)
@@ -442,6 +464,138 @@ def test_check_for_students_runs_visible_checks_from_their_copy(fresh, tmp_path)
     assert "runs through your code for Exercise 1.2" in out
     proc = cli("check", "--exercises", "1.1", cwd=fresh, env=env)
     assert proc.returncode == 1 and "not implemented" in proc.stdout
+
+
+# ------------------------------------------------- the convolutions: 12.1 and 12.2
+
+# Two small DCGANs (float64, 8x8 images) trained for two steps: one with batch norm and
+# the cross-entropy loss, one a WGAN-GP critic, whose penalty goes through the
+# convolutions' second-order rules (penalty.py calls kernels.conv*_forward/backward).
+CONV_GANS = """
+import numpy as np
+from minigan.models import build_gan
+from minigan.presets import DCGAN, preset
+
+
+def train_conv_gans():
+    small = {**preset("mnist"), **DCGAN, "image_shape": [1, 8, 8], "data_dim": 64,
+             "g_channels": [4, 2], "d_channels": [2, 4], "latent_dim": 3, "dtype": "float64",
+             "ema_decay": 0}
+    configs = [small, {**small, "loss": "wasserstein", "penalty": "gp", "penalty_weight": 10.0,
+                       "d_batchnorm": False}]
+    real = np.random.default_rng(1).uniform(-1, 1, (8, 64))
+    params = {}
+    for i, config in enumerate(configs):
+        gan = build_gan(config, seed=i)
+        for _ in range(2):
+            gan.train_step(real)
+        for who, model in (("G", gan.G), ("D", gan.D)):
+            for name, p, _ in model.named_parameters():
+                params[f"{i}{who}.{name}"] = np.array(p)
+    return params
+"""
+
+
+def test_a_convolution_release_cuts_both_regions_and_the_fast_paths(tmp_path):
+    release(tmp_path / "hw", ["12.1", "12.2"], keep_unassigned=True)
+    functional = (tmp_path / "hw" / "minigan" / "functional.py").read_text()
+    assert 'raise NotImplementedError("Exercise 12.1:' in functional
+    assert 'raise NotImplementedError("Exercise 12.2:' in functional
+    assert "+= cols[:, :, i, j]" not in functional and "tensordot(dout, cols" not in functional
+    assert "col2im: cols must have shape" in functional    # the input check stays the student's
+    kernels = (tmp_path / "hw" / fastpaths.KERNELS).read_text()
+    funcs = {n.name: n for n in ast.parse(kernels).body if isinstance(n, ast.FunctionDef)}
+    for name in ("conv2d_forward", "conv2d_backward", "conv_transpose2d_forward",
+                 "conv_transpose2d_backward"):
+        body = ast.get_source_segment(kernels, funcs[name])
+        assert f"F.{name}(" in body and "_rows" not in body, body
+    for name in ("_col2im_rows", "_im2col_weight_grad", "_add_param_grads"):
+        assert "raise NotImplementedError" in ast.get_source_segment(kernels, funcs[name])
+    code = """
+import sys; sys.path.insert(0, sys.argv[1])
+import numpy as np, minigan
+assert minigan.__file__.startswith(sys.argv[1])
+x = np.ones((2, 1, 6, 6), dtype=np.float32)
+conv = minigan.Conv2d(1, 2, 4, stride=2, padding=1)
+out = conv(x)                                   # the forward is not an exercise
+for call, exercise in ((lambda: conv.backward(np.ones_like(out)), "12.2"),
+                       (lambda: minigan.ConvTranspose2d(2, 1, 4, stride=2, padding=1)(out), "12.1")):
+    try:
+        call()
+    except NotImplementedError as err:
+        assert str(err).startswith(f"Exercise {exercise}:"), err
+    else:
+        raise AssertionError(exercise + " ran")
+print("ok")
+"""
+    proc = subprocess.run([sys.executable, "-I", "-c", code, str(tmp_path / "hw")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr
+
+
+def test_filled_in_convolutions_train_as_the_fast_paths_do(tmp_path):
+    """The plain bodies that replace the fast convolutions, through the student's col2im
+    and conv2d_backward: the same two steps of two DCGANs, one with a gradient penalty."""
+    import numpy as np
+
+    sub = tmp_path / "hw"
+    release(sub, ["12.1", "12.2"], keep_unassigned=True)
+    fill_in(sub, STUDENT_SOLUTIONS)
+    (tmp_path / "conv_gans.py").write_text(CONV_GANS)
+    code = ("import sys; sys.path[:0] = [sys.argv[1], sys.argv[2]]\n"
+            "import numpy as np, minigan, conv_gans\n"
+            "assert minigan.__file__.startswith(sys.argv[1])\n"
+            "np.savez(sys.argv[3], **conv_gans.train_conv_gans())\n")
+    proc = subprocess.run([sys.executable, "-I", "-c", code, str(sub), str(tmp_path),
+                           str(tmp_path / "plain.npz")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    namespace = {}
+    exec(compile(CONV_GANS, "conv_gans", "exec"), namespace)  # noqa: S102 - our own code
+    fast = namespace["train_conv_gans"]()
+    plain = dict(np.load(tmp_path / "plain.npz"))
+    assert sorted(plain) == sorted(fast)
+    for name, value in fast.items():
+        np.testing.assert_allclose(plain[name], value, rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+def test_convolution_mistakes_get_feedback_that_says_what_to_fix(fresh, tmp_path):
+    overwrite = copy_of(fresh, tmp_path / "overwrite")
+    fill_in(overwrite, solutions_with(**{"12_1": ("] += windows", "] = windows")}))
+    report = grader.grade(overwrite, write=False, exercises=["12.1", "12.2"], seed=3)
+    col2im = report.exercise("12.1")
+    # Right wherever windows do not overlap (the hidden checks with stride 3, one window).
+    assert col2im.status == "partial" and col2im.points <= col2im.max_points / 2, col2im
+    assert "add (+=), do not assign" in " ".join(col2im.feedback)
+    conv = report.exercise("12.2")   # runs through col2im: graded with the reference there
+    assert conv.status == "passed", conv.feedback
+    assert any("reference code of Exercise 12.1" in n for n in conv.notes), conv.notes
+
+    transposed = copy_of(fresh, tmp_path / "transposed")
+    fill_in(transposed, solutions_with(**{"12_2": ("G[n] @ cols[n].T", "cols[n] @ G[n].T")}))
+    report = grader.grade(transposed, write=False, exercises=["12.1", "12.2"], seed=3)
+    assert report.exercise("12.1").status == "passed"
+    conv = report.exercise("12.2")
+    assert conv.points == 0 and conv.status == "failed"
+    feedback = " ".join(conv.feedback)
+    assert "dW is wrong: relative error" in feedback and "its transpose" in feedback
+    for right in ("dx", "db"):  # not blamed
+        assert f"{right} is wrong" not in feedback and f"{right} has the wrong" not in feedback
+
+
+def test_release_warns_about_two_lines_of_a_cut_solution_but_not_two_loop_headers(tmp_path):
+    body = (f"def f(x):\n    {B} Exercise 1.1: sum the windows\n"
+            "    for i in range(kH):\n        for j in range(kW):\n"
+            "            total += x[i, j] * weight\n    total = total * scale_factor\n"
+            f"    {E}\n\n\ndef g(x):\n    for i in range(kH):\n        for j in range(kW):\n"
+            "            pass\n")
+    src = fake_source(tmp_path / "src", body)
+    info = release(tmp_path / "out", source=src, fixtures=False)
+    assert not any("Exercise 1.1" in w for w in info.warnings), info.warnings
+    (src / "minigan" / "copy.py").write_text('"""total += x[i, j] * weight\n'
+                                             'total = total * scale_factor"""\n')
+    info = release(tmp_path / "out2", source=src, fixtures=False)
+    assert any(w.startswith("minigan/copy.py: still holds two lines of Exercise 1.1")
+               for w in info.warnings), info.warnings
 
 
 # ----------------------------------------------------------- the marker grammar

@@ -142,6 +142,8 @@ LEAKS = {  # exercise -> text that would spell out its solution in a released fi
     "1.5": ["(T)1 - t * t"],
     "2.1": ["log1p(e_)", "(s_ - y) * inv_n"],
     "3.2": ["1 - b2 ** t", "one_minus_b1", "sqrt(v_hat)"],
+    "12.1": ["+= prod.reshape", "_col2im_rows(d_rows", "_col2im_rows(x_rows"],
+    "12.2": ["_im2col_weight_grad(d_rows", "grad_b += dout.sum(axis=(0, 2, 3))"],
 }
 
 

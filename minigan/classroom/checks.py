@@ -790,6 +790,188 @@ class GeneratorStepLeavesD(_GeneratorStepCheck):
         expect(problems)
 
 
+# ------------------------------------------------------------------- 12: convolutions
+# col2im is the adjoint of im2col: col2im(c) is the gradient of x -> <im2col(x), c>
+# (im2col is linear). So its expected values are central differences of the reference
+# im2col, which is not an exercise, and nothing here spells out the loop that the
+# exercise asks for.
+
+
+def _settings(kernel, stride, padding):
+    """A convolution's settings as the probes' JSON options (pairs as lists)."""
+    pair = lambda v: list(v) if isinstance(v, tuple) else v  # noqa: E731
+    return {"kernel": list(kernel), "stride": pair(stride), "padding": pair(padding)}
+
+
+def _col2im_fixture(ref, rng, x_shape, kernel, stride, padding, ones=False):
+    """{"cols", "num_dx"}: random (or all-ones) columns for images of ``x_shape``, and
+    what col2im must give for them: the gradient of <im2col(x), cols> with respect to x
+    (for all-ones columns, how many windows hold each pixel)."""
+    x = rng.standard_normal(x_shape)
+
+    def windows():
+        return ref.functional.im2col(x, *kernel, stride, padding)
+
+    shape = windows().shape
+    cols = np.ones(shape) if ones else rng.standard_normal(shape)
+    return {"cols": cols, "num_dx": numerical_gradient(windows, x, cols)}
+
+
+def _col2im_problems(label, got, fx, x_shape, padding, tol=1e-6, dtype=None):
+    """Messages for a wrong col2im, with a guess at the cause."""
+    expected = fx["num_dx"]
+    msg = compare(label, got, expected, tol, dtype=dtype)
+    if not msg or not isinstance(got, np.ndarray):
+        return msg
+    pH, pW = padding if isinstance(padding, (tuple, list)) else (padding, padding)
+    N, C, H, W = x_shape
+    if got.shape == (N, C, H + 2 * pH, W + 2 * pW) and (pH or pW):
+        return msg + (" (that is the padded image: return only the H x W pixels inside the "
+                      "padding; sums that land on the padding are dropped)")
+    return msg
+
+
+def _overlap_hint(got, counts):
+    """The telltale of a col2im that overwrites: on all-ones columns, no pixel above 1."""
+    if (isinstance(got, np.ndarray) and got.shape == counts.shape and counts.max() > 1
+            and np.all(np.isfinite(got)) and got.max() <= 1 + 1e-9):
+        return (" (every pixel came back at most once, but windows overlap here: a pixel "
+                "in k windows must receive the SUM of its k entries; add (+=), do not assign)")
+    return ""
+
+
+class _Col2imCheck(Check):
+    """col2im on random columns (and, with ``ones``, on all-ones columns) for one setting."""
+
+    probe, inputs = "col2im", ("cols",)
+    x_shape, kernel, stride, padding = (2, 2, 5, 5), (3, 3), 1, 1
+    ones, dtype, tol = False, None, 1e-6
+
+    def cases(self):
+        opt = dict(_settings(self.kernel, self.stride, self.padding), x_shape=list(self.x_shape))
+        return [("", opt)] + ([("@ones", opt)] if self.ones else [])
+
+    def prepare(self, ref, rng):
+        setting = (self.x_shape, self.kernel, self.stride, self.padding)
+        fx = _col2im_fixture(ref, rng, *setting)
+        if self.dtype is not None:
+            fx["cols"] = fx["cols"].astype(self.dtype)
+        if self.ones:
+            ones = _col2im_fixture(ref, rng, *setting, ones=True)
+            fx.update({k + "@ones": v for k, v in ones.items()})
+        return fx
+
+    def judge_cases(self, fx, outs):
+        problems = [_col2im_problems("col2im(cols)", outs[""].get("ret"), fx, self.x_shape,
+                                     self.padding, self.tol, self.dtype)]
+        if self.dtype is not None:
+            problems.append(unchanged("cols", fx["cols"], outs[""].get("cols")))
+        if self.ones:
+            got = outs["@ones"].get("ret")
+            ones = {"num_dx": fx["num_dx@ones"]}
+            msg = _col2im_problems("col2im(ones)", got, ones, self.x_shape, self.padding)
+            problems.append(msg and msg + _overlap_hint(got, fx["num_dx@ones"]))
+        expect(problems)
+
+
+@check("minigan.functional.col2im",
+       "the adjoint of im2col: col2im(c) is the gradient of <im2col(x), c> "
+       "(float64; 3x3 kernel, stride 1, padding 1)", points=2)
+class Col2imAdjoint(_Col2imCheck):
+    ones = True
+
+
+@check("minigan.functional.col2im",
+       "DCGAN's 4x4 kernel with stride 2 and padding 1; float32 stays float32; "
+       "cols is not modified")
+class Col2imStride2Float32(_Col2imCheck):
+    x_shape, kernel, stride, padding = (2, 3, 6, 6), (4, 4), 2, 1
+    dtype, tol = np.float32, 1e-5
+
+
+CONV_NAMES = ("dx", "dW", "db")
+
+
+def _conv_out(stride, padding, bias=True):
+    if bias:
+        return lambda ref, x, W, b: ref.functional.conv2d_forward(x, W, b, stride, padding)[0]
+    return lambda ref, x, W: ref.functional.conv2d_forward(x, W, None, stride, padding)[0]
+
+
+def _weight_order_hint(got, expected):
+    """The telltale of dW computed as a (C_in kH kW, C_out) product: the right numbers,
+    each at the transposed place of W's (C_out, C_in kH kW) matrix view."""
+    if not isinstance(got, np.ndarray) or got.shape != expected.shape:
+        return ""
+    swapped = expected.reshape(expected.shape[0], -1).T
+    if rel_error(got.reshape(swapped.shape), swapped) < 1e-4:
+        return (" (the right numbers in the wrong places: as a matrix dW is (C_out, C_in kH kW), "
+                "like W.reshape(C_out, -1); yours is its transpose, reshaped to W's shape)")
+    return ""
+
+
+class _ConvCheck(Check):
+    """conv2d_forward on the student's code, then conv2d_backward with each keyword set."""
+
+    probe = "conv2d"
+    uses = ("minigan.functional.col2im",)
+    x_shape, W_shape, stride, padding, bias = (2, 2, 5, 5), (3, 2, 3, 3), 1, 1, True
+    backward: tuple = ({},)
+    dtype, tol = None, 1e-6
+
+    @property
+    def inputs(self):
+        return ("x", "W", "b", "dout") if self.bias else ("x", "W", "dout")
+
+    def options(self):
+        return dict(_settings(self.W_shape[2:], self.stride, self.padding),
+                    backward=[dict(kw) for kw in self.backward])
+
+    def prepare(self, ref, rng):
+        shapes = {"x": self.x_shape, "W": self.W_shape}
+        if self.bias:
+            shapes["b"] = (self.W_shape[0],)
+        fx = gradient_fixture(ref, rng, _conv_out(self.stride, self.padding, self.bias), shapes,
+                              CONV_NAMES)
+        if self.dtype is not None:
+            fx.update(_float32(fx, *self.inputs))  # the runner gets float32; num_* stay float64
+        return fx
+
+    def backward_out(self, out, i=0):
+        calls = out.get("backward")
+        if not isinstance(calls, list) or len(calls) <= i:
+            raise Fail("conv2d_backward returned nothing readable")
+        return calls[i]
+
+    def judge(self, fx, out):
+        names = CONV_NAMES if self.bias else CONV_NAMES[:2]
+        got = unpack(self.backward_out(out), CONV_NAMES, "conv2d_backward")
+        problems = gradient_problems("conv2d_backward", got[:len(names)], names, fx,
+                                     tol=self.tol, dtype=self.dtype)
+        problems[1] = problems[1] and problems[1] + _weight_order_hint(got[1], fx["num_dW"])
+        if not self.bias and got[2] is not None:
+            problems.append(f"db must be None when the forward had no bias (b=None), got "
+                            f"{describe(got[2])}")
+        if self.dtype is not None:
+            problems.append(unchanged("dout", fx["dout"], out.get("dout")))
+        expect(problems)
+
+
+@check("minigan.functional.conv2d_backward",
+       "dx, dW, db match numerical gradients (float64; 3x3 kernel, stride 1, padding 1)",
+       points=2)
+class ConvBackwardGradients(_ConvCheck):
+    pass
+
+
+@check("minigan.functional.conv2d_backward",
+       "DCGAN's 4x4 kernel with stride 2 and padding 1; float32 stays float32; "
+       "dout is not modified")
+class ConvBackwardStride2Float32(_ConvCheck):
+    x_shape, W_shape, stride, padding = (2, 2, 6, 6), (3, 2, 4, 4), 2, 1
+    dtype, tol = np.float32, 1e-4
+
+
 # ------------------------------------------------------------------- notebooks
 # A notebook exercise is graded like the library's when its cell defines functions
 # that can run on their own (probes.notebook_functions runs only the cell's defs).

@@ -12,6 +12,10 @@ rewrites them, from this table:
 * each listed ``_fused`` function becomes a stub that raises, and its kernel
   source leaves ``_fused._kernels()``, with the comment above it.
 
+A fast forward whose cache only its own fast backward can read is replaced
+with that backward (the convolutions of Exercises 12.1 and 12.2): the plain
+forward leaves the cache that the student's ``functional`` backward reads.
+
 ``kernels.adam_step`` gets an empty body: ``Adam.step()`` first checks that the
 kernel reproduces ``_update`` bit for bit, finds that it does not, and runs the
 student's ``_update`` (so an empty kernel is never used for training).
@@ -36,6 +40,35 @@ class FastPath:
     fused: tuple = ()           # _fused.py functions to stub
     fused_kernels: tuple = ()   # keys of _fused._kernels() to remove
 
+
+#: The convolutions of ``kernels`` as plain calls of ``functional`` (whose conv2d_backward
+#: and col2im are the student's), adding dW and db into the layer's gradients; the
+#: helpers that hold the fast col2im and weight gradient are withheld.
+_PLAIN_CONVOLUTIONS = {
+    "conv2d_forward": "return F.conv2d_forward(x, W, b, stride, padding)\n",
+    "conv2d_backward": """\
+dx, dW, db = F.conv2d_backward(dout, cache, need_dx=need_dx,
+                               need_param_grads=need_param_grads)
+if need_param_grads:
+    grad_W += dW
+    if grad_b is not None:
+        grad_b += db
+return dx
+""",
+    "conv_transpose2d_forward":
+        "return F.conv_transpose2d_forward(x, W, b, stride, padding, output_padding)\n",
+    "conv_transpose2d_backward": """\
+dx, dW, db = F.conv_transpose2d_backward(dout, cache, need_dx=need_dx,
+                                         need_param_grads=need_param_grads)
+if need_param_grads:
+    grad_W += dW
+    if grad_b is not None:
+        grad_b += db
+return dx
+""",
+    **{name: "raise NotImplementedError(\"withheld with Exercises 12.1 and 12.2\")\n"
+       for name in ("_col2im_rows", "_im2col_weight_grad", "_add_param_grads")},
+}
 
 FAST_PATHS = {
     "1.2": FastPath({"dense_backward": """\
@@ -62,6 +95,12 @@ return F.bce_with_logits(logits, target)
                      "return None\n",
         "_adam_numpy": "raise NotImplementedError(\"withheld with Exercise 3.2\")\n"},
         ("adam_step",), ("adam",)),
+    # The channels-last convolutions compute col2im (``_col2im_rows``) and conv2d's
+    # backward (``_im2col_weight_grad``, ``_add_param_grads``) in their own layout, so
+    # they go for either exercise. The forwards go too: the fast forward caches a padded
+    # NHWC image, and only the plain forward's cache is what the student's backward reads.
+    "12.1": FastPath(_PLAIN_CONVOLUTIONS),
+    "12.2": FastPath(_PLAIN_CONVOLUTIONS),
 }
 
 

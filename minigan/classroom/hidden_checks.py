@@ -13,11 +13,14 @@ import numpy as np
 
 from minigan.classroom.checks import (
     BN_NAMES,
+    CONV_NAMES,
     _ActivationCheck,
     _bce_fixture,
     _bce_problems,
     _BCECheck,
     _BatchNormCheck,
+    _Col2imCheck,
+    _ConvCheck,
     _dense_out,
     _DenseCheck,
     _GeneratorStepCheck,
@@ -202,4 +205,49 @@ class GeneratorStepMinimax(_GeneratorStepCheck):
         if problems and any("gradient" in p for p in problems):
             problems.append("(G's gradients held stale values before the step: zero them first, "
                             "and use the GAN's own loss object, self.loss, so that Minimax() works)")
+        expect(problems)
+
+
+@check("minigan.functional.col2im",
+       "non-square: a 3x2 kernel, stride (2, 1), padding (1, 0), 7x4 images of 2 channels",
+       hidden=True)
+class Col2imNonSquare(_Col2imCheck):
+    x_shape, kernel, stride, padding = (3, 2, 7, 4), (3, 2), (2, 1), (1, 0)
+
+
+@check("minigan.functional.col2im",
+       "stride 3 over a 2x2 kernel (pixels no window covers stay 0), without padding",
+       hidden=True)
+class Col2imGaps(_Col2imCheck):
+    x_shape, kernel, stride, padding, ones = (2, 1, 7, 8), (2, 2), 3, 0, True
+
+
+@check("minigan.functional.col2im", "one window as large as the image, padding 2", hidden=True)
+class Col2imOneWindow(_Col2imCheck):
+    x_shape, kernel, stride, padding = (2, 2, 3, 2), (7, 6), 1, 2
+
+
+@check("minigan.functional.conv2d_backward",
+       "non-square images and kernel, stride (2, 1), padding (0, 1), no bias: db is None",
+       hidden=True)
+class ConvBackwardNoBias(_ConvCheck):
+    x_shape, W_shape, stride, padding, bias = (3, 2, 7, 5), (2, 2, 3, 2), (2, 1), (0, 1), False
+
+
+@check("minigan.functional.conv2d_backward",
+       "need_dx=False and need_param_grads=False return None for what they skip", hidden=True)
+class ConvBackwardFlags(_ConvCheck):
+    x_shape, W_shape, stride, padding = (2, 1, 5, 5), (2, 1, 3, 3), 2, 1
+    backward = ({"need_param_grads": False}, {"need_dx": False})
+
+    def judge(self, fx, out):
+        dx, dW, db = unpack(self.backward_out(out, 0), CONV_NAMES, "conv2d_backward")
+        problems = [compare("dx (need_param_grads=False)", dx, fx["num_dx"], 1e-6)]
+        if dW is not None or db is not None:
+            problems.append("with need_param_grads=False, dW and db must be None")
+        dx, dW, db = unpack(self.backward_out(out, 1), CONV_NAMES, "conv2d_backward")
+        if dx is not None:
+            problems.append("with need_dx=False, dx must be None")
+        problems += [compare("dW (need_dx=False)", dW, fx["num_dW"], 1e-6),
+                     compare("db (need_dx=False)", db, fx["num_db"], 1e-6)]
         expect(problems)

@@ -81,6 +81,36 @@ def batchnorm(stu, inp, opt):
     return {"grads": grads, "dout": dout}
 
 
+def _setting(value):
+    """A stride or padding from JSON options: an int, or a list for a (height, width) pair."""
+    return tuple(value) if isinstance(value, list) else value
+
+
+@probe
+def col2im(stu, inp, opt):
+    """col2im(cols, x_shape, kH, kW, stride, padding) with the settings of ``opt``."""
+    cols = inp["cols"].copy()
+    ret = stu.functional.col2im(cols, tuple(opt["x_shape"]), *opt["kernel"],
+                                _setting(opt["stride"]), _setting(opt["padding"]))
+    return {"ret": ret, "cols": cols}
+
+
+@probe
+def conv2d(stu, inp, opt):
+    """conv2d_forward(x, W, b, stride, padding) (b None when not sent); then
+    conv2d_backward(dout, cache, **kw) for each kw in opt['backward']."""
+    F = stu.functional
+    x, W = _copies(inp, "x", "W")
+    b = inp["b"].copy() if "b" in inp else None
+    fwd = F.conv2d_forward(x, W, b, _setting(opt["stride"]), _setting(opt["padding"]))
+    out = {"x": x, "W": W, "backward": []}
+    for kw in opt.get("backward", []):
+        dout = inp["dout"].copy()
+        out["backward"].append(F.conv2d_backward(dout, _pair(fwd), **kw))
+        out["dout"] = dout
+    return out
+
+
 @probe
 def bce(stu, inp, opt):
     """bce_with_logits, optionally under np.errstate(raise) to catch overflow."""
