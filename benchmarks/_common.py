@@ -19,6 +19,7 @@ import numpy as np
 
 import minigan as mg
 from minigan.gan import GAN
+from minigan.presets import DCGAN as DCGAN_PRESET
 
 from _threads import blas_threads, default_threads
 
@@ -31,15 +32,15 @@ D_SIZES = (784, 1024, 512, 256, 1)
 SLOPE = 0.2
 LR, BETAS = 2e-4, (0.5, 0.999)  # Radford et al. 2016
 
-# The DCGAN of Radford et al. 2016 at MNIST size, as the MNIST DCGAN preset builds it
-# (minigan.models.build_dcgan_generator/_discriminator): G 100 -> Dense 128x7x7 -> BN
-# ReLU -> ConvT 64x14x14 -> BN ReLU -> ConvT 1x28x28 -> tanh; D 1x28x28 -> Conv 64x14x14
-# LeakyReLU(0.2) -> Conv 128x7x7 BN LeakyReLU -> Dense 1. Batch norm in G and in D's
-# middle layers, as the paper; no bias on a convolution followed by batch norm.
+# The DCGAN of Radford et al. 2016 at MNIST size, with the MNIST DCGAN preset's
+# architecture (``minigan.presets.DCGAN``: channels, batch norm, packing), built by
+# minigan.models.build_dcgan_generator/_discriminator: G 100 -> Dense C0x7x7 -> BN ReLU
+# -> ConvT C1x14x14 -> BN ReLU -> ConvT 1x28x28 -> tanh; D 1x28x28 -> [Pack] -> Conv
+# -> LeakyReLU(0.2) -> Conv [BN] LeakyReLU -> Dense 1.
 DCGAN_CONFIG = {
-    "latent_dim": LATENT, "image_shape": [1, 28, 28], "g_channels": [128, 64],
-    "d_channels": [64, 128], "g_batchnorm": True, "d_batchnorm": True, "slope": SLOPE,
-    "init": "pytorch", "dtype": "float32",
+    "latent_dim": LATENT, "slope": SLOPE, "init": "pytorch", "dtype": "float32",
+    **{k: DCGAN_PRESET[k] for k in ("image_shape", "g_channels", "d_channels", "g_batchnorm",
+                                    "d_batchnorm", "pack")},
 }
 ARCHS = ("mlp", "dcgan")
 
@@ -126,7 +127,8 @@ def torch_copy(torch, model, device="cpu"):
     same weight layouts, PyTorch's); BatchNorm1d/2d -> their namesakes (gamma, beta
     -> weight, bias; running statistics, eps, momentum); ReLU, LeakyReLU (its slope),
     Tanh, Sigmoid; Flatten -> nn.Flatten; Reshape -> nn.Unflatten(1, shape) (both
-    reshape each sample row-major); Sequential -> nn.Sequential. Anything else is a
+    reshape each sample row-major); Pack(m) -> the same reshape of the batch (and
+    ``minigan_pack = m`` on the copy, for ``torch_step_fn``); Sequential -> nn.Sequential. Anything else is a
     TypeError naming the layer: a copy that silently skipped a layer would time
     another model.
     """
@@ -163,6 +165,8 @@ def torch_copy(torch, model, device="cpu"):
             return nn.Flatten()
         elif isinstance(layer, mg.Reshape):
             return nn.Unflatten(1, layer.shape)
+        elif isinstance(layer, mg.Pack):
+            return _torch_pack(nn, layer.m)
         else:
             raise TypeError(f"torch_copy: no PyTorch counterpart for {layer.short_repr()}")
         state = out.state_dict()
@@ -172,7 +176,22 @@ def torch_copy(torch, model, device="cpu"):
         return out
 
     copy = convert(model).to(dtype=dtype, device=device)
+    packs = [layer.m for layer in model.modules() if isinstance(layer, mg.Pack)]
+    copy.minigan_pack = packs[0] if packs else 1   # torch_step_fn's targets: one per pack
     return copy.train(model.training)
+
+
+def _torch_pack(nn, m):
+    """minigan's Pack(m) as a module: (n, c, ...) -> (n/m, m c, ...), a row-major reshape."""
+
+    class Pack(nn.Module):
+        def forward(self, x):
+            return x.reshape(x.shape[0] // m, m * x.shape[1], *x.shape[2:])
+
+        def extra_repr(self):
+            return f"m={m}"
+
+    return Pack()
 
 
 _SAME_NAME = (mg.ReLU, mg.Tanh, mg.Sigmoid)
@@ -196,14 +215,18 @@ def torch_step_fn(torch, G, D, batch, real, device="cpu", freeze_d=True, latent=
 
     The returned function takes an optional z (for the identical-step check)
     and returns the same Python floats as minigan's ``train_step``. D sees the
-    real and the fake batch in two passes, as minigan's D step does when D has
-    batch norm (which must not mix the two batches' statistics).
+    real and the fake batch in two passes when D has batch norm (which must not
+    mix the two batches' statistics), else in one pass over both, as minigan's D
+    step does.
     """
     opt_g = torch.optim.Adam(G.parameters(), lr=LR, betas=BETAS)
+    rows = batch // getattr(D, "minigan_pack", 1)  # D's outputs: one per pack of samples
+    bn = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)
+    one_pass = not any(isinstance(m, bn) for m in D.modules())
     opt_d = torch.optim.Adam(D.parameters(), lr=LR, betas=BETAS)
     bce = torch.nn.BCEWithLogitsLoss()
-    ones = torch.ones(batch, 1, device=device)
-    zeros = torch.zeros(batch, 1, device=device)
+    ones = torch.ones(rows, 1, device=device)
+    zeros = torch.zeros(rows, 1, device=device)
     d_params = list(D.parameters())
 
     def step(z=None):
@@ -212,8 +235,10 @@ def torch_step_fn(torch, G, D, batch, real, device="cpu", freeze_d=True, latent=
         fake = G(z)
         # discriminator: real -> 1, fake -> 0; G is not updated
         opt_d.zero_grad(set_to_none=True)
-        logits_real = D(real)
-        logits_fake = D(fake.detach())
+        if one_pass:
+            logits_real, logits_fake = D(torch.cat([real, fake.detach()])).split(rows)
+        else:
+            logits_real, logits_fake = D(real), D(fake.detach())
         d_loss = bce(logits_real, ones) + bce(logits_fake, zeros)
         d_loss.backward()
         opt_d.step()
@@ -248,7 +273,9 @@ def layer_macs(model, sample_shape):
     """[(layer, multiply-adds per sample)] for each matrix-product layer of a minigan
     ``Sequential`` (a SpectralNorm wrapper counts as the layer it wraps), in order.
 
-    Read off the shapes of one forward pass (evaluation mode, batch 1, no cache left):
+    Read off the shapes of one forward pass (evaluation mode, no cache left) of a
+    batch of m samples, m the model's packing degree (1 without a ``Pack(m)``: a D
+    that packs judges m samples in one row), each count divided by m:
       Dense            in * out
       Conv2d           C_out H_out W_out  *  C_in kH kW   (one kernel dot product per
                                                         output value)
@@ -261,19 +288,20 @@ def layer_macs(model, sample_shape):
     was_training = model.training
     model.eval()
     try:
-        x = mg.to_device(np.zeros((1,) + tuple(sample_shape), dtype=model.dtype),
+        m = next((layer.m for layer in model.modules() if isinstance(layer, mg.Pack)), 1)
+        x = mg.to_device(np.zeros((m,) + tuple(sample_shape), dtype=model.dtype),
                          model.backend)
         for layer in model.layers:
             inner = getattr(layer, "layer", layer)
             out = layer.forward(x)
             if isinstance(inner, mg.Dense):
-                found.append((inner, inner.in_features * inner.out_features))
+                found.append((inner, len(out) * inner.in_features * inner.out_features / m))
             elif isinstance(inner, mg.Conv2d):
                 kH, kW = inner.kernel_size
-                found.append((inner, out.size * inner.in_channels * kH * kW))
+                found.append((inner, out.size * inner.in_channels * kH * kW / m))
             elif isinstance(inner, mg.ConvTranspose2d):
                 kH, kW = inner.kernel_size
-                found.append((inner, x.size * inner.out_channels * kH * kW))
+                found.append((inner, x.size * inner.out_channels * kH * kW / m))
             x = out
     finally:
         model.clear_cache()

@@ -157,7 +157,7 @@ def layer_kind(layer):
         return "batch norm"
     if name in ("ReLU", "LeakyReLU", "Tanh", "Sigmoid"):
         return "activations"
-    if name in ("Reshape", "Flatten", "Unflatten", "LabelPlanes"):
+    if name in ("Reshape", "Flatten", "Unflatten", "LabelPlanes", "Pack"):
         return "reshapes"
     raise TypeError(f"breakdown: no row for a {name} layer")
 

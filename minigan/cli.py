@@ -480,7 +480,8 @@ def _notes(run):
                      "WGAN (Arjovsky et al. 2017) clipped D's weights; minigan has no clipping. "
                      "Use --loss wgan-gp (the gradient penalty of Gulrajani et al. 2017), "
                      "--penalty gp or --spectral-norm.")
-    if config.get("arch") == "dcgan" and config.get("penalty", "none") != "none":
+    if config.get("arch") == "dcgan" and config.get("penalty", "none") != "none" \
+            and DCGAN["d_batchnorm"]:
         notes.append("note: the DCGAN's D runs without batch norm here: a gradient penalty "
                      "needs each D(x_i) to depend on x_i alone, and batch norm mixes the "
                      "samples of a batch (Gulrajani et al. 2017 drop it from the critic).")

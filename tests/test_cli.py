@@ -860,9 +860,12 @@ def test_arch_dcgan_builds_the_convolutional_gan_and_refuses_toy_data(tmp_path, 
     assert "--arch dcgan is a convolutional GAN for images" in capsys.readouterr().err
 
 
-def test_a_penalty_turns_off_batch_norm_in_the_dcgan_critic(tmp_path, capsys):
+def test_a_penalty_turns_off_batch_norm_in_the_dcgan_critic(tmp_path, capsys, monkeypatch):
     from minigan.layers import BatchNorm1d
+    from minigan.presets import DCGAN
 
+    # the preset's D has no batch norm now; a D that has it (as in the paper) loses it
+    monkeypatch.setitem(DCGAN, "d_batchnorm", True)
     root = _mnist_dir()
     out = tmp_path / "dcgan-r1"
     assert cli.main(["train", "--dataset", "mnist", "--arch", "dcgan", "--penalty", "r1",
