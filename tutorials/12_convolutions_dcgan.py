@@ -68,10 +68,9 @@ from minigan.data import Minibatches, load_mnist
 from minigan.gradcheck import check_backward, check_layer, numerical_gradient, rel_error
 from minigan.models import build_gan, lr_factor
 from minigan.presets import DCGAN, preset
-from minigan.train import Callback, fit
+from minigan.train import ImageSnapshots, fit
 
 STEPS = 30 if QUICK else 1500               # DCGAN generator updates (1500 x 64 = 1.6 epochs)
-GRID_STEPS = [0, 10, 20, 30] if QUICK else [0, 100, 250, 500, 1000, 1500]
 N_EVAL = 500 if QUICK else 10000            # generated images scored by the classifier
 mg.seed(0)
 rng = np.random.default_rng(0)
@@ -520,8 +519,11 @@ plt.show()
 #   ($7 \times 7$ for MNIST), then transposed convolutions ($k = 4$, $s = 2$, $p = 1$)
 #   double the size until the image is $28 \times 28$, with batch norm and ReLU between
 #   them and a tanh at the end;
-# * **D**: the mirror image, strided convolutions that halve the size, LeakyReLU, batch
-#   norm after every convolution but the first, and a dense layer to one logit.
+# * **D**: the mirror image, strided convolutions that halve the size, LeakyReLU, and a
+#   dense layer to one logit. The paper puts batch norm in D as well; the preset leaves
+#   it out and lets D judge two images at once, stacked as two channels (packing, chapter
+#   8): measured on MNIST, that is what made the ten digits come out about equally often
+#   (`benchmarks/RESULTS.md`).
 #
 # A layer followed by batch norm has no bias: batch norm subtracts the mean, and with it
 # any bias (Exercise T12.2). Printing the networks shows the preset's current settings,
@@ -564,36 +566,17 @@ print(check_layer(small, rng.standard_normal((4, 8))))
 # The preset's full run (its `steps` above) is longer than a chapter should take, so this
 # one is shorter, and the preset's learning-rate schedule (constant, then a linear decay)
 # is squeezed into it with `lr_factor`. The loop is the library's training driver,
-# `minigan.train.fit`, with a small callback that keeps samples of ten fixed noise
-# vectors at a few steps. On a CPU a DCGAN step costs a few times a step of chapter 9's
+# `minigan.train.fit`, with a callback, `ImageSnapshots`, that keeps what G draws from
+# ten fixed noise vectors every few hundred steps. On a CPU a DCGAN step costs a few times a step of chapter 9's
 # MLP GAN, although it has far fewer weights: each weight of a convolution is used once
 # per window, so the arithmetic grows with the image, not with the parameter count.
 
 # %%
-class Snapshots(Callback):
-    """Samples of the same 10 noise vectors at the given steps, and a line of progress."""
-
-    def __init__(self, steps, every):
-        self.steps, self.every, self.grids = set(steps), every, {}
-
-    def on_start(self, gan, steps):
-        self.grids[gan.step] = mg.to_numpy(gan.sample(10, rng=10))
-        self.start = time.perf_counter()
-
-    def on_step(self, gan, record):
-        if record["step"] in self.steps:
-            self.grids[record["step"]] = mg.to_numpy(gan.sample(10, rng=10))
-        if record["step"] % self.every == 0:
-            print(f"step {record['step']:5d}  d_loss {record['d_loss']:.3f}  "
-                  f"g_loss {record['g_loss']:.3f}  D(x) {record['d_real']:.2f}  "
-                  f"D(G(z)) {record['d_fake']:.2f}  {time.perf_counter() - self.start:.0f} s",
-                  flush=True)
-
-
-snapshots = Snapshots(GRID_STEPS, every=10 if QUICK else 250)
+snapshots = ImageSnapshots(every=max(1, STEPS // 6), n=10, seed=10)
 batches = Minibatches(x_train, batch_size=config["batch_size"], rng=0).forever()
 start = time.perf_counter()
-fit(gan, batches, STEPS, schedule=lambda step: lr_factor(step, STEPS, config), callbacks=[snapshots])
+fit(gan, batches, STEPS, schedule=lambda step: lr_factor(step, STEPS, config),
+    callbacks=[snapshots])
 train_seconds = time.perf_counter() - start
 print(f"{STEPS} steps in {train_seconds:.0f} s ({1000 * train_seconds / STEPS:.0f} ms per step)")
 
@@ -602,31 +585,39 @@ print(f"{STEPS} steps in {train_seconds:.0f} s ({1000 * train_seconds / STEPS:.0
 # as in chapter 9):
 
 # %%
-plot.plot_class_grid(np.concatenate([snapshots.grids[s] for s in sorted(snapshots.grids)]),
-                     n_per_class=10, class_names=[f"step {s}" for s in sorted(snapshots.grids)],
-                     title="the same 10 noise vectors over training")
+plot.plot_progress(snapshots.snapshots, title="the same 10 noise vectors over training")
 
 # %% [markdown]
-# At step 100 the generator still paints grey noise. By step 250 the background is
-# black and thick, blotchy strokes sit in the middle; from there the strokes thin into
-# pen lines and bend into the shapes of digits. A larger sample from the end of the run:
+# At step 0 the generator paints grey noise. Within the first few hundred steps the
+# background turns black and thick, blotchy strokes sit in the middle; from there the
+# strokes thin into pen lines and bend into the shapes of digits. A larger sample from
+# the end of the run:
 
 # %%
 samples = gan.sample(64, rng=1)
 plot.plot_image_grid(samples, nrow=8, title=f"64 samples after {STEPS} steps")
 
 # %% [markdown]
-# About half of them are recognisable digits; the rest are digit-like strokes that do
-# not settle on one: the preset's full run is longer for a reason. The loss curves:
+# Many are recognisable digits; others are digit-like strokes that do not settle on one:
+# the preset's full run is longer for a reason. A walk through the latent space shows
+# whether G has learnt a smooth map: each row goes from one z to another along the
+# great circle (`plot.slerp`; a straight line would pass through short vectors that G
+# never saw), and a digit should morph into the next without jumping:
+
+# %%
+plot.plot_interpolation(gan, n_rows=6, n_steps=10, seed=3)
+
+# %% [markdown]
+# The loss curves:
 
 # %%
 plot.plot_losses(gan.history, title="DCGAN on MNIST")
 
 # %% [markdown]
-# They are not chapter 9's: after its first few hundred steps D stays well ahead, with
-# $D(x)$ near 0.9 and $D(G(z))$ near 0.1. That is not a failure. With the non-saturating
-# loss a confident D still hands G a strong gradient (chapter 7), and the samples keep
-# improving; what would be a failure is D's loss collapsing to 0 for good.
+# Watch how far apart $D(x)$ and $D(G(z))$ stay. A D that stays ahead is not a failure:
+# with the non-saturating loss a confident D still hands G a strong gradient (chapter
+# 7), and the samples keep improving; what would be a failure is D's loss collapsing to
+# 0 for good.
 #
 # ### The classifier's scores
 #
