@@ -8,8 +8,8 @@ faster where the arrays allow it:
   launching kernels, so one kernel instead of three to twelve is the speed-up);
 * NumPy arrays: the functional code itself, except for Adam, whose update runs
   over cache-sized blocks with no temporaries (``adam_step`` below), and the
-  convolutions, which run as one large matrix product per layer with the channels
-  last inside (see "convolutions" below; the same array code on CuPy, with
+  convolutions, which run as a few large matrix products per layer (one per chunk
+  of samples; one per layer on a GPU) with the channels last inside (see "convolutions" below; the same array code on CuPy, with
   cuBLAS's products and no cuDNN), and the image batch norm, which sums over
   (N, H, W) in place instead of moving the channels last and back.
 
@@ -158,7 +158,8 @@ def _from_rows(rows, shape):
 
 
 #: Bytes of window rows (im2col) per chunk of samples on the CPU. The whole window
-#: matrix of D's 64 -> 128 convolution is 13 MB at batch 64 and 51 MB at 256: built
+#: matrix of the paper's (unpacked) D's 64 -> 128 convolution is 13 MB at batch 64 and
+#: 51 MB at 256: built
 #: whole, it is written to memory and read back by the product. Built and multiplied
 #: a few samples at a time, each chunk is still in the core's cache (L2: ~2 MiB) when
 #: the product reads it. On a GPU a chunk is the whole batch: one large product.
@@ -169,7 +170,7 @@ COL2IM_BYTES = 1 << 20
 
 def _chunks(x, n, bytes_per_sample, budget):
     """(the (n0, n1) sample ranges, the most samples in one) to cut a batch of n into."""
-    per = n if _on_gpu(x) else max(1, min(n, budget // max(1, bytes_per_sample)))
+    per = max(1, n) if _on_gpu(x) else max(1, min(n, budget // max(1, bytes_per_sample)))
     return [(n0, min(n, n0 + per)) for n0 in range(0, n, per)], per
 
 
@@ -185,7 +186,12 @@ def _windows(x_pad, k, s, out_hw):
     """Every window of a padded NHWC image as a (N, H_out, W_out, kH, kW, C) view: window
     (h, w) starts at pixel (s_H h, s_W w); nothing is copied."""
     (kH, kW), (sH, sW) = k, s
-    N, _, _, C = x_pad.shape
+    N, H_pad, W_pad, C = x_pad.shape
+    # as_strided checks no bounds: a dout of the wrong size would read past the image
+    if (out_hw[0] - 1) * sH + kH > H_pad or (out_hw[1] - 1) * sW + kW > W_pad:
+        raise ValueError(f"{tuple(out_hw)} windows of {kH}x{kW} with stride {(sH, sW)} do not fit "
+                         f"a padded image of {(H_pad, W_pad)}: the upstream gradient must have "
+                         f"the shape of the forward's output")
     bN, bH, bW, bC = x_pad.strides
     return _as_strided(x_pad, (N, *out_hw, kH, kW, C), (bN, sH * bH, sW * bW, bH, bW, bC))
 
@@ -202,8 +208,9 @@ def _im2col_products(windows, right, out):
     """out (N L, b) = im2col rows (N L, K) @ right (K, b), a chunk of samples at a time."""
     N, H_out, W_out, kH, kW, C = windows.shape
     L, K = H_out * W_out, kH * kW * C
-    chunks, per = _chunks(right, N, L * K * right.itemsize, CHUNK_BYTES)
-    buf = array_module(right).empty((per * L, K), dtype=right.dtype)
+    dtype = array_module(right).result_type(windows, right)  # mixed: the wider one
+    chunks, per = _chunks(right, N, L * K * dtype.itemsize, CHUNK_BYTES)
+    buf = array_module(right).empty((per * L, K), dtype=dtype)
     for n0, n1 in chunks:
         array_module(right).matmul(_window_rows(windows, n0, n1, buf), right,
                                    out=out[n0 * L:n1 * L])
@@ -216,9 +223,12 @@ def _im2col_weight_grad(left, windows):
     xp = array_module(left)
     N, H_out, W_out, kH, kW, C = windows.shape
     L, K = H_out * W_out, kH * kW * C
-    chunks, per = _chunks(left, N, L * K * left.itemsize, CHUNK_BYTES)
-    buf = xp.empty((per * L, K), dtype=left.dtype)
-    total = xp.zeros((left.shape[1], K), dtype=left.dtype)
+    dtype = xp.result_type(left, windows)  # mixed dtypes: computed in the wider one
+    chunks, per = _chunks(left, N, L * K * dtype.itemsize, CHUNK_BYTES)
+    buf = xp.empty((per * L, K), dtype=dtype)
+    total = xp.zeros((left.shape[1], K), dtype=dtype)
+    if len(chunks) == 1:
+        return xp.matmul(left.T, _window_rows(windows, 0, N, buf), out=total)
     part = xp.empty_like(total)
     for n0, n1 in chunks:
         xp.matmul(left[n0 * L:n1 * L].T, _window_rows(windows, n0, n1, buf), out=part)
@@ -236,10 +246,12 @@ def _col2im_rows(rows, taps, out_shape, k, s, p):
     N, C, H, W = out_shape
     H_in, W_in = F.conv2d_output_shape((H, W), k, s, p)
     L, padded = H_in * W_in, (H + 2 * pH, W + 2 * pW)
-    chunks, per = _chunks(rows, N, padded[0] * padded[1] * C * rows.itemsize, COL2IM_BYTES)
-    result = xp.empty((N, H, W, C), dtype=rows.dtype)
-    pad = xp.empty((per, *padded, C), dtype=rows.dtype)
-    product = xp.empty((per * L, C), dtype=rows.dtype)
+    dtype = xp.result_type(rows, taps)
+    chunks, per = _chunks(rows, N, padded[0] * padded[1] * C * dtype.itemsize, COL2IM_BYTES)
+    pad = xp.empty((per, *padded, C), dtype=dtype)
+    product = xp.empty((per * L, C), dtype=dtype)
+    # one chunk (always on a GPU): the padded output itself, viewed without its padding
+    result = None if len(chunks) == 1 else xp.empty((N, H, W, C), dtype=dtype)
     for n0, n1 in chunks:
         m = n1 - n0
         out, prod, chunk = pad[:m], product[:m * L], rows[n0 * L:n1 * L]
@@ -248,6 +260,8 @@ def _col2im_rows(rows, taps, out_shape, k, s, p):
             for j in range(kW):
                 xp.matmul(chunk, taps[i, j], out=prod)
                 out[:, i:i + sH * H_in:sH, j:j + sW * W_in:sW] += prod.reshape(m, H_in, W_in, C)
+        if result is None:
+            return out[:, pH:pH + H, pW:pW + W]
         result[n0:n1] = out[:, pH:pH + H, pW:pW + W]
     return result
 
@@ -274,6 +288,15 @@ def conv2d_forward(x, W, b, stride=1, padding=0):
     return _from_rows(out, (N, C_out, H_out, W_out)), (x_pad, x.shape, W, k, s, p)
 
 
+def _check_dout(name, dout, expected):
+    """An upstream gradient of another shape than the forward's output is an error (the
+    strided windows would otherwise read the wrong pixels, or past the image)."""
+    if isinstance(expected, str) or tuple(dout.shape) != tuple(expected):
+        raise ValueError(f"{name}: dout must have the shape of the forward's output, "
+                         f"{expected if isinstance(expected, str) else tuple(expected)}; "
+                         f"got {tuple(dout.shape)}")
+
+
 def _taps(W):
     """W (a, b, kH, kW) as kH kW contiguous (a, b) matrices, one per kernel offset [i, j]."""
     return array_module(W).ascontiguousarray(W.transpose(2, 3, 0, 1))
@@ -292,6 +315,8 @@ def conv2d_backward(dout, cache, grad_W, grad_b, *, need_dx=True, need_param_gra
     """``functional.conv2d_backward`` with dW and db ADDED into ``grad_W`` and ``grad_b``
     (``grad_b`` None without a bias). Returns dx (None with ``need_dx=False``)."""
     x_pad, x_shape, W, k, s, p = cache
+    _check_dout("conv2d_backward", dout, (x_shape[0], W.shape[0],
+                                          *F.conv2d_output_shape(x_shape[2:], k, s, p)))
     d_rows = _to_rows(dout)                                        # (N L, C_out)
     if need_param_grads:
         windows = _windows(x_pad, k, s, dout.shape[2:])
@@ -328,6 +353,10 @@ def conv_transpose2d_backward(dout, cache, grad_W, grad_b, *, need_dx=True,
     Both are products with the im2col rows of dout (N H W, kH kW C_out)."""
     x_rows, x_shape, W, k, s, p = cache
     C_in = W.shape[0]
+    # any output_padding < stride gives an output whose convolution has x's size
+    if tuple(dout.shape[:2]) != (x_shape[0], W.shape[1]) \
+            or F.conv2d_output_shape(dout.shape[2:], k, s, p) != tuple(x_shape[2:]):
+        _check_dout("conv_transpose2d_backward", dout, "the forward's output shape")
     windows = _windows(_padded_nhwc(dout, p), k, s, x_shape[2:])
     if need_param_grads:
         _add_param_grads(grad_W, _im2col_weight_grad(x_rows, windows), grad_b, dout)

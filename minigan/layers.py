@@ -599,7 +599,7 @@ class Conv2d(_Conv):
     ``init`` as Dense's (default "glorot_uniform" with zero bias; "pytorch" for
     nn.Conv2d's default), with fan_in = in_channels kH kW. The math is
     ``functional.conv2d_forward``/``conv2d_backward``, reached through
-    ``minigan.kernels`` (one matrix product per layer).
+    ``minigan.kernels`` (a matrix product per chunk of samples; the whole batch on a GPU).
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,

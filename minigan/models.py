@@ -532,7 +532,7 @@ def lr_factor(step, steps, config):
 # kind of config dict.
 
 #: Keys the DCGAN builders read besides the shared ones (slope, init, dtype,
-#: n_classes, g_batchnorm, d_batchnorm, spectral_norm): image_shape, g_channels
+#: n_classes, g_batchnorm, d_batchnorm, spectral_norm, pack): image_shape, g_channels
 #: and d_channels are required.
 DCGAN_REQUIRED_KEYS = ("latent_dim", "image_shape", "g_channels", "d_channels")
 
@@ -637,7 +637,7 @@ def dcgan_config(config):
     widest first, one per doubling of the image: [128, 64] for 7x7 -> 14x14 ->
     28x28) and d_channels (D's, narrowest first: [64, 128]). Read besides, with
     ``CONFIG_DEFAULTS``' defaults: n_classes, g_batchnorm, d_batchnorm, slope,
-    init, dtype, and spectral_norm (default False). Keys of the MLP GAN that the
+    init, dtype, pack, and spectral_norm (default False). Keys of the MLP GAN that the
     DCGAN cannot honour raise instead of being ignored: d_dropout, data_scale
     other than 1, a data_dim other than C H W.
     """
@@ -754,7 +754,7 @@ def build_dcgan_discriminator(config, backend=None, rng=None):
         -> Conv2d(-> d_channels[0], 4, stride 2, padding 1) LeakyReLU(slope)
         -> per further entry c of d_channels: Conv2d(-> c, 4, 2, 1) [BatchNorm2d] LeakyReLU
                                                             (each halves H and W)
-        -> Flatten -> Dense(-> 1)                           one logit per sample
+        -> Flatten -> Dense(-> 1)       one logit per sample (per pack of m samples)
 
     [64, 128] on 28x28 gives 64 x 14 x 14 -> 128 x 7 x 7 -> 1. Batch norm (d_batchnorm)
     is never on the first layer, as in the paper (it would normalise the data itself);

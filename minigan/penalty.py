@@ -201,8 +201,8 @@ class _Convolution:
     ops from ``minigan.kernels``.
 
     J a and the W-gradient of <conv(a, W), delta> both need the windows of a
-    (im2col): ``second`` builds them once, with the forward of a, and leaves
-    J a in ctx for the ``jvp`` that follows it on the same a.
+    (im2col): the kernel op's cache keeps what they are built from (the padded a),
+    and ``second`` leaves J a in ctx for the ``jvp`` that follows it on the same a.
     """
 
     def __init__(self, forward, backward, settings):
@@ -252,7 +252,7 @@ class _Convolution:
 
 class _ConvContext:
     """What a convolution's forward leaves for the penalty's other passes: the kernel
-    op's cache (the windows of h), the weight used (W_sn under spectral norm), the
+    op's cache (the padded h, whose windows its backward builds), the weight used (W_sn under spectral norm), the
     bias, the settings, the spectral-norm ctx, and J a of ``second`` for ``jvp``."""
 
     __slots__ = ("cache", "W", "b", "settings", "sn_ctx", "a", "Ja")

@@ -741,7 +741,12 @@ def plot_interpolation(generator, n_rows=None, n_steps=10, seed=0, labels=None,
     """
     from minigan.backend import make_rng
 
-    conditional = hasattr(generator, "n_classes")  # a minigan.gan.ConditionalGAN
+    from minigan.gan import ConditionalGAN, LabelledGenerator
+
+    if isinstance(generator, LabelledGenerator):
+        raise TypeError("plot_interpolation: a conditional G needs its labels; pass the "
+                        "ConditionalGAN itself (it knows how to attach them), not its G.")
+    conditional = isinstance(generator, ConditionalGAN)
     if latent_dim is None:
         latent_dim = getattr(generator, "latent_dim", None)
     if latent_dim is None:

@@ -214,6 +214,12 @@ DCGAN = {"arch": "dcgan", "image_shape": [1, 28, 28], "g_channels": [128, 64],
          "pack": 2, "lr_g": 4e-4, "lr_d": 4e-4, "steps": 12000, "lr_decay_start": 0.5,
          "lr_final": 0.1, "ema_decay": 0.999}
 
+# A conditional GAN (--conditional) is told which digit to draw, so its classes
+# are balanced by construction and it needs no packing: the plain classic
+# settings (12,000 steps, constant learning rate) give 10/10 classes, KL 0.000
+# from uniform and 97% of the asked class (seeds 0 and 1, benchmarks/RESULTS.md).
+# --arch dcgan is laid over these, so the conditional DCGAN has the DCGAN's schedule
+# and packs pairs like the unconditional one.
 CONDITIONAL = {"pack": 1, "steps": 12000, "lr_decay_start": 1.0, "lr_final": 1.0}
 
 TOY_DATASETS = ("ring8", "grid25", "gaussian1d", "spiral", "moons")

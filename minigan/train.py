@@ -482,6 +482,15 @@ class ImageSnapshots(Callback):
         if self.every and gan.step % self.every == 0:
             self.record(gan)
 
+    def on_end(self, gan):
+        # the last row is the run's end, also when it stopped between two snapshots
+        # (--stop-after, Ctrl-C, a length that is not a multiple of every); not after
+        # a divergence, whose images would be NaN
+        if self.snapshots and self.snapshots[-1][0] != gan.step:
+            self.record(gan)
+            if not np.isfinite(self.snapshots[-1][1]).all():
+                self.snapshots.pop()
+
     def record(self, gan):
         """Add G's images of the fixed noise at the GAN's current step."""
         # the same seed each time: the same n vectors z, hence columns that follow one z

@@ -697,3 +697,23 @@ def test_bad_arguments_say_what_was_expected(dev):
         kernels.conv2d_forward(dev(np.ones((2, 2, 5, 5)), "float32"), W, None)
     with pytest.raises(ValueError, match=r"cols must have shape \(2, 18, 9\)"):
         F.col2im(dev(np.ones((2, 18, 8))), (2, 2, 5, 5), 3, 3)
+
+
+@pytest.mark.parametrize("transpose", [False, True], ids=["conv2d", "conv_transpose2d"])
+def test_fast_backward_refuses_an_upstream_gradient_of_another_size(dev, transpose):
+    """The fast path builds its windows with as_strided, which checks no bounds: a dout
+    one pixel too large would read past the end of the image instead of failing."""
+    x = dev(np.ones((2, 3, 6, 6)))
+    if transpose:
+        W = dev(np.ones((3, 2, 4, 4)))
+        out, cache = kernels.conv_transpose2d_forward(x, W, None, 2, 1)
+        backward, grad_W = kernels.conv_transpose2d_backward, dev(np.zeros((3, 2, 4, 4)))
+    else:
+        W = dev(np.ones((2, 3, 3, 3)))
+        out, cache = kernels.conv2d_forward(x, W, None, 1, 0)
+        backward, grad_W = kernels.conv2d_backward, dev(np.zeros((2, 3, 3, 3)))
+    N, C, H, W_out = out.shape
+    # two pixels: one more is a valid output_padding of the stride-2 transposed convolution
+    too_large = dev(np.ones((N, C, H + 2, W_out + 2)))
+    with pytest.raises(ValueError, match="must have the shape of the forward's output"):
+        backward(too_large, cache, grad_W, None)

@@ -513,7 +513,10 @@ plt.show()
 # or G's output layer); ReLU in G with a tanh output, LeakyReLU with slope 0.2 in D;
 # weights drawn from $\mathcal{N}(0, 0.02^2)$; Adam with learning rate $2 \cdot 10^{-4}$ and
 # $\beta_1 = 0.5$. minigan's `presets.DCGAN` is that network at MNIST size, laid over the
-# `mnist` preset of chapter 9 (this is what `--arch dcgan` does on the command line):
+# `mnist` preset of chapter 9 (this is what `--arch dcgan` does on the command line), with
+# what measuring changed (below, and in `benchmarks/RESULTS.md`): D without batch norm and
+# judging pairs of images, and a higher learning rate that decays over the second half
+# of a longer run:
 #
 # * **G**: the noise goes through a dense layer to a stack of small feature maps
 #   ($7 \times 7$ for MNIST), then transposed convolutions ($k = 4$, $s = 2$, $p = 1$)
