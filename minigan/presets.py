@@ -209,6 +209,8 @@ PRESETS["fashion-mnist"] = {**copy.deepcopy(PRESETS["mnist"]), "dataset": "fashi
 #   which the samples' statistics could hide behind): KL 0.013;
 # * lr 4e-4 and 12,000 steps (12.8 epochs), decaying to 0.1 of it over the
 #   second half, sampling from the moving average of G.
+# On three seeds: 10/10 classes, KL 0.017-0.030, Inception score 7.2-7.3, still below
+# the MLP GAN's 8.3 (many samples are strokes that are not quite one digit).
 DCGAN = {"arch": "dcgan", "image_shape": [1, 28, 28], "g_channels": [128, 64],
          "d_channels": [64, 128], "g_batchnorm": True, "d_batchnorm": False, "init": "normal",
          "pack": 2, "lr_g": 4e-4, "lr_d": 4e-4, "steps": 12000, "lr_decay_start": 0.5,
