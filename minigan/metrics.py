@@ -768,14 +768,8 @@ def classification_accuracy_score(generator, n=60000, epochs=CLASSIFIER_EPOCHS, 
         _check_cas_numbers(n, epochs, baseline, train_images.shape[0])
 
     start = time.perf_counter()
-    images, labels = _generate_labelled(draw, int(n), np.random.default_rng([seed, 11]))
-    seconds = {"sampling": time.perf_counter() - start}
-    if verbose:
-        print(f"CAS: drew {n} labelled digits in {seconds['sampling']:.1f} s; training the "
-              "classifier on them...", file=sys.stderr, flush=True)
-    cas, seconds["generated"] = trained_accuracy(images, labels, test_images, test_labels,
-                                                 epochs=epochs, seed=seed, verbose=verbose)
-    del images, labels
+    cas, seconds = _generated_accuracy(draw, n, (test_images, test_labels), epochs, seed,
+                                       verbose)
     real = None
     if baseline:
         if verbose:
@@ -794,6 +788,20 @@ def classification_accuracy_score(generator, n=60000, epochs=CLASSIFIER_EPOCHS, 
         "ema": ema_used,
         "seconds": seconds,
     }
+
+
+def _generated_accuracy(draw, n, test, epochs, seed, verbose):
+    """(accuracy, {"sampling", "generated" seconds}) of the CAS recipe on n digits that
+    ``draw`` makes, n/10 of each class, its noise seeded by ``seed``."""
+    start = time.perf_counter()
+    images, labels = _generate_labelled(draw, int(n), np.random.default_rng([seed, 11]))
+    seconds = {"sampling": time.perf_counter() - start}
+    if verbose:
+        print(f"CAS: drew {n} labelled digits in {seconds['sampling']:.1f} s; training the "
+              "classifier on them...", file=sys.stderr, flush=True)
+    cas, seconds["generated"] = trained_accuracy(images, labels, *test, epochs=epochs,
+                                                 seed=seed, verbose=verbose)
+    return cas, seconds
 
 
 def _real_baseline(train, n, test, epochs, seed, verbose):

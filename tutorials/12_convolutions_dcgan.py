@@ -540,14 +540,8 @@ gan = build_gan(config, seed=0)
 print("G:", gan.G)
 print("D:", gan.D)
 mlp_gan = build_gan({**preset("mnist"), "pack": 1}, seed=0)
-
-
-def n_params(model):
-    return sum(int(p.size) for p, _ in model.parameters())
-
-
-print(f"parameters: DCGAN G {n_params(gan.G):,}, D {n_params(gan.D):,};  "
-      f"chapter 9's MLP GAN: G {n_params(mlp_gan.G):,}, D {n_params(mlp_gan.D):,}")
+print(f"parameters: DCGAN G {gan.G.n_params:,}, D {gan.D.n_params:,};  "
+      f"chapter 9's MLP GAN: G {mlp_gan.G.n_params:,}, D {mlp_gan.D.n_params:,}")
 del mlp_gan
 
 # %% [markdown]

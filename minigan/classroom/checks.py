@@ -176,6 +176,14 @@ def unpack(result, names, func: str):
     return tuple(result)
 
 
+def nth_backward(out, i, func: str):
+    """What the i-th recorded call of a backward returned, or a Fail naming ``func``."""
+    calls = out.get("backward")
+    if not isinstance(calls, list) or len(calls) <= i:
+        raise Fail(f"{func} returned nothing readable")
+    return calls[i]
+
+
 def _hint(got, expected, factor_hints=None) -> str:
     """A guess at what went wrong, from how ``got`` relates to ``expected``."""
     if got.shape != expected.shape:
@@ -317,10 +325,7 @@ class _DenseCheck(Check):
         return res
 
     def backward_out(self, out, i=0):
-        calls = out.get("backward")
-        if not isinstance(calls, list) or len(calls) <= i:
-            raise Fail("dense_backward returned nothing readable")
-        return calls[i]
+        return nth_backward(out, i, "dense_backward")
 
 
 @check("minigan.functional.dense_forward", "out matches the reference (float64)", points=2)
@@ -938,10 +943,7 @@ class _ConvCheck(Check):
         return fx
 
     def backward_out(self, out, i=0):
-        calls = out.get("backward")
-        if not isinstance(calls, list) or len(calls) <= i:
-            raise Fail("conv2d_backward returned nothing readable")
-        return calls[i]
+        return nth_backward(out, i, "conv2d_backward")
 
     def judge(self, fx, out):
         names = CONV_NAMES if self.bias else CONV_NAMES[:2]

@@ -46,26 +46,17 @@ class FastPath:
 #: helpers that hold the fast col2im and weight gradient are withheld.
 _PLAIN_CONVOLUTIONS = {
     "conv2d_forward": "return F.conv2d_forward(x, W, b, stride, padding)\n",
-    "conv2d_backward": """\
-dx, dW, db = F.conv2d_backward(dout, cache, need_dx=need_dx,
-                               need_param_grads=need_param_grads)
+    **{name: f"""\
+dx, dW, db = F.{name}(dout, cache, need_dx=need_dx,
+                     need_param_grads=need_param_grads)
 if need_param_grads:
     grad_W += dW
     if grad_b is not None:
         grad_b += db
 return dx
-""",
+""" for name in ("conv2d_backward", "conv_transpose2d_backward")},
     "conv_transpose2d_forward":
         "return F.conv_transpose2d_forward(x, W, b, stride, padding, output_padding)\n",
-    "conv_transpose2d_backward": """\
-dx, dW, db = F.conv_transpose2d_backward(dout, cache, need_dx=need_dx,
-                                         need_param_grads=need_param_grads)
-if need_param_grads:
-    grad_W += dW
-    if grad_b is not None:
-        grad_b += db
-return dx
-""",
     **{name: "raise NotImplementedError(\"withheld with Exercises 12.1 and 12.2\")\n"
        for name in ("_col2im_rows", "_im2col_weight_grad", "_add_param_grads")},
 }
