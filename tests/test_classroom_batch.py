@@ -61,8 +61,9 @@ def test_a_class_is_graded_in_parallel_into_a_gradebook(fresh, tmp_path):
     by_name = {r[0]: r for r in rows[1:]}
     assert set(by_name) == {"alice", "bob", "carol", "dave", "empty"}
     total = sum(m for _, m in book.exercises)
-    assert float(by_name["alice"][-1]) == total
-    assert 0 < float(by_name["bob"][-1]) < total and float(by_name["carol"][-1]) == 0
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert float(by_name["alice"][-1]) == total, summary
+    assert 0 < float(by_name["bob"][-1]) < total and float(by_name["carol"][-1]) == 0, summary
     col = header.index("Exercise 1.5")
     assert float(by_name["dave"][col]) == 0 and float(by_name["dave"][-1]) == total - book.exercises[col - 1][1]
     assert float(by_name["empty"][-1]) == 0
@@ -70,7 +71,6 @@ def test_a_class_is_graded_in_parallel_into_a_gradebook(fresh, tmp_path):
         assert (tmp_path / "out" / name / "feedback.md").exists()
         assert (tmp_path / "out" / name / "grades.json").exists()
     assert "timed out" in (tmp_path / "out" / "dave" / "feedback.md").read_text()
-    summary = (tmp_path / "out" / "summary.md").read_text()
     assert "| alice |" in summary and "not graded" in summary
 
 
@@ -212,6 +212,62 @@ def test_the_detected_sandbox_is_reported():
     if box.name != "bwrap":
         pytest.skip(f"bubblewrap unavailable: {text}")
     assert not box.missing or not sandbox._is_root()
+
+
+needs_uids = pytest.mark.skipif(
+    not (sandbox._is_root() and shutil.which("setpriv")),
+    reason="runner uids of their own need root and setpriv")
+
+
+@needs_uids
+def test_a_uid_whose_process_cap_is_taken_elsewhere_is_given_up(fresh, tmp_path, monkeypatch):
+    """Another container on the same kernel may run its own grader's processes under
+    the same uid number: invisible here, but they count against RLIMIT_NPROC, so the
+    runner cannot even start. The grader must retry on another uid, not blame the
+    student (a CI run once gave one student of four 0 points this way)."""
+    import time
+
+    sub = student(fresh, tmp_path / "s", STUDENT_SOLUTIONS)
+    limits = sandbox.Limits(wall=60, processes=4)
+    box = sandbox.detect()
+    # as if in another container: not seen, and out of reach of the grader's kill
+    monkeypatch.setattr(sandbox, "_uids_with_processes", set)
+    monkeypatch.setattr(sandbox, "kill_uid", lambda uid: None)
+    probe = sandbox.SlotPool(1)
+    with probe.slot() as uid:
+        pass
+    del probe  # frees the lock: the grader's pool starts its search at the same uid
+    monkeypatch.setattr(sandbox.random, "randrange", lambda n: uid - sandbox.FIRST_UID)
+    hogs = [subprocess.Popen(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
+                              "sleep", "60"]) for _ in range(limits.processes + 1)]
+    try:
+        deadline = time.monotonic() + 10
+        while sandbox._process_uids().count(uid) <= limits.processes and time.monotonic() < deadline:
+            time.sleep(0.05)
+        rep = grader.grade(sub, write=False, exercises=["1.1"], jobs=1, seed=1, limits=limits,
+                           box=box, substitute=False)
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
+    assert rep.exercise("1.1").status == "passed", rep.to_markdown()
+
+
+def test_a_runner_that_never_starts_is_not_the_students_fault(fresh, tmp_path, monkeypatch):
+    sub = student(fresh, tmp_path / "s", STUDENT_SOLUTIONS)
+    real = sandbox.command
+
+    def broken(*args, **kwargs):  # an interpreter that cannot start
+        prefix, inside, sites = real(*args, **kwargs)
+        return prefix[:-1] + ["/bin/sh", "-c", "echo 'cannot start' >&2; exit 126", "sh"], inside, sites
+
+    monkeypatch.setattr(sandbox, "command", broken)
+    rep = grader.grade(sub, write=False, exercises=["1.1"], jobs=1, seed=1)
+    ex = rep.exercise("1.1")
+    assert ex.points == 0 and ex.status == "error"
+    text = " ".join(c.message for c in ex.checks)
+    assert "could not start its runner" in text and "says nothing about your code" in text, text
+    assert "cannot start" in text and "os._exit" not in text
 
 
 def test_the_grader_never_imports_student_code(fresh, tmp_path):

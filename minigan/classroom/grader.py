@@ -105,6 +105,10 @@ def _no_result(raw, chk, limits):
         return "timeout", "not run: the exercise hit its time limit"
     if outcome.output_exceeded:
         return "error", _output_limit(limits)
+    if not raw.started:
+        return "error", ("the grader could not start its runner (twice), so this check did not run "
+                         f"and says nothing about your code: {outcome.stderr_tail or 'no output'} "
+                         f"(exit code {outcome.returncode}). Ask your teacher to grade again.")
     tail = f"; last output: {outcome.stderr_tail}" if outcome.stderr_tail else ""
     return "error", (f"the grading process died (exit code {outcome.returncode}) before this check "
                      f"finished{tail}; does your code call os._exit, crash Python, or use more "
@@ -164,11 +168,17 @@ def _judge(chk, fx, outs):
 
 
 def run_exercise(student_root, info, chks, plan: Plan, slots, substitute=None) -> ExerciseResult:
-    with slots.slot() as uid:
-        raw = run_checks(student_root, chks, {c.key: plan.fixtures[c.key] for c in chks},
-                         box=plan.box, limits=plan.limits, uid=uid, exercise_id=info.id,
-                         substitution=substitute,
-                         reference_pkg=plan.ref_root / "minigan" if plan.ref_root else None)
+    for _ in range(2):
+        with slots.slot() as uid:
+            raw = run_checks(student_root, chks, {c.key: plan.fixtures[c.key] for c in chks},
+                             box=plan.box, limits=plan.limits, uid=uid, exercise_id=info.id,
+                             substitution=substitute,
+                             reference_pkg=plan.ref_root / "minigan" if plan.ref_root else None)
+            if raw.started or raw.outcome.timed_out:
+                break
+            # e.g. "setpriv: failed to execute python: Resource temporarily unavailable": the
+            # uid's process cap is taken by processes we cannot see (another container's)
+            slots.retire(uid)
     return score_exercise(info, chks, raw, plan)
 
 

@@ -38,6 +38,7 @@ class SubmissionError(RuntimeError):
 class RawRun:
     items: dict = field(default_factory=dict)     # key -> {suffix: ("ok", value) | ("error", info)}
     current: str | None = None                    # the check running when the process stopped
+    started: bool = False                         # did the runner get as far as the first check?
     done: bool = False
     outcome: sandbox.Outcome | None = None
     edits: dict = field(default_factory=dict)     # substituted functions, for line mapping
@@ -104,6 +105,9 @@ def _write_job(tmp: Path, chks, fixtures: dict):
 def _read_results(out: Path) -> RawRun:
     raw = RawRun()
     progress = channel.load_json(out / "progress.json", 1 << 16)
+    # written before any of the student's code is imported: without it the runner never
+    # started (the sandbox, the interpreter or the uid failed), and the student is not to blame
+    raw.started = progress is not None
     if isinstance(progress, dict) and isinstance(progress.get("current"), str):
         raw.current = progress["current"]
     results = channel.load_json(out / "results.json", 4 << 20)

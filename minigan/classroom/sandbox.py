@@ -28,10 +28,12 @@ import contextlib
 import functools
 import os
 import queue
+import random
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -202,19 +204,28 @@ def _limits_preexec(limits: Limits, nproc):
     return apply
 
 
-def _own_process_count():
-    """The grader's user's processes, or None where /proc is missing (macOS)."""
+def _process_uids():
+    """The owner's uid of every process visible here, or None where /proc is missing (macOS)."""
     if not os.path.isdir("/proc"):
         return None
-    uid = os.getuid()
-    count = 0
+    uids = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                count += os.stat(f"/proc/{entry}").st_uid == uid
+                uids.append(os.stat(f"/proc/{entry}").st_uid)
             except OSError:
                 pass
-    return count
+    return uids
+
+
+def _own_process_count():
+    """The grader's user's processes, or None where /proc is missing."""
+    uids = _process_uids()
+    return None if uids is None else uids.count(os.getuid())
+
+
+def _uids_with_processes():
+    return set(_process_uids() or ())
 
 
 def child_env():
@@ -306,32 +317,59 @@ class SlotPool:
     """Parallel runners each take a slot: a uid (and so a process cap) of its own.
 
     Each uid is locked (flock) for the pool's lifetime, so two graders on one
-    machine never share a uid, and never kill each other's runners.
+    machine never share a uid, and never kill each other's runners. A lock file
+    only coordinates graders that see the same /run/lock, and the process cap
+    (RLIMIT_NPROC) counts a uid's processes in the whole kernel: a grader in another
+    container on the same host may be using the same uid number. So the search
+    starts at a random uid, skips uids that have processes here, and a uid whose
+    runner could not even start is given up for another (``retire``).
     """
 
     def __init__(self, n: int):
         self._free = queue.Queue()
-        self._locks = []
+        self._locks = {}                                  # uid -> locked fd
+        self._retired = set()
+        self._lock = threading.Lock()
         if not _is_root():  # no uid of its own to give: the slots only bound parallelism
             for uid in range(FIRST_UID, FIRST_UID + max(1, n)):
                 self._free.put(uid)
             return
+        os.makedirs(LOCK_DIR, mode=0o700, exist_ok=True)
+        start = random.randrange(UID_COUNT)
+        self._candidates = [FIRST_UID + (start + i) % UID_COUNT for i in range(UID_COUNT)]
+        for _ in range(n):
+            uid = self._lock_another()
+            if uid is None:
+                break
+            self._free.put(uid)
+        if not self._locks:
+            raise RuntimeError(f"no free runner uid in {FIRST_UID}..{FIRST_UID + UID_COUNT - 1}")
+
+    def _lock_another(self):
+        """Lock the next free uid that has no processes here; None when none is left."""
         import fcntl  # POSIX only, and only root gets here
 
-        os.makedirs(LOCK_DIR, mode=0o700, exist_ok=True)
-        for uid in range(FIRST_UID, FIRST_UID + UID_COUNT):
-            if len(self._locks) == n:
-                break
+        busy = _uids_with_processes()
+        while self._candidates:
+            uid = self._candidates.pop(0)
+            if uid in busy:
+                continue
             fd = os.open(os.path.join(LOCK_DIR, f"{uid}.lock"), os.O_CREAT | os.O_RDWR, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
                 os.close(fd)
                 continue
-            self._locks.append(fd)
-            self._free.put(uid)
-        if not self._locks:
-            raise RuntimeError(f"no free runner uid in {FIRST_UID}..{FIRST_UID + UID_COUNT - 1}")
+            self._locks[uid] = fd
+            return uid
+        return None
+
+    def retire(self, uid):
+        """Give ``uid`` up when its slot is returned: its runner could not start (its
+        process cap is taken, by processes this grader cannot see or kill)."""
+        if self._locks:
+            with self._lock:
+                self._retired.add(uid)
 
     @contextlib.contextmanager
     def slot(self):
@@ -339,10 +377,17 @@ class SlotPool:
         try:
             yield uid
         finally:
+            with self._lock:
+                if uid in self._retired:
+                    self._retired.discard(uid)
+                    new = self._lock_another()
+                    if new is not None:  # none left: keep the old one
+                        os.close(self._locks.pop(uid))
+                        uid = new
             self._free.put(uid)
 
     def __del__(self):
-        for fd in getattr(self, "_locks", []):
+        for fd in getattr(self, "_locks", {}).values():
             try:
                 os.close(fd)
             except OSError:
