@@ -434,6 +434,22 @@ def machine_info(threads, torch=None):
     return info
 
 
+def share_threads(arch, threads, backend="numpy"):
+    """minigan's threads as ``python -m minigan train`` gives them (``minigan._threads.
+    share_threads``): a DCGAN's convolutions run their chunks on ``threads`` threads of
+    their own with one BLAS thread each; the MLP GAN's products get the BLAS threads.
+    Returns a line to print."""
+    if backend != "numpy":
+        return None
+    from minigan import _threads
+
+    _threads.share_threads(threads, convolutional=arch == "dcgan")
+    if arch == "dcgan":
+        return (f"# minigan: the convolutions' chunks on {threads} thread(s), one BLAS thread "
+                "each (as `python -m minigan train --arch dcgan` runs them)")
+    return None
+
+
 def import_torch():
     """PyTorch if installed, else None (the comparison is then skipped)."""
     try:

@@ -298,6 +298,7 @@ def main(argv=None):
           + (f"; PyTorch {info['torch']}" if torch else "; no PyTorch")
           + f"; load average {C.loadavg()}")
     if args.arch == "dcgan":
+        print(C.share_threads(args.arch, threads))
         for batch in args.batch_sizes:
             real = C.real_batch(batch, seed=args.seed + 7)
             m = minigan_layer_breakdown(C.minigan_dcgan("numpy", seed=args.seed), real, args)

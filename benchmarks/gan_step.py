@@ -33,8 +33,11 @@ compute the same thing.
 Threads: ``--threads`` (default: the cores this process may use) goes to
 OpenBLAS/MKL/OpenMP through OPENBLAS_NUM_THREADS, MKL_NUM_THREADS and
 OMP_NUM_THREADS (set before NumPy is imported, which is the only time BLAS
-reads them) and to torch.set_num_threads. With threadpoolctl installed the
-script reports what the loaded BLAS libraries actually use.
+reads them) and to torch.set_num_threads. With --arch dcgan minigan then
+uses them as its training command does: the convolutions cut each layer into
+chunks of samples and run them on that many threads of their own, one BLAS
+thread each (``minigan._threads.share_threads``). With threadpoolctl installed
+the script reports what the loaded BLAS libraries actually use.
 
 GFLOP/s counts only the matrix products the maths needs (``_common.step_flops``
 over ``_common.layer_macs``: for a convolution, one kernel dot product per
@@ -188,6 +191,9 @@ def main(argv=None):
     print(f"# float32 GEMM {n_gemm}^3: {peak:.1f} GFLOP/s ({args.backend})"
           + (f", {torch_peak:.1f} GFLOP/s (PyTorch)" if torch_peak else "")
           + f"; load average {C.loadavg()}")
+    shared = C.share_threads(args.arch, threads, args.backend)  # after the GEMM rate: BLAS's own
+    if shared:
+        print(shared)
 
     results = []
     header = (f"{'batch':>6} {'minigan ms':>11} " + "".join(

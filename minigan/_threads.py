@@ -4,19 +4,25 @@ The toy networks multiply matrices of a few hundred rows: a second BLAS thread
 saves nothing there, and on a busy machine its spinning makes every step
 several times slower. ``blas_threads`` decides, ``limit_blas_threads`` applies
 the decision, ``blas_info`` describes the library for ``minigan info``.
+``share_threads`` gives a convolutional model's threads to the kernels instead
+(a layer's chunks on the threads, one BLAS thread each; ``workers`` tells them).
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 
 import numpy as np
 
-__all__ = ["THREAD_ENV", "blas_threads", "limit_blas_threads", "blas_info"]
+__all__ = ["THREAD_ENV", "blas_threads", "limit_blas_threads", "blas_info", "share_threads",
+           "blas_thread_count", "workers", "one_blas_thread"]
 
 THREAD_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 _SET_THREADS = ("openblas_set_num_threads", "openblas_set_num_threads64_",
                 "scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads")
+_GET_THREADS = tuple(name.replace("_set_", "_get_") for name in _SET_THREADS)
 
 
 def blas_threads(requested, is_image):
@@ -64,26 +70,94 @@ def limit_blas_threads(n, force=False):
 
 
 def _openblas_set_threads(n):
-    import ctypes
+    functions = _openblas_functions(loaded_openblas())
+    for _, set_threads in functions:
+        set_threads(n)
+    return bool(functions)
 
+
+def loaded_openblas():
+    """The OpenBLAS libraries this process has loaded (paths), from /proc/self/maps."""
     try:
         with open("/proc/self/maps") as f:
-            libs = {line.split()[-1] for line in f if "openblas" in line.lower()}
+            return tuple(sorted({line.split()[-1] for line in f if "openblas" in line.lower()}))
     except OSError:
-        return False
-    done = False
-    for lib in sorted(libs):
+        return ()
+
+
+@functools.lru_cache(maxsize=None)
+def _openblas_functions(libs):
+    """[(get_num_threads, set_num_threads)] of each library in ``libs`` that has both."""
+    import ctypes
+
+    found = []
+    for lib in libs:
         try:
             handle = ctypes.CDLL(lib)
         except OSError:
             continue
-        for name in _SET_THREADS:
-            fn = getattr(handle, name, None)
-            if fn is not None:
-                fn(ctypes.c_int(n))
-                done = True
+        for get_name, set_name in zip(_GET_THREADS, _SET_THREADS):
+            get, set_ = getattr(handle, get_name, None), getattr(handle, set_name, None)
+            if get is not None and set_ is not None:
+                set_.argtypes = [ctypes.c_int]
+                found.append((get, set_))
                 break
-    return done
+    return found
+
+
+@functools.lru_cache(maxsize=1)
+def _numpy_openblas():
+    """NumPy's OpenBLAS as [(get, set)], or [] (MKL, Accelerate, no /proc): asked once."""
+    return _openblas_functions(loaded_openblas())
+
+
+_chunk_threads = 1
+
+
+def share_threads(n, convolutional, force=True):
+    """Give a run's ``n`` threads to the convolutions or to the BLAS.
+
+    A convolutional model's step is mostly window copies, col2im's additions and
+    elementwise passes, which a BLAS thread never helps: there ``minigan.kernels``
+    runs each layer's chunks (and its large elementwise passes) on ``n`` threads
+    of its own, and the BLAS gets one thread (each of ours runs its own products).
+    Any other model's step is a few large products: the BLAS gets the ``n`` (None:
+    left as it is). ``force=False`` leaves a BLAS thread variable the user set alone.
+    True if the BLAS was asked.
+    """
+    global _chunk_threads
+    _chunk_threads = max(1, int(n)) if convolutional and n else 1
+    if n is None:
+        return False
+    return limit_blas_threads(1 if convolutional else n, force=force)
+
+
+def blas_thread_count():
+    """The threads NumPy's OpenBLAS uses now; None where it cannot be asked."""
+    functions = _numpy_openblas()
+    return functions[0][0]() if len(functions) == 1 else None
+
+
+def workers(most):
+    """How many threads may share a piece of work now: what ``share_threads`` gave
+    the kernels (1 unless a convolutional run asked), at most ``most``."""
+    return max(1, min(most, _chunk_threads))
+
+
+@contextlib.contextmanager
+def one_blas_thread():
+    """OpenBLAS on one thread inside (a guard: ``share_threads`` already asked for it):
+    each of our threads runs its own products, and BLAS threads on top of them
+    would only fight for the cores, spinning. Restored after."""
+    functions = _numpy_openblas()
+    before = [get() for get, _ in functions]
+    for _, set_threads in functions:
+        set_threads(1)
+    try:
+        yield
+    finally:
+        for (_, set_threads), n in zip(functions, before):
+            set_threads(n)
 
 
 def blas_info():

@@ -504,9 +504,14 @@ def _setup(run):
         raise CLIError(f"--stop-after {args.stop_after} is beyond --steps {run.config['steps']}")
     if run.backend == "numpy":
         threads, why = _threads.blas_threads(args.threads, run.config["dataset"] in IMAGE_DATASETS)
-        if threads is not None and _threads.limit_blas_threads(
-                threads, force=args.threads is not None) and why and not args.quiet:
-            print(f"Using {threads} BLAS thread{'s' if threads > 1 else ''}: {why}.", flush=True)
+        if run.config.get("arch") == "dcgan":  # the kernels share the layers' chunks out
+            threads = threads or _threads.blas_thread_count() or 1
+            done = _threads.share_threads(threads, convolutional=True)
+        else:
+            done = _threads.share_threads(threads, convolutional=False,
+                                          force=args.threads is not None)
+        if done and why and not args.quiet:
+            print(f"Using {threads} thread{'s' if threads > 1 else ''}: {why}.", flush=True)
     run.dataset, run.stream = _training_data(run)
     run.out = args.out if args.out is not None else rundir.new_name(args.dataset)
     run.lock = rundir.claim(run.out, args.overwrite, args.resume)
@@ -1098,8 +1103,9 @@ def _add_run_options(p):
                    help="stop after this step (the learning-rate schedule still spans "
                         "--steps) and save; continue later with --resume")
     p.add_argument("--threads", type=_positive_int, default=None,
-                   help="BLAS threads (default: 1 for the toy sets; for images the library's "
-                        "default, fewer when the machine is busy)")
+                   help="CPU threads: the BLAS's, or for --arch dcgan the convolutions' own, "
+                        "each with one BLAS thread (default: 1 for the toy sets; for images "
+                        "the BLAS library's default, fewer when the machine is busy)")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
 

@@ -9,9 +9,11 @@ faster where the arrays allow it:
 * NumPy arrays: the functional code itself, except for Adam, whose update runs
   over cache-sized blocks with no temporaries (``adam_step`` below), and the
   convolutions, which run as a few large matrix products per layer (one per chunk
-  of samples; one per layer on a GPU) with the channels last inside (see "convolutions" below; the same array code on CuPy, with
-  cuBLAS's products and no cuDNN), and the image batch norm, which sums over
-  (N, H, W) in place instead of moving the channels last and back.
+  of samples, the chunks on several threads where the run asked for them; one per
+  layer on a GPU) with the channels last inside (see "convolutions" below; the same
+  array code on CuPy, with cuBLAS's products and no cuDNN), and the image batch
+  norm, which sums over (N, H, W) in place instead of moving the channels last and
+  back (by groups of channels, on those threads too).
 
 The layers, the optimisers and the GAN loop call these functions and never ask
 which backend they are on. Every forward returns ``(out, cache)`` and every
@@ -26,7 +28,7 @@ import importlib
 
 import numpy as np
 
-from minigan import _fused
+from minigan import _fused, _threads
 from minigan import functional as F
 from minigan.backend import _is_cupy, array_module
 
@@ -42,6 +44,54 @@ __all__ = [
 def _on_gpu(*arrays):
     """True when every array is a CuPy array: the fused kernels are for the GPU only."""
     return all(_is_cupy(a) for a in arrays)
+
+
+# ----------------------------------------------------------------------- threads
+#
+# ``_threads.share_threads`` gives a convolutional run's threads to these kernels
+# (``_threads.workers`` says how many): the chunks of a convolution, the channel
+# groups of the image batch norm and the blocks of rows of a large activation
+# backward then run on them. Elsewhere (the MLP GAN, a GPU) all runs on the caller's thread.
+
+
+#: Chunks are dealt to this many lanes, round robin (chunk c to lane c % LANES), and
+#: up to this many threads run the lanes at once. A lane's partial sums are added in
+#: chunk order and the lanes in lane order, so the weight gradients come out the same
+#: on 1, 2 or 4 threads: a run resumed with another --threads goes on bit for bit.
+LANES = 4
+_POOLS = {}
+
+
+def _pool(workers):
+    """The kernels' threads (started once, on first use)."""
+    if workers not in _POOLS:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOLS[workers] = ThreadPoolExecutor(workers, thread_name_prefix="minigan-chunks")
+    return _POOLS[workers]
+
+
+#: Below this size an elementwise pass is not worth a thread's start.
+ROWS_BYTES = 1 << 18
+
+
+def _by_rows(f, *arrays):
+    """f(*arrays) for an elementwise f, on the CPU: with the convolutions' threads
+    (``_threads.share_threads``), each thread computes f on a block of rows of a
+    large array; elementwise, so the numbers are the same whatever the split."""
+    first = arrays[0]
+    n = first.shape[0] if first.ndim else 0
+    workers = _threads.workers(LANES) if first.nbytes >= ROWS_BYTES else 1
+    if workers == 1 or n < workers:
+        return f(*arrays)
+    out = np.empty(first.shape, dtype=np.result_type(*arrays))
+
+    def block(i):
+        r0, r1 = n * i // workers, n * (i + 1) // workers
+        out[r0:r1] = f(*(a[r0:r1] for a in arrays))
+
+    list(_pool(workers).map(block, range(workers)))
+    return out
 
 
 # --------------------------------------------------------------------------- dense
@@ -75,21 +125,22 @@ tanh_forward = F.tanh_forward
 def relu_backward(dout, cache):
     if _on_gpu(dout):
         return _fused.relu_backward(dout, cache)
-    return F.relu_backward(dout, cache)
+    return _by_rows(lambda d, out: F.relu_backward(d, out), dout, cache)
 
 
 def leaky_relu_forward(x, negative_slope=0.01):
     if _on_gpu(x):
         negative_slope = float(negative_slope)
         return _fused.leaky_relu(x, negative_slope), (x, negative_slope)
-    return F.leaky_relu_forward(x, negative_slope)
+    return F.leaky_relu_forward(x, negative_slope)  # two passes: not worth a thread's start
 
 
 def leaky_relu_backward(dout, cache):
     if _on_gpu(dout):
         x, negative_slope = cache
         return _fused.leaky_relu_backward(dout, x, negative_slope)
-    return F.leaky_relu_backward(dout, cache)
+    x, negative_slope = cache
+    return _by_rows(lambda d, rows: F.leaky_relu_backward(d, (rows, negative_slope)), dout, x)
 
 
 def sigmoid(x):
@@ -113,7 +164,7 @@ def sigmoid_backward(dout, cache):
 def tanh_backward(dout, cache):
     if _on_gpu(dout):
         return _fused.tanh_backward(dout, cache)
-    return F.tanh_backward(dout, cache)
+    return _by_rows(lambda d, t: F.tanh_backward(d, t), dout, cache)
 
 
 # ----------------------------------------------------------------------- convolutions
@@ -131,7 +182,11 @@ def tanh_backward(dout, cache):
 # * col2im runs one kernel offset at a time, each a matrix product whose result is
 #   added into a strided slice of the padded output (``_col2im_rows``): as fast as
 #   one large product followed by the additions, without its (N L, kH kW C)
-#   temporary (13 MB for DCGAN's 64 -> 128 layer at batch 64; kH kW times the input).
+#   temporary (13 MB for DCGAN's 64 -> 128 layer at batch 64; kH kW times the input);
+# * each chunk also does its own padding, bias and move back to NCHW, and on the CPU
+#   the chunks of a layer run on the threads that ``_threads.share_threads`` gave the
+#   convolutions (``_run_lanes``), one BLAS thread each: the copies and additions,
+#   which a BLAS thread never helps, then use every core too.
 #
 # The same numbers as ``functional`` up to rounding: each output is the same sum of
 # products, added in another order (another K order, BLAS blocking), so float32
@@ -151,12 +206,6 @@ def _to_rows(x):
     return x.transpose(0, 2, 3, 1).reshape(N * H * W, C)
 
 
-def _from_rows(rows, shape):
-    """(N H W, C) or a (N, H, W, C) view -> contiguous (N, C, H, W) of ``shape``."""
-    N, C, H, W = shape
-    return array_module(rows).ascontiguousarray(rows.reshape(N, H, W, C).transpose(0, 3, 1, 2))
-
-
 #: Bytes of window rows (im2col) per chunk of samples on the CPU. The whole window
 #: matrix of the paper's (unpacked) D's 64 -> 128 convolution is 13 MB at batch 64 and
 #: 51 MB at 256: built
@@ -169,9 +218,27 @@ COL2IM_BYTES = 1 << 20
 
 
 def _chunks(x, n, bytes_per_sample, budget):
-    """(the (n0, n1) sample ranges, the most samples in one) to cut a batch of n into."""
-    per = max(1, n) if _on_gpu(x) else max(1, min(n, budget // max(1, bytes_per_sample)))
+    """(the (n0, n1) sample ranges, the most samples in one) to cut a batch of n into:
+    on the CPU at most ``budget`` bytes each, and at least LANES chunks where the batch
+    has that many samples (so that every lane has work); on a GPU one chunk."""
+    per = max(1, n) if _on_gpu(x) else max(1, min(-(-n // LANES), budget // max(1, bytes_per_sample)))
     return [(n0, min(n, n0 + per)) for n0 in range(0, n, per)], per
+
+
+def _run_lanes(x, chunks, work):
+    """[work(lane's chunks) for each lane that has chunks], in lane order.
+
+    On the CPU with OpenBLAS on T > 1 threads (--threads), min(T, lanes) Python threads
+    run the lanes, each its own products with BLAS on one thread meanwhile: the window
+    copies and col2im's additions, which a BLAS thread never helps, then use every core
+    too (NumPy lets go of the GIL in copies, additions and products). Else one by one.
+    """
+    lanes = [chunks[k::LANES] for k in range(min(LANES, len(chunks)))]
+    workers = 1 if _on_gpu(x) or len(lanes) == 1 else _threads.workers(len(lanes))
+    if workers == 1:
+        return [work(lane) for lane in lanes]
+    with _threads.one_blas_thread():
+        return list(_pool(workers).map(work, lanes))
 
 
 def _padded_nhwc(x, p):
@@ -204,17 +271,34 @@ def _window_rows(windows, n0, n1, buf):
     return rows
 
 
-def _im2col_products(windows, right, out):
-    """out (N L, b) = im2col rows (N L, K) @ right (K, b), a chunk of samples at a time."""
+def _im2col_products(windows, right, finish, fill=None):
+    """For each chunk of samples n0..n1: fill(n0, n1) writes their part of the image
+    the windows read (if given), then their im2col rows ((n1 - n0) L, K) @ right (K, b)
+    go to finish(n0, n1, product), all on the chunk's thread."""
+    xp = array_module(right)
     N, H_out, W_out, kH, kW, C = windows.shape
     L, K = H_out * W_out, kH * kW * C
-    dtype = array_module(right).result_type(windows, right)  # mixed: the wider one
+    dtype = xp.result_type(windows, right)  # mixed: the wider one
     chunks, per = _chunks(right, N, L * K * dtype.itemsize, CHUNK_BYTES)
-    buf = array_module(right).empty((per * L, K), dtype=dtype)
-    for n0, n1 in chunks:
-        array_module(right).matmul(_window_rows(windows, n0, n1, buf), right,
-                                   out=out[n0 * L:n1 * L])
-    return out
+
+    def lane(its_chunks):
+        buf = xp.empty((per * L, K), dtype=dtype)
+        product = xp.empty((per * L, right.shape[1]), dtype=dtype)
+        for n0, n1 in its_chunks:
+            if fill is not None:
+                fill(n0, n1)
+            rows = _window_rows(windows, n0, n1, buf)
+            finish(n0, n1, xp.matmul(rows, right, out=product[:len(rows)]))
+
+    _run_lanes(right, chunks, lane)
+
+
+def _to_nchw(out, n0, n1, rows, bias=None):
+    """out[n0:n1] (NCHW) = rows ((n1 - n0) H W, C) channels last, plus bias (C,) if given."""
+    if bias is not None:
+        rows += bias
+    C, H, W = out.shape[1:]
+    out[n0:n1] = rows.reshape(n1 - n0, H, W, C).transpose(0, 3, 1, 2)
 
 
 def _im2col_weight_grad(left, windows):
@@ -225,22 +309,30 @@ def _im2col_weight_grad(left, windows):
     L, K = H_out * W_out, kH * kW * C
     dtype = xp.result_type(left, windows)  # mixed dtypes: computed in the wider one
     chunks, per = _chunks(left, N, L * K * dtype.itemsize, CHUNK_BYTES)
-    buf = xp.empty((per * L, K), dtype=dtype)
-    total = xp.zeros((left.shape[1], K), dtype=dtype)
-    if len(chunks) == 1:
-        return xp.matmul(left.T, _window_rows(windows, 0, N, buf), out=total)
-    part = xp.empty_like(total)
-    for n0, n1 in chunks:
-        xp.matmul(left[n0 * L:n1 * L].T, _window_rows(windows, n0, n1, buf), out=part)
-        total += part
-    return total
+
+    def lane(its_chunks):
+        buf = xp.empty((per * L, K), dtype=dtype)
+        total, part = xp.empty((left.shape[1], K), dtype=dtype), None
+        for c, (n0, n1) in enumerate(its_chunks):
+            product = xp.matmul(left[n0 * L:n1 * L].T, _window_rows(windows, n0, n1, buf),
+                                out=total if c == 0 else part)
+            if c > 0:
+                total += product
+            elif len(its_chunks) > 1:
+                part = xp.empty_like(total)
+        return total
+
+    totals = _run_lanes(left, chunks, lane)
+    for other in totals[1:]:
+        totals[0] += other
+    return totals[0]
 
 
-def _col2im_rows(rows, taps, out_shape, k, s, p):
-    """col2im(rows @ taps) as (N, H, W, C_b), a chunk of samples at a time: for each
-    kernel offset (i, j), a chunk's rows (n L, C_a) @ taps[i, j] (C_a, C_b) hold the
-    (i, j) entry of each of its windows, and are ADDED into the strided slice of the
-    chunk's padded output that those entries sit on."""
+def _col2im_rows(rows, taps, out_shape, k, s, p, bias=None):
+    """col2im(rows @ taps) as (N, C_b, H, W), plus bias if given, a chunk of samples at
+    a time: for each kernel offset (i, j), a chunk's rows (n L, C_a) @ taps[i, j]
+    (C_a, C_b) hold the (i, j) entry of each of its windows, and are ADDED into the
+    strided slice of the chunk's padded output (channels last) that those entries sit on."""
     xp = array_module(rows)
     (kH, kW), (sH, sW), (pH, pW) = k, s, p
     N, C, H, W = out_shape
@@ -248,21 +340,25 @@ def _col2im_rows(rows, taps, out_shape, k, s, p):
     L, padded = H_in * W_in, (H + 2 * pH, W + 2 * pW)
     dtype = xp.result_type(rows, taps)
     chunks, per = _chunks(rows, N, padded[0] * padded[1] * C * dtype.itemsize, COL2IM_BYTES)
-    pad = xp.empty((per, *padded, C), dtype=dtype)
-    product = xp.empty((per * L, C), dtype=dtype)
-    # one chunk (always on a GPU): the padded output itself, viewed without its padding
-    result = None if len(chunks) == 1 else xp.empty((N, H, W, C), dtype=dtype)
-    for n0, n1 in chunks:
-        m = n1 - n0
-        out, prod, chunk = pad[:m], product[:m * L], rows[n0 * L:n1 * L]
-        out.fill(0)
-        for i in range(kH):
-            for j in range(kW):
-                xp.matmul(chunk, taps[i, j], out=prod)
-                out[:, i:i + sH * H_in:sH, j:j + sW * W_in:sW] += prod.reshape(m, H_in, W_in, C)
-        if result is None:
-            return out[:, pH:pH + H, pW:pW + W]
-        result[n0:n1] = out[:, pH:pH + H, pW:pW + W]
+    result = xp.empty(out_shape, dtype=dtype)
+
+    def lane(its_chunks):
+        pad = xp.empty((per, *padded, C), dtype=dtype)
+        product = xp.empty((per * L, C), dtype=dtype)
+        for n0, n1 in its_chunks:
+            m = n1 - n0
+            out, prod, chunk = pad[:m], product[:m * L], rows[n0 * L:n1 * L]
+            out.fill(0)
+            for i in range(kH):
+                for j in range(kW):
+                    xp.matmul(chunk, taps[i, j], out=prod)
+                    out[:, i:i + sH * H_in:sH, j:j + sW * W_in:sW] += prod.reshape(m, H_in, W_in, C)
+            inner = out[:, pH:pH + H, pW:pW + W]
+            if bias is not None:
+                inner += bias
+            result[n0:n1] = inner.transpose(0, 3, 1, 2)
+
+    _run_lanes(rows, chunks, lane)
     return result
 
 
@@ -279,13 +375,17 @@ def conv2d_forward(x, W, b, stride=1, padding=0):
     k, s, p = F.conv_params((kH, kW), stride, padding)
     N, _, H, W_in = x.shape
     H_out, W_out = F.conv2d_output_shape((H, W_in), k, s, p)
-    x_pad = _padded_nhwc(x, p)
+    (pH, pW), C_in = p, x.shape[1]
+    x_pad = xp.zeros((N, H + 2 * pH, W_in + 2 * pW, C_in), dtype=x.dtype)  # NHWC
+
+    def fill(n0, n1):  # each chunk pads its own samples
+        x_pad[n0:n1, pH:pH + H, pW:pW + W_in] = x[n0:n1].transpose(0, 2, 3, 1)
+
     W_rows = W.transpose(0, 2, 3, 1).reshape(C_out, -1)            # (C_out, kH kW C_in)
-    out = xp.empty((N * H_out * W_out, C_out), dtype=x.dtype)
-    _im2col_products(_windows(x_pad, k, s, (H_out, W_out)), W_rows.T, out)
-    if b is not None:
-        out += b
-    return _from_rows(out, (N, C_out, H_out, W_out)), (x_pad, x.shape, W, k, s, p)
+    out = xp.empty((N, C_out, H_out, W_out), dtype=x.dtype)
+    _im2col_products(_windows(x_pad, k, s, (H_out, W_out)), W_rows.T,
+                     lambda n0, n1, rows: _to_nchw(out, n0, n1, rows, b), fill)
+    return out, (x_pad, x.shape, W, k, s, p)
 
 
 def _check_dout(name, dout, expected):
@@ -323,8 +423,7 @@ def conv2d_backward(dout, cache, grad_W, grad_b, *, need_dx=True, need_param_gra
         _add_param_grads(grad_W, _im2col_weight_grad(d_rows, windows), grad_b, dout)
     if not need_dx:
         return None
-    dx = _col2im_rows(d_rows, _taps(W), x_shape, k, s, p)          # taps: (C_out, C_in)
-    return _from_rows(dx, x_shape)
+    return _col2im_rows(d_rows, _taps(W), x_shape, k, s, p)         # taps: (C_out, C_in)
 
 
 def conv_transpose2d_forward(x, W, b, stride=1, padding=0, output_padding=0):
@@ -340,10 +439,7 @@ def conv_transpose2d_forward(x, W, b, stride=1, padding=0, output_padding=0):
     out_shape = (N, C_out) + F.conv_transpose2d_output_shape((H, W_in), k, s, p, output_padding)
     x_rows = _to_rows(x)                                           # (N H W, C_in)
     taps = _taps(W)                                                # [i, j]: (C_in, C_out)
-    out = _col2im_rows(x_rows, taps, out_shape, k, s, p)
-    if b is not None:
-        out += b
-    return _from_rows(out, out_shape), (x_rows, x.shape, W, k, s, p)
+    return _col2im_rows(x_rows, taps, out_shape, k, s, p, bias=b), (x_rows, x.shape, W, k, s, p)
 
 
 def conv_transpose2d_backward(dout, cache, grad_W, grad_b, *, need_dx=True,
@@ -363,8 +459,9 @@ def conv_transpose2d_backward(dout, cache, grad_W, grad_b, *, need_dx=True,
     if not need_dx:
         return None
     W_rows = W.transpose(0, 2, 3, 1).reshape(C_in, -1)             # (C_in, kH kW C_out)
-    dx = array_module(dout).empty((x_rows.shape[0], C_in), dtype=dout.dtype)
-    return _from_rows(_im2col_products(windows, W_rows.T, dx), x_shape)
+    dx = array_module(dout).empty(x_shape, dtype=dout.dtype)
+    _im2col_products(windows, W_rows.T, lambda n0, n1, rows: _to_nchw(dx, n0, n1, rows))
+    return dx
 
 
 def batchnorm2d_forward(x, gamma, beta, *, train=True, running_mean=None, running_var=None,
@@ -374,25 +471,32 @@ def batchnorm2d_forward(x, gamma, beta, *, train=True, running_mean=None, runnin
     The channels stay where they are: with x viewed as (N, C, H W), every statistic
     is a sum over axes 0 and 2, so nothing is transposed, and each step is one
     pass over the data (the functional code moves the channels last and back).
+    Channels are independent: on the CPU they go in LANES groups, one per thread.
     """
     F._check_batchnorm2d(x, gamma, train)
+    if not train and (running_mean is None or running_var is None):
+        raise ValueError("batch norm in evaluation mode needs running_mean and running_var")
     xp = array_module(x, gamma, beta)
     N, C, H, W = x.shape
-    x3 = x.reshape(N, C, H * W)
-    if train:
-        m = N * H * W
-        mean = x3.sum(axis=(0, 2)) * (1.0 / m)
-        xhat = x3 - mean[:, None]                                 # centred, for now
-        var = xp.einsum("ncl,ncl->c", xhat, xhat) * (1.0 / m)     # biased, as the 1-d code
-    else:
-        if running_mean is None or running_var is None:
-            raise ValueError("batch norm in evaluation mode needs running_mean and running_var")
-        mean, var = running_mean, running_var
-        xhat = x3 - mean[:, None]
-    inv_std = 1.0 / xp.sqrt(var + eps)
-    xhat *= inv_std[:, None]
-    out = xhat * gamma[:, None]
-    out += beta[:, None]
+    x3, m = x.reshape(N, C, H * W), N * H * W
+    xhat = xp.empty(x3.shape, x.dtype if train else xp.result_type(x, running_mean))
+    out = xp.empty(x3.shape, xp.result_type(xhat, gamma, beta))
+    mean, var = (xp.empty(C, x.dtype), xp.empty(C, x.dtype)) if train else (running_mean,
+                                                                            running_var)
+    inv_std = xp.empty(C, var.dtype)
+
+    def channels(c):
+        if train:
+            mean[c] = x3[:, c].sum(axis=(0, 2)) * (1.0 / m)
+        xp.subtract(x3[:, c], mean[c, None], out=xhat[:, c])     # centred, for now
+        if train:                                                # biased, as the 1-d code
+            var[c] = xp.einsum("ncl,ncl->c", xhat[:, c], xhat[:, c]) * (1.0 / m)
+        inv_std[c] = 1.0 / xp.sqrt(var[c] + eps)
+        xhat[:, c] *= inv_std[c, None]
+        xp.multiply(xhat[:, c], gamma[c, None], out=out[:, c])
+        out[:, c] += beta[c, None]
+
+    _by_channels(x, channels)
     cache = {"xhat": xhat, "inv_std": inv_std, "gamma": gamma, "train": train,
              "mean": mean, "var": var}
     return out.reshape(x.shape), cache
@@ -409,18 +513,40 @@ def batchnorm2d_backward(dout, cache):
     xp = array_module(dout)
     xhat, inv_std, gamma = cache["xhat"], cache["inv_std"], cache["gamma"]
     N, C, H, W = dout.shape
-    d3 = dout.reshape(N, C, H * W)
-    dbeta = d3.sum(axis=(0, 2))
-    dgamma = xp.einsum("ncl,ncl->c", d3, xhat)
-    if cache["train"]:
-        m = N * H * W
-        dx = xhat * (dgamma * (1.0 / m))[:, None]
-        xp.subtract(d3, dx, out=dx)
-        dx -= (dbeta * (1.0 / m))[:, None]
-        dx *= (gamma * inv_std)[:, None]
-    else:
-        dx = d3 * (gamma * inv_std)[:, None]
+    d3, m = dout.reshape(N, C, H * W), N * H * W
+    dbeta, dgamma = xp.empty(C, dout.dtype), xp.empty(C, xp.result_type(dout, xhat))
+    dx = xp.empty(d3.shape, xp.result_type(dout, xhat, gamma, inv_std))
+
+    def channels(c):
+        dbeta[c] = d3[:, c].sum(axis=(0, 2))
+        dgamma[c] = xp.einsum("ncl,ncl->c", d3[:, c], xhat[:, c])
+        if cache["train"]:
+            xp.multiply(xhat[:, c], (dgamma[c] * (1.0 / m))[:, None], out=dx[:, c])
+            xp.subtract(d3[:, c], dx[:, c], out=dx[:, c])
+            dx[:, c] -= (dbeta[c] * (1.0 / m))[:, None]
+            dx[:, c] *= (gamma[c] * inv_std[c])[:, None]
+        else:
+            xp.multiply(d3[:, c], (gamma[c] * inv_std[c])[:, None], out=dx[:, c])
+
+    _by_channels(dout, channels)
     return dx.reshape(dout.shape), dgamma, dbeta
+
+
+def _by_channels(x, work):
+    """work(slice of channels) for every group of x's channels (axis 1): on a GPU one
+    group; on the CPU LANES groups, always the same ones (so the numbers do not
+    depend on the thread count), on the kernels' threads where x is large."""
+    C = x.shape[1]
+    if _on_gpu(x):
+        return work(slice(0, C))
+    groups = [slice(C * g // LANES, C * (g + 1) // LANES) for g in range(LANES)]
+    groups = [g for g in groups if g.stop > g.start]
+    workers = _threads.workers(len(groups)) if x.nbytes >= ROWS_BYTES else 1
+    if workers == 1:
+        for g in groups:
+            work(g)
+    else:
+        list(_pool(workers).map(work, groups))
 
 
 # --------------------------------------------------------------------------- losses

@@ -860,6 +860,27 @@ def test_arch_dcgan_builds_the_convolutional_gan_and_refuses_toy_data(tmp_path, 
     assert "--arch dcgan is a convolutional GAN for images" in capsys.readouterr().err
 
 
+def test_a_dcgan_run_gives_its_threads_to_the_convolutions(tmp_path):
+    """--arch dcgan --threads 2: the kernels run each layer's chunks on 2 threads and the
+    BLAS runs on one (each chunk thread runs its own products); the next MLP run gives
+    the threads back to the BLAS."""
+    from minigan import _threads
+
+    root = _mnist_dir()
+    try:
+        assert cli.main(["train", "--dataset", "mnist", "--arch", "dcgan", "--steps", "2",
+                         "--batch-size", "16", "--no-metrics", "--no-figures", "--threads", "2",
+                         "--quiet", "--data-dir", root, "--out", str(tmp_path / "d")]) == 0
+        assert _threads.workers(4) == 2
+        assert _threads.blas_thread_count() in (None, 1)
+        assert cli.main(["train", "--dataset", "ring8", "--steps", "2", "--threads", "2",
+                         "--quiet", "--no-figures", "--out", str(tmp_path / "r")]) == 0
+        assert _threads.workers(4) == 1
+        assert _threads.blas_thread_count() in (None, 2)
+    finally:
+        _threads.share_threads(None, convolutional=False)
+
+
 def test_a_penalty_turns_off_batch_norm_in_the_dcgan_critic(tmp_path, capsys, monkeypatch):
     from minigan.layers import BatchNorm1d
     from minigan.presets import DCGAN

@@ -342,10 +342,108 @@ def test_fast_path_matches_the_functional_code(dev, dtype, transpose, per_chunk,
     assert np.any(to_numpy(grad_W) != 0)
 
 
+@pytest.mark.parametrize("transpose", [False, True], ids=["conv2d", "conv_transpose2d"])
+def test_threads_share_the_chunks_and_change_no_bit(transpose, monkeypatch):
+    """On the CPU the chunks of a layer run on up to LANES threads (--threads): the
+    forward, dx and the weight gradient (a sum of per-chunk products) are the same
+    to the bit on 1, 2, 3 and 4 threads, so a run resumed with another thread
+    count goes on exactly."""
+    import threading
+
+    sized = kernels._chunks
+    monkeypatch.setattr(kernels, "_chunks", lambda x, n, sample_bytes, budget: sized(
+        x, n, sample_bytes, sample_bytes))  # 7 chunks of one sample: lanes of 2, 2, 2 and 1
+    seen = set()
+    real_window_rows = kernels._window_rows
+
+    def window_rows(*args):
+        seen.add(threading.current_thread().name)
+        return real_window_rows(*args)
+
+    monkeypatch.setattr(kernels, "_window_rows", window_rows)
+    rng = np.random.default_rng(4)
+    if transpose:
+        x, W = rng.standard_normal((7, 6, 5, 4)), rng.standard_normal((6, 3, 4, 4))
+        forward, backward = kernels.conv_transpose2d_forward, kernels.conv_transpose2d_backward
+    else:
+        x, W = rng.standard_normal((7, 3, 9, 8)), rng.standard_normal((6, 3, 4, 4))
+        forward, backward = kernels.conv2d_forward, kernels.conv2d_backward
+    x, W = x.astype(np.float32), W.astype(np.float32)
+    results = {}
+    for threads in (1, 2, 3, 4):
+        monkeypatch.setattr(kernels._threads, "workers", lambda most, t=threads: min(most, t))
+        seen.clear()
+        out, cache = forward(x, W, None, 2, 1)
+        grad_W = np.zeros_like(W)
+        dx = backward(np.linspace(-1, 1, out.size, dtype=np.float32).reshape(out.shape), cache,
+                      grad_W, None)
+        results[threads] = (out, dx, grad_W)
+        # one thread: the caller's; more: the pool's (as many as were free, up to that)
+        assert (seen == {threading.current_thread().name}) == (threads == 1), (threads, seen)
+        assert len(seen) <= threads, (threads, seen)
+    for threads in (2, 3, 4):
+        for name, a, b in zip(("out", "dx", "dW"), results[1], results[threads]):
+            assert a.dtype == np.float32 and np.array_equal(a, b), (name, threads)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_threads_share_the_large_elementwise_passes_bit_for_bit(threads, monkeypatch):
+    """The activations' passes over a large array are split into blocks of rows, one per
+    thread: elementwise, so the same numbers as functional's, to the bit."""
+    import threading
+
+    monkeypatch.setattr(kernels._threads, "workers", lambda most: min(most, threads))
+    seen = set()
+    real = F.leaky_relu_backward
+
+    def spy(*args):
+        seen.add(threading.current_thread().name)
+        return real(*args)
+
+    monkeypatch.setattr(F, "leaky_relu_backward", spy)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((67, 8, 13, 11)).astype(np.float32)   # 300 KB: above ROWS_BYTES
+    assert x.nbytes >= kernels.ROWS_BYTES
+    dout = rng.standard_normal(x.shape).astype(np.float32)
+    t = np.tanh(x)
+    pairs = [(kernels.leaky_relu_backward(dout, (x, 0.2)), real(dout, (x, 0.2))),
+             (kernels.relu_backward(dout, np.maximum(x, 0)), F.relu_backward(dout, np.maximum(x, 0))),
+             (kernels.tanh_backward(dout, t), F.tanh_backward(dout, t))]
+    for fast, plain in pairs:
+        assert fast.dtype == np.float32 and np.array_equal(fast, plain)
+    main = threading.current_thread().name
+    assert (seen == {main}) if threads == 1 else (main not in seen and len(seen) <= threads), seen
+
+
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+def test_threads_share_batch_norm_by_channels_bit_for_bit(train, monkeypatch):
+    """Image batch norm's channels are independent: they go in LANES fixed groups, one
+    per thread, and the numbers do not depend on how many threads there are."""
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((33, 11, 14, 15)).astype(np.float32)   # 11 channels: uneven groups
+    assert x.nbytes >= kernels.ROWS_BYTES
+    gamma, beta = rng.standard_normal(11).astype(np.float32), rng.standard_normal(11).astype(np.float32)
+    stats = {} if train else {"running_mean": rng.standard_normal(11).astype(np.float32),
+                              "running_var": rng.random(11).astype(np.float32) + 0.5}
+    dout = rng.standard_normal(x.shape).astype(np.float32)
+    results = []
+    for threads in (1, 2, 3):
+        monkeypatch.setattr(kernels._threads, "workers", lambda most, t=threads: min(most, t))
+        out, cache = kernels.batchnorm2d_forward(x, gamma, beta, train=train, **stats)
+        results.append((out, cache["inv_std"], *kernels.batchnorm2d_backward(dout, cache)))
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            assert a.dtype == np.float32 and np.array_equal(a, b)
+
+
 def test_chunks_cut_the_batch_by_the_byte_budget():
     x = np.zeros(1, np.float32)
     assert kernels._chunks(x, 5, 100, 250) == ([(0, 2), (2, 4), (4, 5)], 2)
-    assert kernels._chunks(x, 5, 100, 10_000) == ([(0, 5)], 5)   # never more than the batch
+    # at least LANES chunks where the batch has that many samples: every lane has work
+    assert kernels.LANES == 4
+    assert kernels._chunks(x, 64, 100, 10**9) == ([(n, n + 16) for n in range(0, 64, 16)], 16)
+    assert kernels._chunks(x, 5, 100, 10_000) == ([(0, 2), (2, 4), (4, 5)], 2)
+    assert kernels._chunks(x, 3, 100, 10_000) == ([(0, 1), (1, 2), (2, 3)], 1)
     assert kernels._chunks(x, 5, 100, 50) == ([(n, n + 1) for n in range(5)], 1)  # at least 1
 
 
