@@ -339,3 +339,25 @@ def test_release_warns_about_tutorial_functions_that_look_like_a_cut_exercise(tm
     assert any("cell 0: my_double() looks like Exercise 1.1" in w for w in info.warnings), info.warnings
     info = release(tmp_path / "out2", ["T1.1"], source=src, fixtures=False, keep_unassigned=True)
     assert not any("looks like" in w for w in info.warnings), info.warnings
+
+
+def test_loading_arrays_waits_for_the_ast_lock(tmp_path):
+    """NumPy parses each .npy header with ast.literal_eval, which on CPython 3.11 must not
+    run while another of the grader's threads parses a source (gh-106905: "AST constructor
+    recursion depth mismatch", seen once in this suite): both hold one lock."""
+    import threading
+
+    import numpy as np
+
+    from minigan.classroom import channel
+
+    path = tmp_path / "a.npz"
+    np.savez(path, a=np.arange(3))
+    done = threading.Event()
+    assert markers._PARSE_LOCK is channel.AST_LOCK
+    with channel.AST_LOCK:
+        t = threading.Thread(target=lambda: (channel.load_arrays(path, 1 << 20), done.set()))
+        t.start()
+        assert not done.wait(0.3)      # blocked while a parse holds the lock
+    t.join(10)
+    assert done.is_set()

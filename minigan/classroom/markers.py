@@ -29,10 +29,11 @@ import ast
 import io
 import json
 import re
-import threading
 import tokenize
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from minigan.classroom.channel import AST_LOCK
 
 _BEGIN_WORD = "BEGIN" + " SOLUTION"
 _END_WORD = "END" + " SOLUTION"
@@ -216,8 +217,9 @@ def parse_text(text: str, path: str, cell: int | None = None, python: bool = Tru
 # state: two threads parsing at once (the grader grades exercises in a thread
 # pool, and the GIL can switch threads mid-construction, e.g. during a garbage
 # collection) corrupt it and raise "SystemError: AST constructor recursion depth
-# mismatch" (gh-106905). One lock serialises every parse.
-_PARSE_LOCK = threading.Lock()
+# mismatch" (gh-106905). One lock serialises every parse, NumPy's parses of .npy
+# headers (ast.literal_eval) in the grader's loads included.
+_PARSE_LOCK = AST_LOCK
 
 
 def parse_python(text: str) -> ast.Module:
