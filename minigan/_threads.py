@@ -17,7 +17,7 @@ import os
 import numpy as np
 
 __all__ = ["THREAD_ENV", "blas_threads", "limit_blas_threads", "blas_info", "share_threads",
-           "blas_thread_count", "workers", "one_blas_thread"]
+           "blas_thread_count", "cpu_count", "workers", "one_blas_thread", "MAX_CHUNK_THREADS"]
 
 THREAD_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 _SET_THREADS = ("openblas_set_num_threads", "openblas_set_num_threads64_",
@@ -107,11 +107,15 @@ def _openblas_functions(libs):
 
 @functools.lru_cache(maxsize=1)
 def _numpy_openblas():
-    """NumPy's OpenBLAS as [(get, set)], or [] (MKL, Accelerate, no /proc): asked once."""
+    """The OpenBLAS libraries loaded at the first call (NumPy's, where it uses one) as
+    [(get, set)], or [] (MKL, Accelerate, no /proc): asked once."""
     return _openblas_functions(loaded_openblas())
 
 
 _chunk_threads = 1
+#: The most threads the kernels' lanes use (``kernels.LANES``): a run with more threads
+#: gives them to the BLAS instead.
+MAX_CHUNK_THREADS = 4
 
 
 def share_threads(n, convolutional, force=True):
@@ -122,20 +126,34 @@ def share_threads(n, convolutional, force=True):
     runs each layer's chunks (and its large elementwise passes) on ``n`` threads
     of its own, and the BLAS gets one thread (each of ours runs its own products).
     Any other model's step is a few large products: the BLAS gets the ``n`` (None:
-    left as it is). ``force=False`` leaves a BLAS thread variable the user set alone.
-    True if the BLAS was asked.
+    left as it is). So does a convolutional one when ``n`` is more than the kernels'
+    lanes (MAX_CHUNK_THREADS), or when the BLAS cannot be set to one thread (MKL
+    without threadpoolctl): threads of ours on top of its own would fight for the
+    cores. ``force=False`` leaves a BLAS thread variable the user set alone. True if
+    the BLAS was asked.
     """
     global _chunk_threads
-    _chunk_threads = max(1, int(n)) if convolutional and n else 1
+    _chunk_threads = 1
     if n is None:
         return False
-    return limit_blas_threads(1 if convolutional else n, force=force)
+    if convolutional and 1 < n <= MAX_CHUNK_THREADS and limit_blas_threads(1, force=True):
+        _chunk_threads = int(n)
+        return True
+    return limit_blas_threads(n, force=force)
 
 
 def blas_thread_count():
     """The threads NumPy's OpenBLAS uses now; None where it cannot be asked."""
     functions = _numpy_openblas()
     return functions[0][0]() if len(functions) == 1 else None
+
+
+def cpu_count():
+    """The cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
 
 
 def workers(most):
@@ -151,6 +169,9 @@ def one_blas_thread():
     would only fight for the cores, spinning. Restored after."""
     functions = _numpy_openblas()
     before = [get() for get, _ in functions]
+    if all(n == 1 for n in before):  # the usual case: nothing to set (nor to race over)
+        yield
+        return
     for _, set_threads in functions:
         set_threads(1)
     try:

@@ -505,7 +505,7 @@ def _setup(run):
     if run.backend == "numpy":
         threads, why = _threads.blas_threads(args.threads, run.config["dataset"] in IMAGE_DATASETS)
         if run.config.get("arch") == "dcgan":  # the kernels share the layers' chunks out
-            threads = threads or _threads.blas_thread_count() or 1
+            threads = threads or _threads.blas_thread_count() or _threads.cpu_count()
             done = _threads.share_threads(threads, convolutional=True)
         else:
             done = _threads.share_threads(threads, convolutional=False,
@@ -1103,9 +1103,10 @@ def _add_run_options(p):
                    help="stop after this step (the learning-rate schedule still spans "
                         "--steps) and save; continue later with --resume")
     p.add_argument("--threads", type=_positive_int, default=None,
-                   help="CPU threads: the BLAS's, or for --arch dcgan the convolutions' own, "
-                        "each with one BLAS thread (default: 1 for the toy sets; for images "
-                        "the BLAS library's default, fewer when the machine is busy)")
+                   help="CPU threads: the BLAS's, or for --arch dcgan (up to 4) the "
+                        "convolutions' own, each with one BLAS thread (default: 1 for the toy "
+                        "sets; for images the BLAS library's default, fewer when the machine "
+                        "is busy)")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
 

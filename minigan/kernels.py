@@ -25,6 +25,7 @@ where no exp or log is involved).
 from __future__ import annotations
 
 import importlib
+import threading
 
 import numpy as np
 
@@ -58,17 +59,20 @@ def _on_gpu(*arrays):
 #: up to this many threads run the lanes at once. A lane's partial sums are added in
 #: chunk order and the lanes in lane order, so the weight gradients come out the same
 #: on 1, 2 or 4 threads: a run resumed with another --threads goes on bit for bit.
-LANES = 4
-_POOLS = {}
+LANES = _threads.MAX_CHUNK_THREADS
+_POOL = []
+_POOL_LOCK = threading.Lock()
 
 
-def _pool(workers):
-    """The kernels' threads (started once, on first use)."""
-    if workers not in _POOLS:
-        from concurrent.futures import ThreadPoolExecutor
+def _pool():
+    """The kernels' threads: one pool of LANES, started on first use (a thread only
+    starts when there is work for it)."""
+    with _POOL_LOCK:
+        if not _POOL:
+            from concurrent.futures import ThreadPoolExecutor
 
-        _POOLS[workers] = ThreadPoolExecutor(workers, thread_name_prefix="minigan-chunks")
-    return _POOLS[workers]
+            _POOL.append(ThreadPoolExecutor(LANES, thread_name_prefix="minigan-chunks"))
+        return _POOL[0]
 
 
 #: Below this size an elementwise pass is not worth a thread's start.
@@ -82,15 +86,16 @@ def _by_rows(f, *arrays):
     first = arrays[0]
     n = first.shape[0] if first.ndim else 0
     workers = _threads.workers(LANES) if first.nbytes >= ROWS_BYTES else 1
-    if workers == 1 or n < workers:
+    # one dtype throughout, so the result's is known (mixed: f's own promotion, unsplit)
+    if workers == 1 or n < workers or any(a.dtype != first.dtype for a in arrays):
         return f(*arrays)
-    out = np.empty(first.shape, dtype=np.result_type(*arrays))
+    out = np.empty(first.shape, dtype=first.dtype)
 
     def block(i):
         r0, r1 = n * i // workers, n * (i + 1) // workers
         out[r0:r1] = f(*(a[r0:r1] for a in arrays))
 
-    list(_pool(workers).map(block, range(workers)))
+    _on_threads(block, range(workers), workers)
     return out
 
 
@@ -228,17 +233,31 @@ def _chunks(x, n, bytes_per_sample, budget):
 def _run_lanes(x, chunks, work):
     """[work(lane's chunks) for each lane that has chunks], in lane order.
 
-    On the CPU with OpenBLAS on T > 1 threads (--threads), min(T, lanes) Python threads
-    run the lanes, each its own products with BLAS on one thread meanwhile: the window
-    copies and col2im's additions, which a BLAS thread never helps, then use every core
-    too (NumPy lets go of the GIL in copies, additions and products). Else one by one.
+    On the CPU, with T > 1 threads given to the kernels (``_threads.share_threads``),
+    min(T, lanes) threads run the lanes, each its own products with the BLAS on one
+    thread: the window copies and col2im's additions, which a BLAS thread never helps,
+    then use every core too (NumPy lets go of the GIL in copies, additions and
+    products). Else one lane after another, on the caller's thread.
     """
     lanes = [chunks[k::LANES] for k in range(min(LANES, len(chunks)))]
     workers = 1 if _on_gpu(x) or len(lanes) == 1 else _threads.workers(len(lanes))
     if workers == 1:
         return [work(lane) for lane in lanes]
     with _threads.one_blas_thread():
-        return list(_pool(workers).map(work, lanes))
+        return _on_threads(work, lanes, workers)
+
+
+def _on_threads(work, items, workers):
+    """[work(item) for item in items], on ``workers`` of the pool's threads: thread w
+    takes items w, w + workers, ... one after another."""
+    results = [None] * len(items)
+
+    def thread(w):
+        for k in range(w, len(items), workers):
+            results[k] = work(items[k])
+
+    list(_pool().map(thread, range(workers)))
+    return results
 
 
 def _padded_nhwc(x, p):
@@ -323,6 +342,8 @@ def _im2col_weight_grad(left, windows):
         return total
 
     totals = _run_lanes(left, chunks, lane)
+    if not totals:  # a batch of 0
+        return xp.zeros((left.shape[1], K), dtype=dtype)
     for other in totals[1:]:
         totals[0] += other
     return totals[0]
@@ -480,7 +501,7 @@ def batchnorm2d_forward(x, gamma, beta, *, train=True, running_mean=None, runnin
     N, C, H, W = x.shape
     x3, m = x.reshape(N, C, H * W), N * H * W
     xhat = xp.empty(x3.shape, x.dtype if train else xp.result_type(x, running_mean))
-    out = xp.empty(x3.shape, xp.result_type(xhat, gamma, beta))
+    out = xp.empty(x3.shape, xp.result_type(xhat, gamma))   # as xhat * gamma; += beta
     mean, var = (xp.empty(C, x.dtype), xp.empty(C, x.dtype)) if train else (running_mean,
                                                                             running_var)
     inv_std = xp.empty(C, var.dtype)
@@ -515,7 +536,8 @@ def batchnorm2d_backward(dout, cache):
     N, C, H, W = dout.shape
     d3, m = dout.reshape(N, C, H * W), N * H * W
     dbeta, dgamma = xp.empty(C, dout.dtype), xp.empty(C, xp.result_type(dout, xhat))
-    dx = xp.empty(d3.shape, xp.result_type(dout, xhat, gamma, inv_std))
+    dx = xp.empty(d3.shape, xp.result_type(dout, xhat) if cache["train"]
+                  else xp.result_type(dout, gamma, inv_std))
 
     def channels(c):
         dbeta[c] = d3[:, c].sum(axis=(0, 2))
@@ -546,7 +568,7 @@ def _by_channels(x, work):
         for g in groups:
             work(g)
     else:
-        list(_pool(workers).map(work, groups))
+        _on_threads(work, groups, workers)
 
 
 # --------------------------------------------------------------------------- losses

@@ -237,13 +237,18 @@ def test_a_uid_whose_process_cap_is_taken_elsewhere_is_given_up(fresh, tmp_path,
     with probe.slot() as uid:
         pass
     del probe  # frees the lock: the grader's pool starts its search at the same uid
-    monkeypatch.setattr(sandbox.random, "randrange", lambda n: uid - sandbox.FIRST_UID)
+    monkeypatch.setattr(sandbox.random.SystemRandom, "randrange", lambda self, n: uid - sandbox.FIRST_UID)
+    retired = []
+    real_retire = sandbox.SlotPool.retire
+    monkeypatch.setattr(sandbox.SlotPool, "retire",
+                        lambda self, u: (retired.append(u), real_retire(self, u)))
     hogs = [subprocess.Popen(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
                               "sleep", "60"]) for _ in range(limits.processes + 1)]
     try:
         deadline = time.monotonic() + 10
         while sandbox._process_uids().count(uid) <= limits.processes and time.monotonic() < deadline:
             time.sleep(0.05)
+        assert sandbox._process_uids().count(uid) > limits.processes   # the cap is taken
         rep = grader.grade(sub, write=False, exercises=["1.1"], jobs=1, seed=1, limits=limits,
                            box=box, substitute=False)
     finally:
@@ -251,6 +256,7 @@ def test_a_uid_whose_process_cap_is_taken_elsewhere_is_given_up(fresh, tmp_path,
             h.kill()
             h.wait()
     assert rep.exercise("1.1").status == "passed", rep.to_markdown()
+    assert retired == [uid]                  # given up once, and graded on another uid
 
 
 def test_a_runner_that_never_starts_is_not_the_students_fault(fresh, tmp_path, monkeypatch):

@@ -867,6 +867,7 @@ def test_a_dcgan_run_gives_its_threads_to_the_convolutions(tmp_path):
     from minigan import _threads
 
     root = _mnist_dir()
+    before = _threads.blas_thread_count()
     try:
         assert cli.main(["train", "--dataset", "mnist", "--arch", "dcgan", "--steps", "2",
                          "--batch-size", "16", "--no-metrics", "--no-figures", "--threads", "2",
@@ -878,7 +879,7 @@ def test_a_dcgan_run_gives_its_threads_to_the_convolutions(tmp_path):
         assert _threads.workers(4) == 1
         assert _threads.blas_thread_count() in (None, 2)
     finally:
-        _threads.share_threads(None, convolutional=False)
+        _threads.share_threads(before, convolutional=False)
 
 
 def test_a_penalty_turns_off_batch_norm_in_the_dcgan_critic(tmp_path, capsys, monkeypatch):

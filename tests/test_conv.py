@@ -436,6 +436,38 @@ def test_threads_share_batch_norm_by_channels_bit_for_bit(train, monkeypatch):
             assert a.dtype == np.float32 and np.array_equal(a, b)
 
 
+@pytest.mark.parametrize("transpose", [False, True], ids=["conv2d", "conv_transpose2d"])
+def test_fast_path_takes_a_batch_of_zero(transpose):
+    """No chunk at all: empty outputs, and a weight gradient of zeros added."""
+    x = np.zeros((0, 3, 8, 8), np.float32)
+    W = np.ones((3, 4, 4, 4) if transpose else (4, 3, 4, 4), np.float32)
+    forward, backward = ((kernels.conv_transpose2d_forward, kernels.conv_transpose2d_backward)
+                         if transpose else (kernels.conv2d_forward, kernels.conv2d_backward))
+    out, cache = forward(x, W, None, 2, 1)
+    grad_W = np.ones_like(W)
+    dx = backward(np.zeros(out.shape, np.float32), cache, grad_W, None)
+    assert out.shape[0] == 0 and dx.shape == x.shape and np.all(grad_W == 1)
+
+
+def test_a_convolutional_run_shares_at_most_lanes_threads():
+    """Up to LANES threads go to the kernels (the BLAS on one); more go to the BLAS, as
+    for any other model: the lanes could not use them."""
+    from minigan import _threads
+
+    before = _threads.blas_thread_count()
+    if before is None:
+        pytest.skip("NumPy's BLAS is not one OpenBLAS that this process can set")
+    try:
+        _threads.share_threads(2, convolutional=True)
+        assert _threads.workers(8) == 2 and _threads.blas_thread_count() == 1
+        _threads.share_threads(kernels.LANES + 1, convolutional=True)
+        assert _threads.workers(8) == 1 and _threads.blas_thread_count() == kernels.LANES + 1
+        _threads.share_threads(2, convolutional=False)
+        assert _threads.workers(8) == 1 and _threads.blas_thread_count() == 2
+    finally:
+        _threads.share_threads(before, convolutional=False)
+
+
 def test_chunks_cut_the_batch_by_the_byte_budget():
     x = np.zeros(1, np.float32)
     assert kernels._chunks(x, 5, 100, 250) == ([(0, 2), (2, 4), (4, 5)], 2)

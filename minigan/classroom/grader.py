@@ -98,6 +98,12 @@ def error_message(err, exercise_id, plan: Plan, edits):
 def _no_result(raw, chk, limits):
     """(status, message) for a check that sent nothing back."""
     outcome = raw.outcome
+    if not raw.started:
+        return "error", ("the grader could not start its runner (twice), so this check did not run "
+                         f"and says nothing about your code: {outcome.stderr_tail or 'no output'} "
+                         f"(exit code {outcome.returncode}"
+                         + (f", stopped after {limits.wall:g} s" if outcome.timed_out else "")
+                         + "). Ask your teacher to grade again.")
     if outcome.timed_out:
         if raw.current == chk.key:
             return "timeout", (f"did not finish within the time limit of {limits.wall:g} s "
@@ -105,10 +111,6 @@ def _no_result(raw, chk, limits):
         return "timeout", "not run: the exercise hit its time limit"
     if outcome.output_exceeded:
         return "error", _output_limit(limits)
-    if not raw.started:
-        return "error", ("the grader could not start its runner (twice), so this check did not run "
-                         f"and says nothing about your code: {outcome.stderr_tail or 'no output'} "
-                         f"(exit code {outcome.returncode}). Ask your teacher to grade again.")
     tail = f"; last output: {outcome.stderr_tail}" if outcome.stderr_tail else ""
     return "error", (f"the grading process died (exit code {outcome.returncode}) before this check "
                      f"finished{tail}; does your code call os._exit, crash Python, or use more "
@@ -174,10 +176,11 @@ def run_exercise(student_root, info, chks, plan: Plan, slots, substitute=None) -
                              box=plan.box, limits=plan.limits, uid=uid, exercise_id=info.id,
                              substitution=substitute,
                              reference_pkg=plan.ref_root / "minigan" if plan.ref_root else None)
-            if raw.started or raw.outcome.timed_out:
+            if raw.started:
                 break
-            # e.g. "setpriv: failed to execute python: Resource temporarily unavailable": the
-            # uid's process cap is taken by processes we cannot see (another container's)
+            # It never reached the student's code. E.g. "setpriv: failed to execute python:
+            # Resource temporarily unavailable": the uid's process cap is taken by processes
+            # we cannot see (another container's grader): try once more on another uid.
             slots.retire(uid)
     return score_exercise(info, chks, raw, plan)
 

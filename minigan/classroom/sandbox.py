@@ -335,7 +335,7 @@ class SlotPool:
                 self._free.put(uid)
             return
         os.makedirs(LOCK_DIR, mode=0o700, exist_ok=True)
-        start = random.randrange(UID_COUNT)
+        start = random.SystemRandom().randrange(UID_COUNT)  # whatever a user seeded
         self._candidates = [FIRST_UID + (start + i) % UID_COUNT for i in range(UID_COUNT)]
         for _ in range(n):
             uid = self._lock_another()
