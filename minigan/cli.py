@@ -319,7 +319,7 @@ class _Run:
 # The settings a run's checkpoint stores: options on a new run, fixed on --resume.
 _SETTINGS = ("batch_size", "lr_g", "lr_d", "g_loss", "d_steps", "label_smoothing", "ema_decay",
              "frames", "pack", "loss", "checkpoint_every", "betas", "penalty", "penalty_weight",
-             "spectral_norm", "arch")
+             "penalty_every", "spectral_norm", "arch")
 
 #: what each loss other than bce sets G's loss to, for the error when --g-loss is given too
 _BOTH_LOSSES = {"lsgan": "least squares", "wasserstein": "the Wasserstein critic's",
@@ -386,7 +386,8 @@ def _loss_settings(config, args):
 
 def _penalty_settings(config, args):
     """penalty_weight: --penalty-weight, else the weight METHODS gives the penalty for
-    this dataset (``presets.penalty_weight``); none without a penalty."""
+    this dataset (``presets.penalty_weight``); none without a penalty. penalty_every
+    (lazy R1) only with R1."""
     penalty = config.get("penalty", "none")
     if penalty == "none":
         if args.penalty_weight is not None:
@@ -395,6 +396,11 @@ def _penalty_settings(config, args):
         config.pop("penalty_weight", None)
     elif args.penalty_weight is None:
         config["penalty_weight"] = penalty_weight(penalty, args.dataset)
+    if penalty != "r1":
+        if args.penalty_every is not None:
+            raise CLIError(f"--penalty-every is lazy R1: it needs --penalty r1 (the penalty "
+                           f"here is {penalty!r})")
+        config.pop("penalty_every", None)
 
 
 def _check_settings(config):
@@ -612,7 +618,9 @@ def _describe_method(config):
     if penalty == "gp":
         words.append(f"gradient penalty {weight:g}")
     elif penalty == "r1":
-        words.append(f"R1 penalty (gamma {weight:g})")
+        every = config["penalty_every"]
+        lazy = f", every {every} D steps" if every > 1 else ""
+        words.append(f"R1 penalty (gamma {weight:g}{lazy})")
     if config.get("spectral_norm"):
         words.append("spectral norm in D")
     if int(config.get("d_steps", 1)) > 1:
@@ -1061,6 +1069,10 @@ def _add_model_options(p):
     p.add_argument("--penalty-weight", type=_positive_float, default=None, metavar="W",
                    help="the penalty's weight: gp's lambda, r1's gamma (default: the "
                         "method's value for the dataset, see below)")
+    p.add_argument("--penalty-every", type=_positive_int, default=None, metavar="K",
+                   help="lazy R1 (Karras et al. 2020): the penalty on every K-th D step "
+                        "only, K times as strong, for about a K-th of its cost "
+                        "(default: the preset's, 1 = every step)")
     p.add_argument("--spectral-norm", action=argparse.BooleanOptionalAction, default=None,
                    help="spectral normalisation of every Dense and Conv2d layer of D: W / sigma(W) by "
                         "power iteration (Miyato et al. 2018) (default: on with --loss "

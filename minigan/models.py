@@ -42,6 +42,8 @@ penalty            "none"            gradient penalty in D's step: "gp" (WGAN-GP
 penalty_weight     None              GradientPenalty's weight (lambda) or R1's gamma;
                                      None: the usual value, 10 for both (see
                                      ``PENALTY_WEIGHTS``); only with a penalty
+penalty_every      1                 lazy R1 (StyleGAN2): the penalty on every k-th D
+                                     step only, k times as strong; r1 only
 spectral_norm      False             wrap every Dense and Conv2d of D in ``SpectralNorm``
 d_steps            1                 D updates per G update
 label_smoothing    0.0               one-sided: real targets become 1 - this (bce only)
@@ -151,6 +153,7 @@ CONFIG_DEFAULTS = {
     "lr_final": 1.0,
     "penalty": "none",
     "penalty_weight": None,
+    "penalty_every": 1,
     "spectral_norm": False,
 }
 REQUIRED_KEYS = ("latent_dim", "data_dim", "g_hidden", "d_hidden")
@@ -270,6 +273,7 @@ def complete_config(config):
         raise TypeError(f"GAN config 'spectral_norm' must be true or false, got "
                         f"{full['spectral_norm']!r}")
     full["penalty_weight"] = _penalty_weight(full)
+    full["penalty_every"] = _penalty_every(full)
     return full
 
 
@@ -303,6 +307,20 @@ def _penalty_weight(config):
     if weight is None:
         return PENALTY_WEIGHTS[penalty]
     return _config_number(config, "penalty_weight", 1e-300, None, "a finite number > 0")
+
+
+def _penalty_every(config):
+    """penalty_every checked: an integer >= 1, above 1 only for the R1 penalty."""
+    every = config["penalty_every"]
+    if isinstance(every, bool) or not isinstance(every, numbers.Real) or every != int(every) \
+            or every < 1:
+        raise ValueError(f"GAN config 'penalty_every' must be an integer >= 1 (1: every D "
+                         f"step), got {every!r}")
+    if every != 1 and config["penalty"] != "r1":
+        raise ValueError(f"GAN config 'penalty_every' is {every!r} but 'penalty' is "
+                         f"{config['penalty']!r}: lazy regularisation is for 'r1' (its "
+                         "penalty is at the data, which does not move between D steps)")
+    return int(every)
 
 
 class Scale(Layer):
@@ -418,14 +436,15 @@ def build_loss(config):
 def build_regularizer(config, rng=None):
     """The regulariser of D's step a config names: None for penalty "none",
     ``GradientPenalty(penalty_weight, rng=rng)`` for "gp" (``rng``, a seed or
-    generator, draws its interpolation epsilons), ``R1(penalty_weight)`` for "r1"."""
+    generator, draws its interpolation epsilons), ``R1(penalty_weight, every=penalty_every)``
+    for "r1"."""
     from minigan.penalty import R1, GradientPenalty
 
     c = complete_config(config)
     if c["penalty"] == "gp":
         return GradientPenalty(weight=c["penalty_weight"], rng=rng)
     if c["penalty"] == "r1":
-        return R1(gamma=c["penalty_weight"])
+        return R1(gamma=c["penalty_weight"], every=c["penalty_every"])
     return None
 
 

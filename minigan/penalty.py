@@ -9,7 +9,8 @@ by layer.
 
     input_gradient_penalty(D, x, weight, center) -> loss    (adds dP/dtheta into D's grads)
     GradientPenalty(weight=10, center=1)    regularizer(D, real, fake): at interpolates
-    R1(gamma=10)                            regularizer(D, real, fake): at the real batch
+    R1(gamma=10, every=1)                   regularizer(D, real, fake): at the real batch
+                                            (every k-th D step only: lazy R1)
 
 The penalty. D is a chain of layers h_k = f_k(h_{k-1}; theta_k), k = 1..K, from
 h_0 = x (n, ...) to the output y = h_K (n_out, 1). D must treat each row of its
@@ -662,13 +663,42 @@ class R1:
     the data makes the equilibrium where G matches the data locally stable: D
     cannot keep a slope there that would push G away again. Its gradient is
     ``input_gradient_penalty(D, real, gamma / 2, center=0)``'s.
+
+    ``every = k`` is lazy regularisation (StyleGAN2, Karras et al. 2020): the
+    penalty is computed on the first of every k calls only, with weight k times
+    gamma / 2, so that over k D steps its gradient adds up to the same amount.
+    The penalty's double backward costs about 1.5 D steps, so k = 16 cuts R1's
+    cost from 2.5 times a D step to about 1.1. In between, the call adds nothing
+    and returns the penalty's value at its last evaluation (as gamma / 2 * mean
+    ||g||^2, without the factor k), so the logged ``d_penalty`` stays comparable.
     """
 
-    def __init__(self, gamma=10.0):
+    def __init__(self, gamma=10.0, every=1):
         self.gamma = _check_weight(gamma, "gamma", "R1")
+        if isinstance(every, bool) or not isinstance(every, numbers.Integral) or every < 1:
+            raise ValueError(f"R1: every must be an integer >= 1 (1 = every D step), got {every!r}")
+        self.every = int(every)
+        self.calls = 0          # D steps seen; the penalty runs when calls % every == 0
+        self.last = 0.0         # the penalty at its last evaluation
 
     def __call__(self, D, real, fake=None):
-        return input_gradient_penalty(D, real, 0.5 * self.gamma, 0.0)
+        due = self.calls % self.every == 0
+        self.calls += 1
+        if not due:
+            return self.last
+        # k times the weight once every k steps: the same gradient per step on average
+        value = input_gradient_penalty(D, real, 0.5 * self.gamma * self.every, 0.0)
+        self.last = float(value) / self.every
+        return self.last
+
+    def state_dict(self):
+        """Where the lazy schedule stands, so a resumed run penalises the same steps."""
+        return {"calls": self.calls, "last": self.last}
+
+    def load_state_dict(self, state):
+        self.calls, self.last = int(state["calls"]), float(state["last"])
+        return self
 
     def __repr__(self):
-        return f"R1(gamma={self.gamma:g})"
+        every = f", every={self.every}" if self.every != 1 else ""
+        return f"R1(gamma={self.gamma:g}{every})"

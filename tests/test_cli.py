@@ -419,6 +419,8 @@ def _history_columns(out):
     (["--loss", "hinge"], "Hinge", None, None, True),
     (["--loss", "hinge", "--no-spectral-norm"], "Hinge", None, None, False),
     (["--penalty", "r1", "--penalty-weight", "0.5"], "NonSaturating", "R1", 0.5, False),
+    (["--penalty", "r1", "--penalty-weight", "0.5", "--penalty-every", "4"], "NonSaturating",
+     "R1", 0.5, False),
     (["--loss", "lsgan", "--penalty", "r1", "--spectral-norm"], "LeastSquares", "R1",
      penalty_weight("r1", "grid25"), True),
     (["--spectral-norm"], "NonSaturating", None, None, True),
@@ -434,7 +436,10 @@ def test_loss_penalty_and_spectral_norm_flags_reach_the_gan(tmp_path, args, loss
     if regularizer == "GradientPenalty":
         assert gan.regularizer.weight == weight
     elif regularizer == "R1":
-        assert gan.regularizer.gamma == weight
+        every = int(args[args.index("--penalty-every") + 1]) if "--penalty-every" in args else 1
+        assert (gan.regularizer.gamma, gan.regularizer.every) == (weight, every)
+        assert _run_config(out)["penalty_every"] == every
+        assert gan.regularizer.calls == 3     # TINY_RUN's D steps, counted for the schedule
     n_dense = sum(type(m).__name__ == "Dense" for m in gan.D.modules())
     n_sn = sum(type(m).__name__ == "SpectralNorm" for m in gan.D.modules())
     assert n_sn == (n_dense if spectral else 0) and n_dense == 3
@@ -514,6 +519,9 @@ def test_a_method_lays_its_settings_over_the_preset_and_the_flags_win(tmp_path, 
     (["--penalty-weight", "2"], "--penalty-weight needs a penalty"),
     (["--loss", "wgan-gp", "--penalty", "none", "--penalty-weight", "2"],
      "--penalty-weight needs a penalty"),
+    (["--penalty-every", "4"], "--penalty-every is lazy R1: it needs --penalty r1"),
+    (["--loss", "wgan-gp", "--penalty-every", "4"],
+     "--penalty-every is lazy R1: it needs --penalty r1 (the penalty here is 'gp')"),
 ])
 def test_settings_that_do_not_fit_are_refused(args, message, tmp_path, capsys):
     assert cli.main(["train", *args, "--out", str(tmp_path / "r")]) == 2
@@ -555,14 +563,16 @@ def test_resume_keeps_the_method_settings(tmp_path, capsys):
     for args, flag in ((["--loss", "bce"], "--loss"), (["--penalty", "gp"], "--penalty"),
                        (["--no-spectral-norm"], "--spectral-norm"),
                        (["--betas", "0", "0.9"], "--betas"),
-                       (["--penalty-weight", "1"], "--penalty-weight")):
+                       (["--penalty-weight", "1"], "--penalty-weight"),
+                       (["--penalty-every", "2"], "--penalty-every")):
         assert cli.main(["train", "--resume", str(out / "checkpoint.npz"), "--steps", "5",
                          *args, "--out", str(out)]) == 2
         assert f"{flag} cannot be changed when resuming" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("args", [["--loss", "wgan-gp", "--spectral-norm"], ["--loss", "hinge"]],
-                         ids=["wgan-gp", "hinge-sn"])
+@pytest.mark.parametrize("args", [["--loss", "wgan-gp", "--spectral-norm"], ["--loss", "hinge"],
+                                  ["--penalty", "r1", "--penalty-every", "2"]],
+                         ids=["wgan-gp", "hinge-sn", "lazy-r1"])
 def test_resume_with_a_penalty_or_spectral_norm_is_bit_identical(tmp_path, args):
     common = ["train", "--dataset", "grid25", "--pack", "1", *args, "--steps", "8",
               "--batch-size", "32", "--seed", "4", "--no-figures", "--no-metrics", "--frames",
@@ -574,7 +584,8 @@ def test_resume_with_a_penalty_or_spectral_norm_is_bit_identical(tmp_path, args)
     assert_same_checkpoints(tmp_path / "straight" / "checkpoint.npz",
                             tmp_path / "split" / "checkpoint.npz")
     meta = load_checkpoint(tmp_path / "split" / "checkpoint.npz")
-    assert any(type(m).__name__ == "SpectralNorm" for m in meta.gan.D.modules())
+    spectral = any(type(m).__name__ == "SpectralNorm" for m in meta.gan.D.modules())
+    assert spectral is ("--penalty" not in args)
     assert (tmp_path / "split" / "history.csv").read_text() == \
         (tmp_path / "straight" / "history.csv").read_text()
 

@@ -69,12 +69,15 @@ def test_loss_settings_that_do_not_fit_are_refused(settings, message):
     ({"penalty": "gp", "penalty_weight": 0.5}, GradientPenalty, 0.5),
     ({"penalty": "r1"}, R1, PENALTY_WEIGHTS["r1"]),
     ({"penalty": "r1", "penalty_weight": 2}, R1, 2.0),
+    ({"penalty": "r1", "penalty_every": 16}, R1, PENALTY_WEIGHTS["r1"]),
 ])
 def test_the_penalty_reaches_the_gan_with_its_weight(settings, kind, weight):
     gan = build_gan({**TINY, "loss": "wasserstein", **settings}, seed=0)
     assert type(gan.regularizer) is kind
     assert (gan.regularizer.weight if kind is GradientPenalty else gan.regularizer.gamma) == weight
     assert complete_config({**TINY, **settings})["penalty_weight"] == weight
+    if kind is R1:
+        assert gan.regularizer.every == settings.get("penalty_every", 1)
     record = gan.train_step(_real())
     assert np.isfinite(record["d_penalty"]) and record["d_penalty"] > 0
 
@@ -97,6 +100,10 @@ def test_no_penalty_no_regulariser_and_no_weight():
     ({"spectral_norm": "yes"}, TypeError, "'spectral_norm' must be true or false, got 'yes'"),
     ({"betas": [0.5]}, TypeError, r"'betas' must be a pair \[beta1, beta2\]"),
     ({"betas": [0.5, 1.0]}, ValueError, r"'betas' must be two numbers in \[0, 1\)"),
+    ({"penalty": "r1", "penalty_every": 0}, ValueError, "'penalty_every' must be an integer >= 1"),
+    ({"penalty": "r1", "penalty_every": 2.5}, ValueError, "'penalty_every' must be an integer"),
+    ({"penalty": "gp", "penalty_every": 4}, ValueError,
+     "'penalty_every' is 4 but 'penalty' is 'gp': lazy regularisation is for 'r1'"),
 ])
 def test_penalty_and_spectral_norm_keys_are_checked(settings, error, message):
     with pytest.raises(error, match=message):

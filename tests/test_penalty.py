@@ -456,6 +456,63 @@ def test_r1_in_the_d_step_penalises_the_real_batch():
     assert repr(R1(4)) == "R1(gamma=4)" and repr(GradientPenalty()) == "GradientPenalty(weight=10)"
 
 
+def test_lazy_r1_adds_k_times_the_gradient_once_every_k_d_steps():
+    """R1(every=3): on D steps 0, 3, 6, ... the gradient added is 3 times R1's; on
+    the others nothing is added and the value of the last evaluation comes back."""
+    k, gamma = 3, 4.0
+    plain, plain_opt = _gan(None, NonSaturating())
+    lazy, lazy_opt = _gan(R1(gamma=gamma, every=k), NonSaturating())
+    values = []
+    for step in range(2 * k + 1):
+        real, fake = _x((6, 2), 50 + step), _x((6, 2), 70 + step)
+        D_before = copy.deepcopy(lazy.D)    # lazy and plain D drift apart once R1 acts
+        plain.D = copy.deepcopy(D_before)
+        plain_opt.model = plain.D
+        stats = lazy.discriminator_step(real, fake)
+        plain.discriminator_step(real, fake)
+        added = [g_lazy - g_plain for g_lazy, g_plain in zip(lazy_opt.seen[-1], plain_opt.seen[-1])]
+        if step % k == 0:
+            D = copy.deepcopy(D_before)
+            D.zero_grad()
+            once = float(input_gradient_penalty(D, real, gamma / 2, 0.0))
+            for a, (_, g_pen) in zip(added, D.parameters()):
+                np.testing.assert_allclose(a, k * g_pen, rtol=1e-10, atol=1e-14)
+            assert np.abs(added[0]).max() > 0
+            values.append(once)
+        else:
+            assert all(np.abs(a).max() <= 1e-15 for a in added)
+        assert stats["d_penalty"] == pytest.approx(values[-1], rel=1e-12)
+        # the optimiser changed nothing, so move D by hand: later steps see new weights
+        for (p, _), g in zip(lazy.D.parameters(), lazy_opt.seen[-1]):
+            p -= 0.1 * g
+    assert lazy.regularizer.calls == 2 * k + 1 and len(set(values)) == 3
+    assert repr(R1(4, every=16)) == "R1(gamma=4, every=16)"
+
+
+def test_lazy_r1_state_dict_resumes_the_schedule():
+    reg = R1(every=4)
+    D, x = _critic([2, 5, 1], "tanh", seed=3), _x((4, 2), 9)
+    for _ in range(6):
+        reg(D, x)
+    resumed = R1(every=4).load_state_dict(reg.state_dict())
+    assert (resumed.calls, resumed.last) == (6, reg.last) and reg.last > 0
+    def grads():
+        return [g.copy() for _, g in D.parameters()]
+
+    before = grads()
+    resumed(D, x)                          # calls 6 and 7 (counting from 0): nothing added
+    resumed(D, x)
+    assert all(np.array_equal(a, b) for a, b in zip(before, grads()))
+    resumed(D, x)                          # call 8 = 2 * 4: the penalty's turn
+    assert any(not np.array_equal(a, b) for a, b in zip(before, grads()))
+
+
+@pytest.mark.parametrize("every", [0, -2, 1.5, True, "4"])
+def test_r1_every_must_be_a_positive_integer(every):
+    with pytest.raises(ValueError, match="every must be an integer >= 1"):
+        R1(every=every)
+
+
 @pytest.mark.parametrize("which", ["gradient-penalty", "r1"])
 def test_regularisers_on_a_conv_critic_in_the_d_step(which):
     """Image batches through GradientPenalty (one epsilon per image) and R1 in the D
