@@ -337,6 +337,9 @@ def _config_from_args(args):
             raise CLIError(f"--arch dcgan is a convolutional GAN for images "
                            f"({', '.join(IMAGE_DATASETS)}); {args.dataset} has 1-D/2-D points")
         config.update(DCGAN)
+    # the preset's own penalty (the DCGAN's lazy R1) keeps its weight unless a flag or
+    # a method changes the penalty
+    own_penalty = {k: config[k] for k in ("penalty", "penalty_weight") if k in config}
     method = method_for(args.loss, args.penalty)
     if method is not None:
         settings = method_settings(method, args.dataset)
@@ -355,7 +358,7 @@ def _config_from_args(args):
                            f"{args.dataset} has no labels")
         config["n_classes"] = 10
     _loss_settings(config, args)
-    _penalty_settings(config, args)
+    _penalty_settings(config, args, own_penalty)
     if config.get("arch") == "dcgan" and config.get("penalty", "none") != "none":
         # a penalty needs each D(x_i) to depend on x_i alone; batch norm mixes the batch
         # (the WGAN-GP paper drops it from the critic): _notes says so
@@ -384,10 +387,11 @@ def _loss_settings(config, args):
     config["g_loss"] = loss
 
 
-def _penalty_settings(config, args):
-    """penalty_weight: --penalty-weight, else the weight METHODS gives the penalty for
-    this dataset (``presets.penalty_weight``); none without a penalty. penalty_every
-    (lazy R1) only with R1."""
+def _penalty_settings(config, args, own_penalty):
+    """penalty_weight: --penalty-weight, else the preset's weight if the penalty is the
+    preset's own (``own_penalty``), else the weight METHODS gives the penalty for this
+    dataset (``presets.penalty_weight``); none without a penalty. penalty_every (lazy
+    R1) only with R1."""
     penalty = config.get("penalty", "none")
     if penalty == "none":
         if args.penalty_weight is not None:
@@ -395,7 +399,9 @@ def _penalty_settings(config, args):
                            "(or use --loss wgan-gp)")
         config.pop("penalty_weight", None)
     elif args.penalty_weight is None:
-        config["penalty_weight"] = penalty_weight(penalty, args.dataset)
+        same = own_penalty.get("penalty") == penalty and "penalty_weight" in own_penalty
+        config["penalty_weight"] = (own_penalty["penalty_weight"] if same
+                                    else penalty_weight(penalty, args.dataset))
     if penalty != "r1":
         if args.penalty_every is not None:
             raise CLIError(f"--penalty-every is lazy R1: it needs --penalty r1 (the penalty "

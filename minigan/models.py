@@ -437,14 +437,17 @@ def build_regularizer(config, rng=None):
     """The regulariser of D's step a config names: None for penalty "none",
     ``GradientPenalty(penalty_weight, rng=rng)`` for "gp" (``rng``, a seed or
     generator, draws its interpolation epsilons), ``R1(penalty_weight, every=penalty_every)``
-    for "r1"."""
+    for "r1". With n_classes > 0 either one's norm is over the data_dim numbers of x
+    only (``features``), not over the label columns."""
     from minigan.penalty import R1, GradientPenalty
 
     c = complete_config(config)
+    # a conditional D reads [x, y]: the penalty is on its slope in x, not in the label
+    features = c["data_dim"] if c["n_classes"] else None
     if c["penalty"] == "gp":
-        return GradientPenalty(weight=c["penalty_weight"], rng=rng)
+        return GradientPenalty(weight=c["penalty_weight"], rng=rng, features=features)
     if c["penalty"] == "r1":
-        return R1(gamma=c["penalty_weight"], every=c["penalty_every"])
+        return R1(gamma=c["penalty_weight"], every=c["penalty_every"], features=features)
     return None
 
 

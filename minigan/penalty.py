@@ -458,7 +458,7 @@ def _chain(model):
 # --------------------------------------------------------------------- the penalty
 
 
-def input_gradient_penalty(D, x, weight, center=1.0):
+def input_gradient_penalty(D, x, weight, center=1.0, features=None):
     """P = weight * mean_i (||dD(x)/dx_i|| - center)^2; ADDS dP/dtheta into D's grads.
 
     Args:
@@ -468,6 +468,12 @@ def input_gradient_penalty(D, x, weight, center=1.0):
         x: (n, ...) the points where D's input gradient is penalised.
         weight: lambda of WGAN-GP (10), gamma / 2 for R1.
         center: 1 for WGAN-GP (a 1-Lipschitz critic), 0 for R1.
+        features: None, or k: only the first k numbers of each (flattened) sample
+            count in the norm. A conditional GAN's D reads [x, y], the image and
+            its one-hot label; the penalty is on D's slope in the image, and a
+            penalty on its slope in the label would teach D to ignore the label.
+            With the mask M (1 on those entries), P uses M g, and since M M = M
+            the adjoint 2 weight M g / n_out (center 0) already has M in it.
 
     Returns the penalty as a 0-d array of x's dtype (the caller may ``float`` it).
     The gradient with respect to x itself is not computed (x is data, not a
@@ -496,7 +502,10 @@ def input_gradient_penalty(D, x, weight, center=1.0):
     deltas = [None] * len(layers) + [xp.ones_like(y)]
     for k in range(len(layers), 0, -1):
         deltas[k - 1] = rules[k - 1].input_backward(ctxs[k - 1], deltas[k])
-    g = deltas[0].reshape(n_out, -1)          # one row per D output (per pack)
+    g = deltas[0]
+    if features is not None:
+        g = _only_features(g, features)
+    g = g.reshape(n_out, -1)                  # one row per D output (per pack)
 
     penalty, a = _penalty_and_adjoint(g, weight, center, xp)
     a = a.reshape(x.shape)
@@ -528,6 +537,18 @@ def input_gradient_penalty(D, x, weight, center=1.0):
     return penalty
 
 
+def _only_features(g, features):
+    """g with every entry after the first ``features`` of each sample set to 0."""
+    per_sample = g.reshape(g.shape[0], -1)
+    if isinstance(features, bool) or not isinstance(features, numbers.Integral) \
+            or not 0 < features <= per_sample.shape[1]:
+        raise ValueError(f"input_gradient_penalty: features must be in 1..{per_sample.shape[1]} "
+                         f"(the numbers per sample), got {features}")
+    masked = per_sample.copy()
+    masked[:, features:] = 0
+    return masked.reshape(g.shape)
+
+
 def _array_module_of_input(D, x):
     """NumPy or CuPy for x, with clear errors when x and D's parameters differ in
     backend or dtype."""
@@ -555,7 +576,8 @@ def _penalty_and_adjoint(g, weight, center, xp):
     return weight * (gap * gap).mean(), g * (gap * (2.0 * weight / n_out) / norm)
 
 
-def check_penalty(D, x, weight=10.0, center=1.0, *, eps=None, atol=None, rtol=None):
+def check_penalty(D, x, weight=10.0, center=1.0, *, features=None, eps=None, atol=None,
+                  rtol=None):
     """Gradient-check ``input_gradient_penalty``: its parameter gradients against
     central differences of the penalty's value, in float64. Returns a
     ``GradCheckResult`` (``print`` it for the table, test ``.ok``).
@@ -576,13 +598,15 @@ def check_penalty(D, x, weight=10.0, center=1.0, *, eps=None, atol=None, rtol=No
             layer.eval()
     x = x.astype(np.float64)
     model.zero_grad()
-    input_gradient_penalty(model, x, weight, center)
+    input_gradient_penalty(model, x, weight, center, features)
     analytic = {name: g.copy() for name, _, g in model.named_parameters()}
 
     def value():
-        return float(input_gradient_penalty(model, x, weight, center))
+        return float(input_gradient_penalty(model, x, weight, center, features))
 
-    result = gc.GradCheckResult(f"input_gradient_penalty(weight={weight:g}, center={center:g})",
+    masked = "" if features is None else f", features={features}"
+    result = gc.GradCheckResult(f"input_gradient_penalty(weight={weight:g}, center={center:g}"
+                                f"{masked})",
                                 eps=eps, atol=atol, rtol=rtol, upstream="scalar penalty")
     for name, p, _ in model.named_parameters():
         numeric = gc.numerical_gradient(value, p, None, eps)
@@ -608,6 +632,18 @@ def _check_weight(value, name, who):
     return float(value)
 
 
+def _check_features(features, who):
+    if features is not None and (isinstance(features, bool)
+                                 or not isinstance(features, numbers.Integral) or features < 1):
+        raise ValueError(f"{who}: features must be None (all of D's input) or an integer >= 1 "
+                         f"(the first numbers of each sample), got {features!r}")
+    return None if features is None else int(features)
+
+
+def _features_repr(features):
+    return "" if features is None else f", features={features}"
+
+
 class GradientPenalty:
     """WGAN-GP's penalty (Gulrajani et al. 2017), a regulariser of the D step.
 
@@ -621,13 +657,16 @@ class GradientPenalty:
     WGAN-GP asks for exactly that there, instead of clipping D's weights.
 
     ``rng`` (a seed or NumPy generator) draws the epsilons on the host, so a
-    seeded run repeats exactly on either backend.
+    seeded run repeats exactly on either backend. ``features = k`` puts only the
+    first k numbers of each sample in the norm (a conditional GAN's image, not its
+    label columns; see ``input_gradient_penalty``).
     """
 
-    def __init__(self, weight=10.0, center=1.0, rng=None):
+    def __init__(self, weight=10.0, center=1.0, rng=None, features=None):
         self.weight = _check_weight(weight, "weight", "GradientPenalty")
         self.center = _check_weight(center, "center", "GradientPenalty")
         self.rng = make_rng(rng)
+        self.features = _check_features(features, "GradientPenalty")
 
     def interpolate(self, real, fake):
         """x_hat = eps real + (1 - eps) fake, one eps ~ U(0, 1) per sample: (x_hat, eps)."""
@@ -640,7 +679,7 @@ class GradientPenalty:
 
     def __call__(self, D, real, fake):
         x_hat, _ = self.interpolate(real, fake)
-        return input_gradient_penalty(D, x_hat, self.weight, self.center)
+        return input_gradient_penalty(D, x_hat, self.weight, self.center, self.features)
 
     def state_dict(self):
         """The epsilon generator's state (JSON-able), so a resumed run draws the same
@@ -653,7 +692,7 @@ class GradientPenalty:
 
     def __repr__(self):
         center = f", center={self.center:g}" if self.center != 1.0 else ""
-        return f"GradientPenalty(weight={self.weight:g}{center})"
+        return f"GradientPenalty(weight={self.weight:g}{center}{_features_repr(self.features)})"
 
 
 class R1:
@@ -671,13 +710,18 @@ class R1:
     cost from 2.5 times a D step to about 1.1. In between, the call adds nothing
     and returns the penalty's value at its last evaluation (as gamma / 2 * mean
     ||g||^2, without the factor k), so the logged ``d_penalty`` stays comparable.
+
+    ``features = k`` puts only the first k numbers of each sample in the norm: for a
+    conditional GAN, whose D reads [x, y], R1 on D's slope in the label too would
+    teach D to ignore the label (``input_gradient_penalty``).
     """
 
-    def __init__(self, gamma=10.0, every=1):
+    def __init__(self, gamma=10.0, every=1, features=None):
         self.gamma = _check_weight(gamma, "gamma", "R1")
         if isinstance(every, bool) or not isinstance(every, numbers.Integral) or every < 1:
             raise ValueError(f"R1: every must be an integer >= 1 (1 = every D step), got {every!r}")
         self.every = int(every)
+        self.features = _check_features(features, "R1")
         self.calls = 0          # D steps seen; the penalty runs when calls % every == 0
         self.last = 0.0         # the penalty at its last evaluation
 
@@ -687,7 +731,8 @@ class R1:
         if not due:
             return self.last
         # k times the weight once every k steps: the same gradient per step on average
-        value = input_gradient_penalty(D, real, 0.5 * self.gamma * self.every, 0.0)
+        value = input_gradient_penalty(D, real, 0.5 * self.gamma * self.every, 0.0,
+                                       self.features)
         self.last = float(value) / self.every
         return self.last
 
@@ -701,4 +746,4 @@ class R1:
 
     def __repr__(self):
         every = f", every={self.every}" if self.every != 1 else ""
-        return f"R1(gamma={self.gamma:g}{every})"
+        return f"R1(gamma={self.gamma:g}{every}{_features_repr(self.features)})"

@@ -214,7 +214,8 @@ PRESETS["fashion-mnist"] = {**copy.deepcopy(PRESETS["mnist"]), "dataset": "fashi
 DCGAN = {"arch": "dcgan", "image_shape": [1, 28, 28], "g_channels": [128, 64],
          "d_channels": [64, 128], "g_batchnorm": True, "d_batchnorm": False, "init": "normal",
          "pack": 2, "lr_g": 4e-4, "lr_d": 4e-4, "steps": 12000, "lr_decay_start": 0.5,
-         "lr_final": 0.1, "ema_decay": 0.999}
+         "lr_final": 0.1, "ema_decay": 0.999,
+         "penalty": "r1", "penalty_weight": 1.0, "penalty_every": 16}
 
 # A conditional GAN (--conditional) is told which digit to draw, so its classes
 # are balanced by construction and it needs no packing: the plain classic

@@ -893,6 +893,27 @@ def test_a_dcgan_run_gives_its_threads_to_the_convolutions(tmp_path):
         _threads.share_threads(before, convolutional=False)
 
 
+@pytest.mark.parametrize("flags, penalty, weight, every", [
+    ([], "r1", "preset", "preset"),                     # the preset's own lazy R1
+    (["--penalty", "r1"], "r1", "preset", "preset"),    # the same penalty keeps its weight
+    (["--penalty-weight", "3", "--penalty-every", "4"], "r1", 3.0, 4),
+    (["--penalty", "none"], "none", None, None),
+    (["--loss", "wgan-gp"], "gp", 10.0, None),          # another penalty: its method's weight
+    (["--penalty", "gp"], "gp", 10.0, None),
+])
+def test_the_dcgan_preset_brings_its_penalty_and_flags_change_it(flags, penalty, weight, every):
+    from minigan.presets import DCGAN
+
+    args = cli.build_parser().parse_args(["train", "--dataset", "mnist", "--arch", "dcgan",
+                                          *flags])
+    config = cli._config_from_args(args)
+    weight = DCGAN["penalty_weight"] if weight == "preset" else weight
+    every = DCGAN["penalty_every"] if every == "preset" else every
+    assert (config["penalty"], config.get("penalty_weight"), config.get("penalty_every")) == \
+        (penalty, weight, every)
+    assert DCGAN["penalty"] == "r1" and DCGAN["penalty_every"] > 1
+
+
 def test_a_penalty_turns_off_batch_norm_in_the_dcgan_critic(tmp_path, capsys, monkeypatch):
     from minigan.layers import BatchNorm1d
     from minigan.presets import DCGAN

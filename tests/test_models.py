@@ -82,6 +82,15 @@ def test_the_penalty_reaches_the_gan_with_its_weight(settings, kind, weight):
     assert np.isfinite(record["d_penalty"]) and record["d_penalty"] > 0
 
 
+@pytest.mark.parametrize("penalty", ["gp", "r1"])
+def test_a_conditional_gans_penalty_leaves_the_label_out(penalty):
+    """A conditional D reads [x, one-hot y]: the penalty's norm is over x's data_dim
+    numbers (features), not over the label columns; unconditional: over all."""
+    plain = build_gan({**TINY, "penalty": penalty}, seed=0).regularizer
+    conditional = build_gan({**TINY, "penalty": penalty, "n_classes": 3}, seed=0).regularizer
+    assert plain.features is None and conditional.features == TINY["data_dim"]
+
+
 def test_no_penalty_no_regulariser_and_no_weight():
     gan = build_gan(TINY, seed=0)
     assert gan.regularizer is None and "d_penalty" not in gan.train_step(_real())

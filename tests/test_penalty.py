@@ -456,6 +456,63 @@ def test_r1_in_the_d_step_penalises_the_real_batch():
     assert repr(R1(4)) == "R1(gamma=4)" and repr(GradientPenalty()) == "GradientPenalty(weight=10)"
 
 
+def _conditional_critic(kind, pack):
+    """A D that reads [x, one-hot y]: an MLP (3 numbers + 2 label columns per sample) or
+    a conv net whose LabelPlanes turn the label into planes (1x4x4 image + 2 labels)."""
+    from minigan.models import LabelPlanes
+
+    if kind == "mlp":
+        return _critic([pack * 5, 6, 1], "tanh", pack=pack, seed=61), 3, 5
+    rng = np.random.default_rng(62)
+    layers = [LabelPlanes((1, 4, 4), 2)] + ([Pack(pack)] if pack > 1 else [])
+    layers += [Conv2d(pack * 3, 2, 3, padding=1, dtype="float64", rng=rng), Tanh(), Flatten(),
+               Dense(32, 1, dtype="float64", rng=rng)]
+    return Sequential(*layers), 16, 18
+
+
+@pytest.mark.parametrize("kind, pack", [("mlp", 1), ("mlp", 2), ("conv", 1), ("conv", 2)])
+@pytest.mark.parametrize("center", [0.0, 1.0])
+def test_features_keeps_the_label_columns_out_of_the_norm(kind, pack, center):
+    """features = k: the norm is over the first k numbers of each sample (a conditional
+    D's x, not its label): the value is the formula on those entries of g, and the
+    gradient matches central differences of that value."""
+    D, k, d = _conditional_critic(kind, pack)
+    x = _x((4, d), 63)
+    x[:, k:] = np.eye(2)[[0, 1, 1, 0]]               # one-hot labels
+    out, g = _input_gradient_by_backward(copy.deepcopy(D), x)
+    assert np.abs(g[:, k:]).max() > 1e-3              # D's slope in the label is not 0 ...
+    g[:, k:] = 0                                      # ... and the norm leaves it out
+    norms = np.linalg.norm(g.reshape(out.shape[0], -1), axis=1)
+    expected = 2.5 * np.mean((norms - center) ** 2)
+    D.zero_grad()
+    value = float(input_gradient_penalty(D, x, 2.5, center, features=k))
+    assert value == pytest.approx(expected, rel=1e-12)
+    assert float(input_gradient_penalty(copy.deepcopy(D), x, 2.5, center)) != \
+        pytest.approx(expected, rel=1e-6)             # without features the labels count
+    result = check_penalty(D, x, 2.5, center, features=k)
+    assert result.ok, str(result)
+    assert "features=" in str(result)
+
+
+def test_features_is_checked_and_reaches_the_regularisers():
+    D, x = _critic([5, 4, 1], "tanh", seed=64), _x((3, 5), 65)
+    for bad in (0, 6):
+        with pytest.raises(ValueError, match=r"features must be in 1..5 \(the numbers per sample"):
+            input_gradient_penalty(D, x, 1.0, 0.0, features=bad)
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match="features must be None"):
+            R1(features=bad)
+        with pytest.raises(ValueError, match="features must be None"):
+            GradientPenalty(features=bad)
+    r1, gp = R1(2.0, features=3), GradientPenalty(4.0, rng=1, features=3)
+    assert repr(r1) == "R1(gamma=2, features=3)"
+    assert repr(gp) == "GradientPenalty(weight=4, features=3)"
+    D.zero_grad()
+    value = r1(D, x)
+    assert value == pytest.approx(float(input_gradient_penalty(copy.deepcopy(D), x, 1.0, 0.0,
+                                                               features=3)), rel=1e-12)
+
+
 def test_lazy_r1_adds_k_times_the_gradient_once_every_k_d_steps():
     """R1(every=3): on D steps 0, 3, 6, ... the gradient added is 3 times R1's; on
     the others nothing is added and the value of the last evaluation comes back."""
