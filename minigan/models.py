@@ -319,7 +319,8 @@ def _penalty_every(config):
     if every != 1 and config["penalty"] != "r1":
         raise ValueError(f"GAN config 'penalty_every' is {every!r} but 'penalty' is "
                          f"{config['penalty']!r}: lazy regularisation is for 'r1' (its "
-                         "penalty is at the data, which does not move between D steps)")
+                         "penalty is at the data, which does not move between D steps); "
+                         "set 'penalty_every' to 1 to penalise every D step")
     return int(every)
 
 

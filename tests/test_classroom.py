@@ -482,7 +482,7 @@ def train_conv_gans():
              "g_channels": [4, 2], "d_channels": [2, 4], "latent_dim": 3, "dtype": "float64",
              "ema_decay": 0}
     configs = [small, {**small, "loss": "wasserstein", "penalty": "gp", "penalty_weight": 10.0,
-                       "d_batchnorm": False}]
+                       "penalty_every": 1, "d_batchnorm": False}]
     real = np.random.default_rng(1).uniform(-1, 1, (8, 64))
     params = {}
     for i, config in enumerate(configs):
