@@ -12,7 +12,8 @@ One file holds everything a run needs to continue exactly where it stopped:
   stored as JSON), the states of dropout layers' generators, the history;
 * the regulariser of D's step (``gan.regularizer``): its type and, for one that
   has a ``state_dict`` (``GradientPenalty``: the generator of its interpolation
-  epsilons), that state, so a WGAN-GP run resumes bit-exactly. Spectral norm's
+  epsilons; ``R1``: where its lazy schedule stands), that state, so such a run
+  resumes bit-exactly. Spectral norm's
   u and v are buffers of D, stored with its parameters;
 * the architecture ``config`` (the dict ``minigan.models.build_gan`` takes), so
   ``load_checkpoint`` can rebuild the networks before filling them in;
@@ -157,6 +158,13 @@ def _load_regularizer(gan, saved, path):
             raise ArchitectureMismatchError(
                 f"{path!r} holds a state for the {saved_type} regulariser, but this GAN's "
                 f"{own!r} cannot take one (no load_state_dict)")
+        every = saved["state"].get("every")
+        if every is not None and getattr(own, "every", None) != every:
+            # lazy R1: another period would penalise other steps than the saved run's
+            raise ArchitectureMismatchError(
+                f"{path!r} was saved from a run whose R1 penalised every {every} D steps, "
+                f"but this GAN's is {own!r}; build it with R1(..., every={every}) (or load "
+                "without gan=) to resume the same schedule")
         own.load_state_dict(saved["state"])
 
 

@@ -338,8 +338,11 @@ def _config_from_args(args):
                            f"({', '.join(IMAGE_DATASETS)}); {args.dataset} has 1-D/2-D points")
         config.update(DCGAN)
     # the preset's own penalty (the DCGAN's lazy R1) keeps its weight unless a flag or
-    # a method changes the penalty
+    # a method changes the penalty; it is tuned for the preset's loss, so another
+    # --loss drops it (a comparison of losses should not carry R1 along unseen)
     own_penalty = {k: config[k] for k in ("penalty", "penalty_weight") if k in config}
+    if args.loss not in (None, "bce") and args.penalty is None:
+        config["penalty"] = "none"
     method = method_for(args.loss, args.penalty)
     if method is not None:
         settings = method_settings(method, args.dataset)
@@ -1074,7 +1077,8 @@ def _add_model_options(p):
                         "its method's settings (see below)")
     p.add_argument("--penalty-weight", type=_positive_float, default=None, metavar="W",
                    help="the penalty's weight: gp's lambda, r1's gamma (default: the "
-                        "method's value for the dataset, see below)")
+                        "preset's own weight for its own penalty, as the DCGAN's R1 gamma "
+                        "1; else the method's value for the dataset, see below)")
     p.add_argument("--penalty-every", type=_positive_int, default=None, metavar="K",
                    help="lazy R1 (Karras et al. 2020): the penalty on every K-th D step "
                         "only, K times as strong, for about a K-th of its cost "

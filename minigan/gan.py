@@ -427,7 +427,9 @@ class ConditionalGAN(GAN):
 
     ``train_step((x, labels))`` takes a real batch with its int labels (n,)
     (what ``Minibatches(x, y)`` yields); fake batches get labels drawn
-    uniformly. ``sample(n, labels)`` draws the classes you ask for.
+    uniformly. ``sample(n, labels)`` draws the classes you ask for. A gradient
+    penalty or R1 given as ``regularizer`` with ``features=None`` gets
+    ``features = data_dim`` at the first step: its norm is over x, not the label.
     ``gan.G`` is the wrapper; ``gan.G.net`` is the generator you built.
     """
 
@@ -481,6 +483,10 @@ class ConditionalGAN(GAN):
             raise ValueError(f"this GAN is conditional (n_classes={self.n_classes}): call "
                              "train_step((x, labels)) with integer labels of shape (n,)")
         batches = [self.with_labels(x, y) for x, y in pairs]
+        if getattr(self.regularizer, "features", False) is None:
+            # a penalty on D's slope in the label columns would teach D to ignore the
+            # label: the norm runs over the sample's own numbers (features = data_dim)
+            self.regularizer.features = int(pairs[0][0].shape[1])
         return super().train_step(batches if isinstance(real, list) else batches[0])
 
     def sample(self, n, labels=None, rng=None, ema=True):

@@ -301,8 +301,9 @@ def _penalty_weight(config):
     penalty, weight = config["penalty"], config["penalty_weight"]
     if penalty == "none":
         if weight is not None:
+            lazy = " (and 'penalty_every')" if config.get("penalty_every", 1) != 1 else ""
             raise ValueError(f"GAN config 'penalty_weight' is {weight!r} but 'penalty' is "
-                             "'none': choose a penalty ('gp' or 'r1') or drop the weight")
+                             f"'none': choose a penalty ('gp' or 'r1') or drop the weight{lazy}")
         return None
     if weight is None:
         return PENALTY_WEIGHTS[penalty]
@@ -312,15 +313,21 @@ def _penalty_weight(config):
 def _penalty_every(config):
     """penalty_every checked: an integer >= 1, above 1 only for the R1 penalty."""
     every = config["penalty_every"]
-    if isinstance(every, bool) or not isinstance(every, numbers.Real) or every != int(every) \
-            or every < 1:
+    if isinstance(every, bool) or not isinstance(every, numbers.Real) \
+            or not math.isfinite(every) or every != int(every) or every < 1:
         raise ValueError(f"GAN config 'penalty_every' must be an integer >= 1 (1: every D "
                          f"step), got {every!r}")
-    if every != 1 and config["penalty"] != "r1":
+    penalty = config["penalty"]
+    if every != 1 and penalty != "r1":
+        # a config laid over a preset with lazy R1 keeps R1's weight too: say so
+        weight = (f", and check 'penalty_weight' ({config['penalty_weight']!r} here; "
+                  f"{penalty}'s usual weight is {PENALTY_WEIGHTS[penalty]!r})"
+                  if penalty in PENALTY_WEIGHTS else "")
         raise ValueError(f"GAN config 'penalty_every' is {every!r} but 'penalty' is "
-                         f"{config['penalty']!r}: lazy regularisation is for 'r1' (its "
-                         "penalty is at the data, which does not move between D steps); "
-                         "set 'penalty_every' to 1 to penalise every D step")
+                         f"{penalty!r}: lazy regularisation is for 'r1' (its points are the "
+                         "data, which G does not move; gp's interpolates move with G at "
+                         "every step); set 'penalty_every' to 1 to penalise every D "
+                         f"step{weight}")
     return int(every)
 
 

@@ -706,6 +706,9 @@ class R1:
     ``every = k`` is lazy regularisation (StyleGAN2, Karras et al. 2020): the
     penalty is computed on the first of every k calls only, with weight k times
     gamma / 2, so that over k D steps its gradient adds up to the same amount.
+    That makes the same updates on average for SGD only: Adam divides each step by
+    a running RMS of the gradient, which the k-fold spikes raise, so with Adam lazy
+    R1 pushes less than eager R1 of the same gamma (tune gamma with its ``every``).
     The penalty's double backward costs about 1.5 D steps, so k = 16 cuts R1's
     cost from 2.5 times a D step to about 1.1. In between, the call adds nothing
     and returns the penalty's value at its last evaluation (as gamma / 2 * mean
@@ -737,10 +740,16 @@ class R1:
         return self.last
 
     def state_dict(self):
-        """Where the lazy schedule stands, so a resumed run penalises the same steps."""
-        return {"calls": self.calls, "last": self.last}
+        """Where the lazy schedule stands, so a resumed run penalises the same steps
+        (``every`` is kept so that loading into an R1 of another period is refused)."""
+        return {"calls": self.calls, "last": self.last, "every": self.every}
 
     def load_state_dict(self, state):
+        every = state.get("every", self.every)   # states saved before it was kept: trust
+        if every != self.every:
+            raise ValueError(f"R1: this state comes from an R1 with every={every}, this one "
+                             f"has every={self.every}; the same period resumes the same "
+                             "schedule")
         self.calls, self.last = int(state["calls"]), float(state["last"])
         return self
 

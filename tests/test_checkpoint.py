@@ -355,6 +355,19 @@ def test_the_regularizer_must_match_when_loading_into_a_gan(tmp_path):
         .rng.bit_generator.state == gan.regularizer.rng.bit_generator.state
 
 
+def test_a_lazy_r1_resumes_only_into_the_same_period(tmp_path):
+    lazy = {**R1, "penalty_every": 4}
+    gan = build_gan(lazy, backend="numpy", seed=0)
+    _steps(gan, _batches(5, seed=1), 1)
+    save_checkpoint(tmp_path / "r1.npz", gan, lazy)
+    other = build_gan({**R1, "penalty_every": 2}, backend="numpy", seed=0)
+    with pytest.raises(ArchitectureMismatchError, match=r"R1 penalised every 4 D steps, but "
+                                                        r"this GAN's is R1\(gamma=0.5, every=2"):
+        load_checkpoint(tmp_path / "r1.npz", gan=other)
+    same = load_checkpoint(tmp_path / "r1.npz", gan=build_gan(lazy, seed=0)).gan.regularizer
+    assert (same.calls, same.every) == (5, 4)
+
+
 @pytest.mark.parametrize("value", [[1, 2], {"state": {}}, {"type": "GradientPenalty", "state": 3}])
 def test_a_damaged_regularizer_entry_is_named(tmp_path, value):
     gan = build_gan(GP, backend="numpy", seed=0)

@@ -900,6 +900,12 @@ def test_a_dcgan_run_gives_its_threads_to_the_convolutions(tmp_path):
     (["--penalty", "none"], "none", None, None),
     (["--loss", "wgan-gp"], "gp", 10.0, None),          # another penalty: its method's weight
     (["--penalty", "gp"], "gp", 10.0, None),
+    (["--loss", "bce"], "r1", "preset", "preset"),      # the preset's own loss
+    # the preset's R1 is tuned for its loss: another --loss goes without it
+    (["--loss", "hinge"], "none", None, None),
+    (["--loss", "lsgan"], "none", None, None),
+    (["--loss", "wasserstein"], "none", None, None),
+    (["--loss", "lsgan", "--penalty", "r1"], "r1", "preset", "preset"),
 ])
 def test_the_dcgan_preset_brings_its_penalty_and_flags_change_it(flags, penalty, weight, every):
     from minigan.presets import DCGAN

@@ -113,6 +113,14 @@ def test_no_penalty_no_regulariser_and_no_weight():
     ({"penalty": "r1", "penalty_every": 2.5}, ValueError, "'penalty_every' must be an integer"),
     ({"penalty": "gp", "penalty_every": 4}, ValueError,
      "'penalty_every' is 4 but 'penalty' is 'gp': lazy regularisation is for 'r1'"),
+    ({"penalty": "gp", "penalty_weight": 1.0, "penalty_every": 4}, ValueError,
+     r"check 'penalty_weight' \(1.0 here; gp's usual weight is 10.0\)"),
+    ({"penalty": "r1", "penalty_every": float("nan")}, ValueError,
+     "'penalty_every' must be an integer >= 1 .* got nan"),
+    ({"penalty": "r1", "penalty_every": float("inf")}, ValueError,
+     "'penalty_every' must be an integer >= 1 .* got inf"),
+    ({"penalty_weight": 1.0, "penalty_every": 16}, ValueError,
+     r"drop the weight \(and 'penalty_every'\)"),
 ])
 def test_penalty_and_spectral_norm_keys_are_checked(settings, error, message):
     with pytest.raises(error, match=message):

@@ -511,6 +511,44 @@ def test_features_is_checked_and_reaches_the_regularisers():
     value = r1(D, x)
     assert value == pytest.approx(float(input_gradient_penalty(copy.deepcopy(D), x, 1.0, 0.0,
                                                                features=3)), rel=1e-12)
+    # the gradient penalty passes features on too: the same value and gradient as the
+    # penalty over the first 3 numbers at the same interpolates, not over all 5
+    fake = _x((3, 5), 66)
+    x_hat, _ = GradientPenalty(rng=1).interpolate(x, fake)
+    masked, whole = copy.deepcopy(D), copy.deepcopy(D)
+    for net in (D, masked, whole):
+        net.zero_grad()
+    value = gp(D, x, fake)
+    expected = float(input_gradient_penalty(masked, x_hat, 4.0, 1.0, features=3))
+    assert float(value) == pytest.approx(expected, rel=1e-12)
+    assert float(input_gradient_penalty(whole, x_hat, 4.0, 1.0)) != pytest.approx(expected)
+    for (_, g), (_, g_masked) in zip(D.parameters(), masked.parameters()):
+        np.testing.assert_allclose(g, g_masked, rtol=1e-12, atol=1e-15)
+
+
+def test_a_conditional_gan_keeps_the_label_out_of_its_penalty():
+    """ConditionalGAN gives a regulariser without features the data's width: the D
+    step with R1() adds what R1(features=data_dim) adds, not R1 over [x, y]."""
+    from minigan.gan import ConditionalGAN
+    from minigan.gan_losses import NonSaturating
+
+    def gan(regularizer):
+        D = _critic([5, 6, 1], "tanh", seed=67)
+        G = _critic([4, 3], "tanh", seed=68)
+        opt = _Recorder(D)
+        return ConditionalGAN(G, D, 2, 2, _Recorder(G), opt, loss=NonSaturating(),
+                              regularizer=regularizer, rng=5), opt
+
+    x, labels = _x((4, 3), 69), np.array([0, 1, 1, 0])
+    auto, auto_opt = gan(R1(gamma=2.0))
+    told, told_opt = gan(R1(gamma=2.0, features=3))
+    whole, whole_opt = gan(R1(gamma=2.0, features=5))
+    for g in (auto, told, whole):
+        g.train_step((x, labels))
+    assert auto.regularizer.features == 3
+    for a, b, c in zip(auto_opt.seen[0], told_opt.seen[0], whole_opt.seen[0]):
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.allclose(a, c) for a, c in zip(auto_opt.seen[0], whole_opt.seen[0]))
 
 
 def test_lazy_r1_adds_k_times_the_gradient_once_every_k_d_steps():
@@ -562,6 +600,11 @@ def test_lazy_r1_state_dict_resumes_the_schedule():
     assert all(np.array_equal(a, b) for a, b in zip(before, grads()))
     resumed(D, x)                          # call 8 = 2 * 4: the penalty's turn
     assert any(not np.array_equal(a, b) for a, b in zip(before, grads()))
+    with pytest.raises(ValueError, match="from an R1 with every=4, this one has every=16"):
+        R1(every=16).load_state_dict(reg.state_dict())
+    state = reg.state_dict()
+    del state["every"]                     # a state saved before every was kept
+    assert R1(every=4).load_state_dict(state).calls == 6
 
 
 @pytest.mark.parametrize("every", [0, -2, 1.5, True, "4"])

@@ -919,8 +919,10 @@ print(f"runs with 25/25 modes and >= 75% HQ (of {len(LRS) * len(SEEDS)}):", succ
 #   only, and spectral norm one round of power iteration per layer: both cost little here.
 #   On a convolutional D the double backward costs about one and a half D steps, so the
 #   DCGAN of chapter 12 pays R1 *lazily* (Karras et al. 2020): `R1(gamma, every=16)`
-#   penalises one D step in 16 with 16 times the weight, the same push on average, for
-#   about a tenth of the cost.
+#   penalises one D step in 16 with 16 times the weight: the same gradient summed over
+#   16 steps (the same push on average for SGD; Adam, which divides each step by the
+#   gradient's running size, feels the spikes less, so gamma is tuned with the period),
+#   for a sixteenth of the penalty's cost.
 #
 # So the fixes buy different things: R1 buys *range*, a learning rate that need not be
 # tuned; hinge + spectral norm buys the best samples when the rate is right; WGAN-GP
