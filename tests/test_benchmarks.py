@@ -141,3 +141,16 @@ def test_breakdown_dcgan_splits_the_step_by_layer_type(with_torch):
         whole = rows["whole step"][library]
         assert abs(sum(rows[p][library] for p in parts) - whole) <= 0.01 * len(parts), text
         assert rows["Conv2d fwd"][library] > 0 and rows["ConvTranspose2d bwd"][library] > 0
+
+
+def test_lazy_r1_times_the_preset_with_and_without_its_penalty():
+    text = run_script("lazy_r1.py", "--batch", "8", "--every", "1,2", "--blocks", "1",
+                      "--block", "2", "--warmup", "1", "--threads", "1")
+    rows = [line.split("|")[1:-1] for line in text.splitlines()
+            if line.startswith("| ") and "ms/step" not in line]
+    assert [r[0].strip() for r in rows] == ["no penalty", "R1 every 1", "R1 every 2"]
+    assert float(rows[0][3]) == 1.0 and all(float(r[1]) > 0 for r in rows)
+    # the period must divide the block: each block pays its share of penalties
+    proc = subprocess.run([sys.executable, str(BENCHMARKS / "lazy_r1.py"), "--every", "16",
+                           "--block", "20"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "not a multiple of every period" in proc.stderr
