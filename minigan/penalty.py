@@ -709,8 +709,8 @@ class R1:
     That makes the same updates on average for SGD only: Adam divides each step by
     a running RMS of the gradient, which the k-fold spikes raise, so with Adam lazy
     R1 pushes less than eager R1 of the same gamma (tune gamma with its ``every``).
-    The penalty's double backward costs about 1.5 D steps, so k = 16 cuts R1's
-    cost from 2.5 times a D step to about 1.1. In between, the call adds nothing
+    On the DCGAN preset the double backward on every D step makes a whole training
+    step 1.34 times as long; with k = 16, 1.05 times (``benchmarks/lazy_r1.py``). In between, the call adds nothing
     and returns the penalty's value at its last evaluation (as gamma / 2 * mean
     ||g||^2, without the factor k), so the logged ``d_penalty`` stays comparable.
 

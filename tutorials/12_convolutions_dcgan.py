@@ -516,7 +516,8 @@ plt.show()
 # `mnist` preset of chapter 9 (this is what `--arch dcgan` does on the command line), with
 # what measuring changed (below, and in `benchmarks/RESULTS.md`): D without batch norm and
 # judging pairs of images, a higher learning rate that decays over the second half
-# of a longer run, and a light R1 penalty on D (chapter 13), paid once every 16 steps:
+# of a longer run, and a light R1 penalty on D (chapter 13), paid once every 16 steps,
+# with Adam's $\beta_1 = 0$ (no momentum, as R1's authors train; $\beta_2 = 0.99$):
 #
 # * **G**: the noise goes through a dense layer to a stack of small feature maps
 #   ($7 \times 7$ for MNIST), then transposed convolutions ($k = 4$, $s = 2$, $p = 1$)

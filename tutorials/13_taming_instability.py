@@ -917,7 +917,8 @@ print(f"runs with 25/25 modes and >= 75% HQ (of {len(LRS) * len(SEEDS)}):", succ
 #   runs about four times slower than the others (the CPU seconds per run above: 28 s
 #   against 7 to 8 s in our run). R1 adds one double backward per step, at the real batch
 #   only, and spectral norm one round of power iteration per layer: both cost little here.
-#   On a convolutional D the double backward costs about one and a half D steps, so the
+#   On a convolutional D it costs more: on every step it makes the DCGAN's training step
+#   a third longer (`benchmarks/lazy_r1.py`), so the
 #   DCGAN of chapter 12 pays R1 *lazily* (Karras et al. 2020): `R1(gamma, every=16)`
 #   penalises one D step in 16 with 16 times the weight: the same gradient summed over
 #   16 steps (the same push on average for SGD; Adam, which divides each step by the
