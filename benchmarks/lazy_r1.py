@@ -22,7 +22,10 @@ import sys
 import time
 
 
-def _config(preset, DCGAN, every):
+def _config(every):
+    """The preset's config with R1 every ``every`` D steps, or without R1 (None)."""
+    from minigan.presets import DCGAN, preset   # after set_threads: minigan imports NumPy
+
     config = {**preset("mnist"), **DCGAN}
     if every is None:
         for key in ("penalty_weight", "penalty_every"):
@@ -53,13 +56,12 @@ def main(argv=None):
     set_threads(threads)                # before NumPy is imported
     import _common
     from minigan.models import build_gan
-    from minigan.presets import DCGAN, preset
 
     print(_common.machine_info(threads))
     print(_common.share_threads("dcgan", threads))
 
     variants = {"no penalty": None, **{f"R1 every {k}": k for k in periods}}
-    gans = {name: build_gan(_config(preset, DCGAN, k), seed=0) for name, k in variants.items()}
+    gans = {name: build_gan(_config(k), seed=0) for name, k in variants.items()}
     batches = [_common.real_batch(args.batch, seed) for seed in range(8)]
     for gan in gans.values():
         for i in range(args.warmup):

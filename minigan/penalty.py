@@ -710,9 +710,10 @@ class R1:
     a running RMS of the gradient, which the k-fold spikes raise, so with Adam lazy
     R1 pushes less than eager R1 of the same gamma (tune gamma with its ``every``).
     On the DCGAN preset the double backward on every D step makes a whole training
-    step 1.34 times as long; with k = 16, 1.05 times (``benchmarks/lazy_r1.py``). In between, the call adds nothing
-    and returns the penalty's value at its last evaluation (as gamma / 2 * mean
-    ||g||^2, without the factor k), so the logged ``d_penalty`` stays comparable.
+    step 1.34 times as long; with k = 16, 1.05 times (``benchmarks/lazy_r1.py``).
+    In between, the call adds nothing and returns the penalty's value at its last
+    evaluation (as gamma / 2 * mean ||g||^2, without the factor k), so the logged
+    ``d_penalty`` stays comparable.
 
     ``features = k`` puts only the first k numbers of each sample in the norm: for a
     conditional GAN, whose D reads [x, y], R1 on D's slope in the label too would

@@ -199,8 +199,8 @@ PRESETS["fashion-mnist"] = {**copy.deepcopy(PRESETS["mnist"]), "dataset": "fashi
 # G  z -> Dense -> 128x7x7 -> ConvT 64x14x14 -> ConvT 1x28x28 -> tanh, batch norm
 # and ReLU; D  1x28x28 -> Conv 64x14x14 -> Conv 128x7x7 -> logit, LeakyReLU(0.2);
 # 4x4 kernels with stride 2, N(0, 0.02) weights, Adam betas (0.5, 0.999), batch 64
-# (the paper's; the betas changed last, below). What measuring changed (benchmarks/RESULTS.md, "The default DCGAN
-# run"), each on the same seed:
+# (the paper's; the betas changed last, below). What measuring changed
+# (benchmarks/RESULTS.md, "The default DCGAN run"), each on the same seed:
 # * the paper's settings as they are (batch norm in D, no packing, lr 2e-4, 6,000
 #   steps) gave all ten digits but unevenly: KL 0.12 from uniform (0s and 9s three
 #   times as frequent as 4s);
