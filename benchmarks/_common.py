@@ -34,13 +34,15 @@ LR, BETAS = 2e-4, (0.5, 0.999)  # Radford et al. 2016
 
 # The DCGAN of Radford et al. 2016 at MNIST size, with the MNIST DCGAN preset's
 # architecture (``minigan.presets.DCGAN``: channels, batch norm, packing), built by
-# minigan.models.build_dcgan_generator/_discriminator: G 100 -> Dense C0x7x7 -> BN ReLU
-# -> ConvT C1x14x14 -> BN ReLU -> ConvT 1x28x28 -> tanh; D 1x28x28 -> [Pack] -> Conv
-# -> LeakyReLU(0.2) -> Conv [BN] LeakyReLU -> Dense 1.
+# minigan.models.build_dcgan_generator/_discriminator: G 100 -> [Dense hidden BN ReLU, one
+# per entry of g_dense] -> Dense C0x7x7 -> BN ReLU -> ConvT C1x14x14 -> BN ReLU -> ConvT
+# 1x28x28 -> tanh; D 1x28x28 -> [Pack] -> Conv -> LeakyReLU(0.2) -> Conv [BN] LeakyReLU
+# -> Dense 1.
 DCGAN_CONFIG = {
     "latent_dim": LATENT, "slope": SLOPE, "init": "pytorch", "dtype": "float32",
     **{k: DCGAN_PRESET[k] for k in ("image_shape", "g_channels", "d_channels", "g_batchnorm",
                                     "d_batchnorm", "pack")},
+    "g_dense": DCGAN_PRESET.get("g_dense", []),
 }
 ARCHS = ("mlp", "dcgan")
 

@@ -319,7 +319,7 @@ class _Run:
 # The settings a run's checkpoint stores: options on a new run, fixed on --resume.
 _SETTINGS = ("batch_size", "lr_g", "lr_d", "g_loss", "d_steps", "label_smoothing", "ema_decay",
              "frames", "pack", "loss", "checkpoint_every", "betas", "penalty", "penalty_weight",
-             "penalty_every", "spectral_norm", "arch")
+             "penalty_every", "spectral_norm", "arch", "g_dense")
 
 #: what each loss other than bce sets G's loss to, for the error when --g-loss is given too
 _BOTH_LOSSES = {"lsgan": "least squares", "wasserstein": "the Wasserstein critic's",
@@ -337,6 +337,9 @@ def _config_from_args(args):
             raise CLIError(f"--arch dcgan is a convolutional GAN for images "
                            f"({', '.join(IMAGE_DATASETS)}); {args.dataset} has 1-D/2-D points")
         config.update(DCGAN)
+    elif args.g_dense is not None:
+        raise CLIError("--g-dense adds hidden Dense layers to the DCGAN's G: it needs "
+                       "--arch dcgan (the MLP's G is all Dense layers, set by its preset)")
     # the preset's own penalty (the DCGAN's lazy R1) keeps its weight unless a flag or
     # a method changes the penalty; it is tuned for the preset's loss, so another
     # --loss drops it (a comparison of losses should not carry R1 along unseen)
@@ -601,7 +604,8 @@ def _describe(run):
     n_params = gan.G.n_params + gan.D.n_params
     if config.get("arch") == "dcgan":
         shape = "x".join(map(str, config["image_shape"]))
-        nets = (f"DCGAN: G {g_in} -> channels {'-'.join(map(str, config['g_channels']))} -> "
+        dense = "".join(f" -> {h}" for h in config.get("g_dense") or [])
+        nets = (f"DCGAN: G {g_in}{dense} -> channels {'-'.join(map(str, config['g_channels']))} -> "
                 f"{shape}, D {shape}{f'+{c}' if c else ''} -> channels "
                 f"{'-'.join(map(str, config['d_channels']))} -> 1")
     else:
@@ -1093,6 +1097,10 @@ def _add_model_options(p):
     p.add_argument("--arch", choices=("mlp", "dcgan"), default=None,
                    help="mlp: fully connected G and D; dcgan (mnist/fashion-mnist): the "
                         "convolutional GAN of Radford et al. 2016 (default: mlp)")
+    p.add_argument("--g-dense", type=_positive_int, nargs="*", default=None, metavar="W",
+                   help="--arch dcgan: widths of hidden Dense layers in G between z and "
+                        "its projection to the first feature maps; the flag alone: none "
+                        "(default: the preset's)")
     p.add_argument("--conditional", action="store_true",
                    help="mnist/fashion-mnist: condition G and D on the class label (Mirza "
                         "and Osindero 2014); samples.png then shows one row per class")

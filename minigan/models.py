@@ -22,6 +22,8 @@ image_shape        (required, dcgan) [C, H, W] of an image, e.g. [1, 28, 28]
 g_channels         (required, dcgan) G's channels, widest first, one per doubling
                                      of the image, e.g. [128, 64] (7 -> 14 -> 28)
 d_channels         (required, dcgan) D's channels, one per halving, e.g. [64, 128]
+g_dense            [] (dcgan)        widths of hidden Dense layers in G before its
+                                     projection to the first channels, e.g. [256]
 activation         "leaky_relu"      hidden activation of both nets ("relu", "tanh")
 slope              0.2               negative slope of the leaky ReLUs
 g_out              None              G's output activation: "tanh" or None (linear)
@@ -649,12 +651,16 @@ def _is_positive_int(value):
     return not isinstance(value, bool) and isinstance(value, numbers.Integral) and value >= 1
 
 
-def _int_list(config, key, length=None):
-    """config[key] as a list of positive ints (``length`` of them when given), or a
-    ValueError saying what was expected and what arrived."""
-    value = config[key]
-    want = f"{length} positive ints" if length else "a non-empty list of positive ints"
-    if not isinstance(value, (list, tuple)) or not value \
+def _int_list(config, key, length=None, may_be_empty=False):
+    """config[key] as a list of positive ints (``length`` of them when given; with
+    ``may_be_empty`` none at all, or a missing key or None, is []), or a ValueError
+    saying what was expected and what arrived."""
+    value = config.get(key)
+    if may_be_empty and value is None:
+        return []
+    want = (f"{length} positive ints" if length else "a list of positive ints (or [])"
+            if may_be_empty else "a non-empty list of positive ints")
+    if not isinstance(value, (list, tuple)) or (not value and not may_be_empty) \
             or (length and len(value) != length) or not all(_is_positive_int(v) for v in value):
         raise ValueError(f"DCGAN config {key!r} must be {want}, got {value!r}")
     return [int(v) for v in value]
@@ -667,7 +673,7 @@ def dcgan_config(config):
     widest first, one per doubling of the image: [128, 64] for 7x7 -> 14x14 ->
     28x28) and d_channels (D's, narrowest first: [64, 128]). Read besides, with
     ``CONFIG_DEFAULTS``' defaults: n_classes, g_batchnorm, d_batchnorm, slope,
-    init, dtype, pack, and spectral_norm (default False). Keys of the MLP GAN that the
+    init, dtype, pack, and spectral_norm (default False); g_dense (default [], none). Keys of the MLP GAN that the
     DCGAN cannot honour raise instead of being ignored: d_dropout, data_scale
     other than 1, a data_dim other than C H W.
     """
@@ -685,6 +691,7 @@ def dcgan_config(config):
     c["image_shape"] = _int_list(c, "image_shape", 3)
     c["g_channels"] = _int_list(c, "g_channels")
     c["d_channels"] = _int_list(c, "d_channels")
+    c["g_dense"] = _int_list(c, "g_dense", may_be_empty=True)
     n_classes = c["n_classes"] or 0
     if isinstance(n_classes, bool) or not isinstance(n_classes, numbers.Integral) \
             or n_classes < 0:
@@ -742,6 +749,7 @@ def build_dcgan_generator(config, backend=None, rng=None):
     """The DCGAN generator (Radford et al. 2016) for images ``image_shape`` = [C, H, W]:
 
         [z, y] (N, latent_dim + n_classes)
+        -> per entry h of g_dense: Dense(-> h) [BatchNorm1d] ReLU
         -> Dense -> (N, g_channels[0] h0 w0) [BatchNorm1d] ReLU -> Reshape(g_channels[0], h0, w0)
         -> per further entry c of g_channels: ConvTranspose2d(-> c, 4, stride 2, padding 1)
            [BatchNorm2d] ReLU                                  (each doubles H and W)
@@ -750,6 +758,10 @@ def build_dcgan_generator(config, backend=None, rng=None):
     with h0 = H / 2^k, w0 = W / 2^k for k = len(g_channels): [128, 64] on 28x28 gives
     128 x 7 x 7 -> 64 x 14 x 14 -> 1 x 28 x 28. The output is a flat image, as the MLP
     G's, so the data, D's input, ConditionalGAN and the plots need no change.
+    g_dense puts hidden Dense layers before the projection, as InfoGAN's MNIST G (Chen
+    et al. 2016, one of 1024): without one, the map from z to the first feature maps
+    is linear, and the ReLU after it is all G has to draw the borders between digits
+    in z's space (samples on those borders are strokes that are not quite one digit).
     [...] is there with g_batchnorm; a transposed convolution followed by batch norm
     has no bias (batch norm subtracts the mean, so a bias there would get a gradient
     of exactly 0; the Dense keeps its own, which then stays at its initial 0).
@@ -761,7 +773,14 @@ def build_dcgan_generator(config, backend=None, rng=None):
     backend = get_backend() if backend is None else backend
     kw = {"init": c["init"], "dtype": c["dtype"], "rng": generator, "backend": backend}
     bn_kw = {"dtype": c["dtype"], "backend": backend}
-    layers = [Dense(c["latent_dim"] + c["n_classes"], ch[0] * h0 * w0, **kw)]
+    layers, width = [], c["latent_dim"] + c["n_classes"]
+    for hidden in c["g_dense"]:
+        layers.append(Dense(width, hidden, **kw))
+        if bn:
+            layers.append(BatchNorm1d(hidden, **bn_kw))
+        layers.append(ReLU())
+        width = hidden
+    layers.append(Dense(width, ch[0] * h0 * w0, **kw))
     if bn:
         # no bias before batch norm: Dense always has one, so it stays at 0
         layers.append(BatchNorm1d(ch[0] * h0 * w0, **bn_kw))

@@ -104,12 +104,14 @@ def test_gan_step_dcgan_matches_pytorch_on_the_same_step(tmp_path):
     check = row["identical_step_check"]
     assert check["d_loss_rel_diff"] < 1e-5 and check["g_loss_rel_diff"] < 1e-5
     # the preset's layers' multiply-adds per sample, from their sizes (4x4 kernels):
-    # G  Dense z -> C0 7 7, ConvT C0 x 7x7 -> C1 (16 taps each), ConvT C1 x 14x14 -> 1;
+    # G  Dense z -> each of g_dense -> C0 7 7, ConvT C0 x 7x7 -> C1 (16 taps each),
+    #    ConvT C1 x 14x14 -> 1;
     # D  Conv m -> D0 at 14x14 (a row holds m images), Conv D0 -> D1 at 7x7, Dense D1 7 7
     #    -> 1, per row, so divided by m per sample
     from minigan.presets import DCGAN
     (C0, C1), (D0, D1), m = DCGAN["g_channels"], DCGAN["d_channels"], DCGAN["pack"]
-    g = [100 * C0 * 49, C0 * 49 * C1 * 16, C1 * 196 * 16]
+    widths = [100, *DCGAN.get("g_dense", []), C0 * 49]
+    g = [a * b for a, b in zip(widths, widths[1:])] + [C0 * 49 * C1 * 16, C1 * 196 * 16]
     d = [D0 * 196 * m * 16 / m, D1 * 49 * D0 * 16 / m, D1 * 49 / m]
     # a step (batch n = 4): G forward; D forward, weight and input gradients (none for
     # the first layer's input) on 2n; D forward and input gradients, G's three products

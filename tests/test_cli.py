@@ -847,6 +847,31 @@ def test_evaluate_cas_refuses_unconditional_and_toy_runs(tmp_path, capsys):
     assert "train with --conditional" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("flag, widths", [(["--g-dense", "16", "8"], [16, 8]), (["--g-dense"], [])],
+                         ids=["two", "none"])
+def test_g_dense_sets_the_dcgan_generators_hidden_dense_layers(tmp_path, capsys, flag, widths):
+    from minigan.layers import Dense
+
+    out = tmp_path / "run"
+    assert cli.main(["train", "--dataset", "mnist", "--arch", "dcgan", *flag, "--steps", "1",
+                     "--batch-size", "8", "--no-metrics", "--no-figures",
+                     "--data-dir", _mnist_dir(), "--out", str(out)]) == 0
+    assert f"DCGAN: G 100{''.join(f' -> {w}' for w in widths)} -> channels" in capsys.readouterr().out
+    gan, config, _ = load_checkpoint(out / "checkpoint.npz")
+    assert config["g_dense"] == widths
+    dense = [m for m in gan.G.modules() if isinstance(m, Dense)]
+    assert [(m.in_features, m.out_features) for m in dense] == list(
+        zip([100, *widths], [*widths, 128 * 49]))
+    # --resume rebuilds the same G from the checkpoint and refuses another --g-dense
+    assert cli.main(["train", "--resume", str(out / "checkpoint.npz"), "--g-dense", "4"]) == 2
+    assert "--g-dense cannot be changed when resuming" in capsys.readouterr().err
+    # the MLP's G is all Dense layers already
+    assert cli.main(["train", "--dataset", "mnist", "--g-dense", "16", "--out",
+                     str(tmp_path / "mlp")]) == 2
+    assert "--g-dense adds hidden Dense layers to the DCGAN's G: it needs --arch dcgan" \
+        in capsys.readouterr().err
+
+
 def test_arch_dcgan_builds_the_convolutional_gan_and_refuses_toy_data(tmp_path, capsys):
     from minigan.layers import Conv2d, ConvTranspose2d
     from minigan.presets import DCGAN

@@ -28,6 +28,7 @@ from minigan import (
     BatchNorm1d,
     Conv2d,
     ConvTranspose2d,
+    Dense,
     LeakyReLU,
     ReLU,
     Sequential,
@@ -97,6 +98,23 @@ def test_mnist_sized_dcgan_shapes(dev, backend, n_classes):
         front, f"Conv2d({1 + n_classes} -> 64, k=4, s=2, p=1)", "LeakyReLU(0.2)",
         "Conv2d(64 -> 128, k=4, s=2, p=1, no bias)", "BatchNorm2d(128)", "LeakyReLU(0.2)",
         "Flatten()", "Dense(6272 -> 1)"]
+
+
+@pytest.mark.parametrize("batchnorm", [True, False])
+def test_g_dense_puts_hidden_dense_layers_before_the_projection(dev, backend, batchnorm):
+    G, _ = build(MNIST, backend, n_classes=10, g_dense=[32, 16], g_batchnorm=batchnorm)
+    bn = lambda n: [f"BatchNorm1d({n})"] if batchnorm else []   # noqa: E731
+    assert [lay.short_repr() for lay in G.layers[:8 + 3 * batchnorm]] == [
+        "Dense(110 -> 32)", *bn(32), "ReLU()", "Dense(32 -> 16)", *bn(16), "ReLU()",
+        "Dense(16 -> 6272)", *bn(6272), "ReLU()", "Reshape(128, 7, 7)",
+        "ConvTranspose2d(128 -> 64, k=4, s=2, p=1" + (", no bias)" if batchnorm else ")")]
+    x = G(dev(np.random.default_rng(0).standard_normal((3, 110)), "float32"))
+    assert x.shape == (3, 784) and x.dtype == np.float32
+    # none asked (missing, None or []): the plain DCGAN G, layer for layer
+    plain = [lay.short_repr() for lay in build(MNIST, backend)[0].layers]
+    for none in (None, []):
+        assert [lay.short_repr() for lay in build(MNIST, backend, g_dense=none)[0].layers] == plain
+    assert plain[0] == "Dense(100 -> 6272)"
 
 
 def test_non_square_image_shapes(dev, backend):
@@ -222,22 +240,27 @@ def distance_to_kinks(model, x):
 @settings(max_examples=5)  # about a second each: 500 parameters, two forwards apiece
 @given(n=st.integers(3, 4), seed=seeds)
 @example(n=3, seed=0)
-def test_tiny_dcgan_gradcheck_end_to_end(dev, backend, n, seed):
+@pytest.mark.parametrize("g_dense", [[], [5]], ids=["plain", "g_dense"])
+def test_tiny_dcgan_gradcheck_end_to_end(dev, backend, n, seed, g_dense):
     """G into D, 8 x 8 images, batch norm on: dz and every parameter of both nets.
     (Batches of 3 or more: with 2 samples, G's BatchNorm1d maps every input to
     -1 or +1, and dz is nearly 0.)"""
-    G, D = build(TINY, backend, seed=seed, dtype="float64", init="pytorch")
+    G, D = build(TINY, backend, seed=seed, dtype="float64", init="pytorch", g_dense=g_dense)
     model = Sequential(*G.layers, *D.layers)
     z = dev(np.random.default_rng(seed).standard_normal((n, 3)))
     assume(distance_to_kinks(model, z) > 1e-4)
     result = check_layer(model, z, seed=seed)
     names = [c.name for c in result.comparisons]
     assert names[0] == "dx" and len(names) == 1 + len(model.parameters())
-    # The Dense's bias right before G's BatchNorm1d: the batch mean cancels it, so its
-    # gradient is 0 (up to rounding), where a relative error means nothing.
-    dead = result.comparisons[names.index("d0.b")]
-    assert dead.ok and dead.max_abs_error < 1e-9
-    result.comparisons.remove(dead)
+    # The bias of each Dense right before one of G's BatchNorm1d: the batch mean cancels
+    # it, so its gradient is 0 (up to rounding), where a relative error means nothing.
+    before_bn = [i for i, layer in enumerate(model.layers[:-1])
+                 if isinstance(layer, Dense) and isinstance(model.layers[i + 1], BatchNorm1d)]
+    assert len(before_bn) == 1 + len(g_dense)
+    for i in before_bn:
+        dead = result.comparisons[names.index(f"d{i}.b")]
+        assert dead.ok and dead.max_abs_error < 1e-9
+        result.comparisons.remove(dead)
     assert_gradcheck(result)
 
 
@@ -327,6 +350,8 @@ def test_state_dict_round_trip(dev, backend):
     ({"image_shape": [28, 28]}, r"'image_shape' must be 3 positive ints, got \[28, 28\]"),
     ({"g_channels": []}, r"'g_channels' must be a non-empty list of positive ints, got \[\]"),
     ({"d_channels": [64, 0]}, r"'d_channels' must be a non-empty list"),
+    ({"g_dense": [256, 0]}, r"'g_dense' must be a list of positive ints \(or \[\]\), got \[256, 0\]"),
+    ({"g_dense": 256}, r"'g_dense' must be a list of positive ints \(or \[\]\), got 256"),
     ({"latent_dim": 0}, r"'latent_dim' must be a positive int, got 0"),
     ({"pack": 0}, r"'pack' must be a positive int, got 0"),
     ({"data_dim": 100}, r"data_dim 100 does not match image_shape \[1, 28, 28\]"),
@@ -360,8 +385,12 @@ def torch_dcgan(G, D, config, dtype):
     C, H, W = config["image_shape"]
     (g0, g1), (d0, d1), k = config["g_channels"], config["d_channels"], config.get("n_classes", 0)
     h, w = H // 4, W // 4
+    widths = [config["latent_dim"] + k, *config.get("g_dense", [])]
+    hidden = [module for a, b in zip(widths, widths[1:])
+              for module in (nn.Linear(a, b), nn.BatchNorm1d(b), nn.ReLU())]
     G_t = nn.Sequential(
-        nn.Linear(config["latent_dim"] + k, g0 * h * w), nn.BatchNorm1d(g0 * h * w), nn.ReLU(),
+        *hidden,
+        nn.Linear(widths[-1], g0 * h * w), nn.BatchNorm1d(g0 * h * w), nn.ReLU(),
         nn.Unflatten(1, (g0, h, w)), nn.ConvTranspose2d(g0, g1, 4, 2, 1, bias=False),
         nn.BatchNorm2d(g1), nn.ReLU(), nn.ConvTranspose2d(g1, C, 4, 2, 1), nn.Tanh(),
         nn.Flatten())
@@ -404,8 +433,10 @@ def close(actual, expected, dtype, what):
 @needs_torch
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("n_classes", [0, 10], ids=["unconditional", "conditional"])
-def test_forward_matches_pytorch(dev, backend, dtype, n_classes):
-    config = {**MNIST, "g_channels": [16, 8], "d_channels": [8, 16], "n_classes": n_classes}
+@pytest.mark.parametrize("g_dense", [[], [12]], ids=["plain", "g_dense"])
+def test_forward_matches_pytorch(dev, backend, dtype, n_classes, g_dense):
+    config = {**MNIST, "g_channels": [16, 8], "d_channels": [8, 16], "n_classes": n_classes,
+              "g_dense": g_dense}
     G, D = build(config, backend, dtype=dtype, init="pytorch")
     tdtype = getattr(torch, dtype)
     G_t, D_t = torch_dcgan(G, D, config, tdtype)
