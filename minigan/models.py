@@ -658,8 +658,11 @@ def _int_list(config, key, length=None, may_be_empty=False):
     value = config.get(key)
     if may_be_empty and value is None:
         return []
-    want = (f"{length} positive ints" if length else "a list of positive ints (or [])"
-            if may_be_empty else "a non-empty list of positive ints")
+    if length:
+        want = f"{length} positive ints"
+    else:
+        want = "a list of positive ints (or [])" if may_be_empty else \
+            "a non-empty list of positive ints"
     if not isinstance(value, (list, tuple)) or (not value and not may_be_empty) \
             or (length and len(value) != length) or not all(_is_positive_int(v) for v in value):
         raise ValueError(f"DCGAN config {key!r} must be {want}, got {value!r}")
@@ -673,9 +676,10 @@ def dcgan_config(config):
     widest first, one per doubling of the image: [128, 64] for 7x7 -> 14x14 ->
     28x28) and d_channels (D's, narrowest first: [64, 128]). Read besides, with
     ``CONFIG_DEFAULTS``' defaults: n_classes, g_batchnorm, d_batchnorm, slope,
-    init, dtype, pack, and spectral_norm (default False); g_dense (default [], none). Keys of the MLP GAN that the
-    DCGAN cannot honour raise instead of being ignored: d_dropout, data_scale
-    other than 1, a data_dim other than C H W.
+    init, dtype, pack, and spectral_norm (default False); and g_dense (default [],
+    no hidden Dense layers in G). Keys of the MLP GAN that the DCGAN cannot honour
+    raise instead of being ignored: d_dropout, data_scale other than 1, a data_dim
+    other than C H W.
     """
     if not isinstance(config, dict):
         raise TypeError(f"a GAN config must be a dict, got {type(config).__name__}")
@@ -773,18 +777,15 @@ def build_dcgan_generator(config, backend=None, rng=None):
     backend = get_backend() if backend is None else backend
     kw = {"init": c["init"], "dtype": c["dtype"], "rng": generator, "backend": backend}
     bn_kw = {"dtype": c["dtype"], "backend": backend}
-    layers, width = [], c["latent_dim"] + c["n_classes"]
-    for hidden in c["g_dense"]:
-        layers.append(Dense(width, hidden, **kw))
+    # the hidden Dense layers, then the projection to the first feature maps, each
+    # with [batch norm and] ReLU (a Dense before batch norm keeps its bias, stuck at 0)
+    layers, widths = [], [c["latent_dim"] + c["n_classes"], *c["g_dense"], ch[0] * h0 * w0]
+    for n_in, n_out in zip(widths, widths[1:]):
+        layers.append(Dense(n_in, n_out, **kw))
         if bn:
-            layers.append(BatchNorm1d(hidden, **bn_kw))
+            layers.append(BatchNorm1d(n_out, **bn_kw))
         layers.append(ReLU())
-        width = hidden
-    layers.append(Dense(width, ch[0] * h0 * w0, **kw))
-    if bn:
-        # no bias before batch norm: Dense always has one, so it stays at 0
-        layers.append(BatchNorm1d(ch[0] * h0 * w0, **bn_kw))
-    layers += [ReLU(), Reshape(ch[0], h0, w0)]
+    layers.append(Reshape(ch[0], h0, w0))
     for c_in, c_out in zip(ch, ch[1:]):
         layers.append(ConvTranspose2d(c_in, c_out, **_DCGAN_CONV, bias=not bn, **kw))
         if bn:
