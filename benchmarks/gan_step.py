@@ -64,6 +64,10 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--arch", choices=("mlp", "dcgan"), default="mlp",
                    help="the classic MLP GAN (default) or the MNIST DCGAN")
+    p.add_argument("--g-dense", type=int, nargs="*", default=None, metavar="W",
+                   help="--arch dcgan: widths of hidden Dense layers in G before its projection "
+                        "(default: the preset's, --g-dense alone: none), as the training "
+                        "command's --g-dense")
     p.add_argument("--batch-sizes", default=None,
                    help="comma-separated (default 64,128,256; with --backend cupy also 1024,4096)")
     p.add_argument("--steps", type=int, default=100,
@@ -88,6 +92,10 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", metavar="OUT", help="also write every number to this JSON file")
     args = p.parse_args(argv)
+    if args.g_dense is not None and args.arch != "dcgan":
+        p.error("--g-dense is for --arch dcgan")
+    if args.g_dense is not None and any(w < 1 for w in args.g_dense):
+        p.error(f"--g-dense widths must be >= 1, got {args.g_dense}")
     if args.steps < 1 or args.block < 1 or args.warmup < 0:
         p.error("--steps and --block must be >= 1 and --warmup >= 0")
     default = "64,128,256" + (",1024,4096" if args.backend == "cupy" else "")
@@ -134,6 +142,8 @@ def main(argv=None):
     import numpy as np
 
     import _common as C  # imports NumPy and minigan: after set_threads
+    if args.g_dense is not None:  # the model, its PyTorch copy and the FLOP count follow it
+        C.DCGAN_CONFIG["g_dense"] = list(args.g_dense)
 
     import minigan as mg
 
@@ -173,12 +183,16 @@ def main(argv=None):
     info = C.machine_info(threads, torch)
     info["backend"] = args.backend
     info["arch"] = args.arch
+    if args.arch == "dcgan":
+        info["g_dense"] = list(C.DCGAN_CONFIG["g_dense"])
     if args.backend == "cupy":
         dev = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)
         info["gpu"] = dev["name"].decode() if isinstance(dev["name"], bytes) else dev["name"]
         info["cupy"] = cp.__version__
     print(f"# {args.arch} GAN step; {info['cpu']}, {info['cores']} cores, {threads} threads; "
           f"NumPy {info['numpy']} ({info['numpy_blas']})" + (f"; PyTorch {info['torch']}" if torch else "; no PyTorch"))
+    if info.get("g_dense"):
+        print(f"# G's hidden Dense layers (g_dense): {info['g_dense']}")
     if info.get("gpu"):
         noise = "host (copied over)" if args.host_noise else "drawn on the GPU"
         print(f"# GPU: {info['gpu']}, CuPy {info['cupy']}; minigan's noise: {noise}")

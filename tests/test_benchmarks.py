@@ -92,15 +92,31 @@ def test_plot_results_draws_one_bar_per_run_and_batch(tmp_path):
 # ------------------------------------------------------------------------ DCGAN
 
 
-def test_gan_step_dcgan_matches_pytorch_on_the_same_step(tmp_path):
+@pytest.mark.parametrize("args, message", [
+    (["--g-dense", "32"], "--g-dense is for --arch dcgan"),
+    (["--arch", "dcgan", "--g-dense", "32", "0"], "--g-dense widths must be >= 1, got [32, 0]"),
+])
+def test_gan_step_refuses_a_g_dense_it_cannot_build(args, message):
+    proc = subprocess.run([sys.executable, str(BENCHMARKS / "gan_step.py"), *args],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and message in proc.stderr
+
+
+@pytest.mark.parametrize("g_dense", [None, [24]], ids=["preset", "--g-dense 24"])
+def test_gan_step_dcgan_matches_pytorch_on_the_same_step(tmp_path, g_dense):
     pytest.importorskip("torch")
+    from minigan.presets import DCGAN
+
     out = tmp_path / "step.json"
+    flag = [] if g_dense is None else ["--g-dense", *map(str, g_dense)]
     run_script("gan_step.py", "--arch", "dcgan", "--batch-sizes", "4", "--steps", "1",
                "--warmup", "0", "--block", "1", "--gemm-size", "64", "--threads", "1",
-               "--json", str(out))
+               "--json", str(out), *flag)
     result = json.loads(out.read_text())
     row = result["results"][0]
     assert result["machine"]["arch"] == "dcgan" and row["arch"] == "dcgan"
+    g_dense = DCGAN.get("g_dense", []) if g_dense is None else g_dense
+    assert result["machine"]["g_dense"] == g_dense
     check = row["identical_step_check"]
     assert check["d_loss_rel_diff"] < 1e-5 and check["g_loss_rel_diff"] < 1e-5
     # the preset's layers' multiply-adds per sample, from their sizes (4x4 kernels):
@@ -108,9 +124,8 @@ def test_gan_step_dcgan_matches_pytorch_on_the_same_step(tmp_path):
     #    ConvT C1 x 14x14 -> 1;
     # D  Conv m -> D0 at 14x14 (a row holds m images), Conv D0 -> D1 at 7x7, Dense D1 7 7
     #    -> 1, per row, so divided by m per sample
-    from minigan.presets import DCGAN
     (C0, C1), (D0, D1), m = DCGAN["g_channels"], DCGAN["d_channels"], DCGAN["pack"]
-    widths = [100, *DCGAN.get("g_dense", []), C0 * 49]
+    widths = [100, *g_dense, C0 * 49]
     g = [a * b for a, b in zip(widths, widths[1:])] + [C0 * 49 * C1 * 16, C1 * 196 * 16]
     d = [D0 * 196 * m * 16 / m, D1 * 49 * D0 * 16 / m, D1 * 49 / m]
     # a step (batch n = 4): G forward; D forward, weight and input gradients (none for
