@@ -218,7 +218,8 @@ PRESETS["fashion-mnist"] = {**copy.deepcopy(PRESETS["mnist"]), "dataset": "fashi
 #   costs 2.2 times the products per step, over the 20-minute budget.
 # The score is still below the MLP GAN's 8.3 (some samples are strokes that are not
 # quite one digit). A hidden Dense layer of 256 in G (--g-dense 256) lifts it to
-# 8.25-8.39 on the same seeds, but KL rises to 0.009-0.016: not in the preset.
+# 8.25-8.39 on the same seeds, but KL rises to 0.009-0.016: not in the preset (nor
+# with G's rate halved, --lr-g 2e-4: KL 0.008-0.014, score 8.04-8.22).
 DCGAN = {"arch": "dcgan", "image_shape": [1, 28, 28], "g_channels": [128, 64],
          "d_channels": [64, 128], "g_batchnorm": True, "d_batchnorm": False, "init": "normal",
          "pack": 2, "lr_g": 4e-4, "lr_d": 4e-4, "steps": 12000, "lr_decay_start": 0.5,
