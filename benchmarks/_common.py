@@ -79,27 +79,32 @@ def minigan_gan(backend="numpy", seed=0, device_noise=False):
                rng=_device_rng(seed + 1) if device_noise else seed + 1)
 
 
-def minigan_dcgan(backend="numpy", seed=0, device_noise=False):
+def minigan_dcgan(backend="numpy", seed=0, device_noise=False, g_dense=None):
     """The MNIST DCGAN (``DCGAN_CONFIG``) in minigan: G and D from minigan.models'
     builders, Adam 2e-4 (0.5, 0.999) on each, the non-saturating loss.
-    ``init="pytorch"``: PyTorch's default scale (the copy takes these very numbers)."""
+    ``init="pytorch"``: PyTorch's default scale (the copy takes these very numbers).
+    ``g_dense``: G's hidden Dense widths instead of the preset's (None: the preset's)."""
     from minigan.models import build_dcgan_discriminator, build_dcgan_generator
 
-    G = build_dcgan_generator(DCGAN_CONFIG, backend=backend, rng=np.random.default_rng(seed))
-    D = build_dcgan_discriminator(DCGAN_CONFIG, backend=backend,
-                                  rng=np.random.default_rng(seed + 2))
+    config = DCGAN_CONFIG if g_dense is None else {**DCGAN_CONFIG, "g_dense": list(g_dense)}
+    G = build_dcgan_generator(config, backend=backend, rng=np.random.default_rng(seed))
+    D = build_dcgan_discriminator(config, backend=backend, rng=np.random.default_rng(seed + 2))
     return GAN(G, D, LATENT,
                mg.Adam(G.parameters(), lr=LR, betas=BETAS),
                mg.Adam(D.parameters(), lr=LR, betas=BETAS),
                rng=_device_rng(seed + 1) if device_noise else seed + 1)
 
 
-def build_gan(arch, backend="numpy", seed=0, device_noise=False):
-    """The benchmark's GAN of architecture ``arch`` ("mlp" or "dcgan")."""
+def build_gan(arch, backend="numpy", seed=0, device_noise=False, g_dense=None):
+    """The benchmark's GAN of architecture ``arch`` ("mlp" or "dcgan"; ``g_dense``: see
+    ``minigan_dcgan``)."""
     if arch not in ARCHS:
         raise ValueError(f"unknown architecture {arch!r}: expected one of {ARCHS}")
-    make = minigan_dcgan if arch == "dcgan" else minigan_gan
-    return make(backend, seed=seed, device_noise=device_noise)
+    if arch == "dcgan":
+        return minigan_dcgan(backend, seed=seed, device_noise=device_noise, g_dense=g_dense)
+    if g_dense is not None:
+        raise ValueError("g_dense is for the DCGAN: the MLP GAN's G has its own sizes")
+    return minigan_gan(backend, seed=seed, device_noise=device_noise)
 
 
 def _device_rng(seed):

@@ -142,8 +142,6 @@ def main(argv=None):
     import numpy as np
 
     import _common as C  # imports NumPy and minigan: after set_threads
-    if args.g_dense is not None:  # the model, its PyTorch copy and the FLOP count follow it
-        C.DCGAN_CONFIG["g_dense"] = list(args.g_dense)
 
     import minigan as mg
 
@@ -184,7 +182,7 @@ def main(argv=None):
     info["backend"] = args.backend
     info["arch"] = args.arch
     if args.arch == "dcgan":
-        info["g_dense"] = list(C.DCGAN_CONFIG["g_dense"])
+        info["g_dense"] = list(C.DCGAN_CONFIG["g_dense"] if args.g_dense is None else args.g_dense)
     if args.backend == "cupy":
         dev = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)
         info["gpu"] = dev["name"].decode() if isinstance(dev["name"], bytes) else dev["name"]
@@ -216,7 +214,8 @@ def main(argv=None):
         + f"{'GFLOP/s':>8} {'% GEMM':>7}  load (1, 5, 15 min)")
     print(header)
     for batch in args.batch_sizes:
-        gan = C.build_gan(args.arch, args.backend, seed=args.seed,
+        # the PyTorch copy and the FLOP count are read off this model, g_dense included
+        gan = C.build_gan(args.arch, args.backend, seed=args.seed, g_dense=args.g_dense,
                           device_noise=args.backend == "cupy" and not args.host_noise)
         real_np = C.real_batch(batch, seed=args.seed + 7)
         real = to_device(real_np)
