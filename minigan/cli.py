@@ -508,7 +508,7 @@ def _notes(run):
 
 def _setup(run):
     """Everything before the first step: settings, data, run directory, GAN, callbacks."""
-    from minigan import _threads
+    from minigan import _memory, _threads
     from minigan.models import build_gan
 
     args = run.args
@@ -530,6 +530,7 @@ def _setup(run):
                                           force=args.threads is not None)
         if done and why and not args.quiet:
             print(f"Using {threads} thread{'s' if threads > 1 else ''}: {why}.", flush=True)
+        _memory.keep_freed_memory()  # each step reuses the last one's pages (see _memory)
     run.dataset, run.stream = _training_data(run)
     run.out = args.out if args.out is not None else rundir.new_name(args.dataset)
     run.lock = rundir.claim(run.out, args.overwrite, args.resume)
