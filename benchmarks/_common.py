@@ -79,14 +79,19 @@ def minigan_gan(backend="numpy", seed=0, device_noise=False):
                rng=_device_rng(seed + 1) if device_noise else seed + 1)
 
 
+def dcgan_config(g_dense=None):
+    """``DCGAN_CONFIG``, or a copy with G's hidden Dense widths ``g_dense`` (None: the preset's)."""
+    return DCGAN_CONFIG if g_dense is None else {**DCGAN_CONFIG, "g_dense": list(g_dense)}
+
+
 def minigan_dcgan(backend="numpy", seed=0, device_noise=False, g_dense=None):
     """The MNIST DCGAN (``DCGAN_CONFIG``) in minigan: G and D from minigan.models'
     builders, Adam 2e-4 (0.5, 0.999) on each, the non-saturating loss.
     ``init="pytorch"``: PyTorch's default scale (the copy takes these very numbers).
-    ``g_dense``: G's hidden Dense widths instead of the preset's (None: the preset's)."""
+    ``g_dense``: as ``dcgan_config``'s."""
     from minigan.models import build_dcgan_discriminator, build_dcgan_generator
 
-    config = DCGAN_CONFIG if g_dense is None else {**DCGAN_CONFIG, "g_dense": list(g_dense)}
+    config = dcgan_config(g_dense)
     G = build_dcgan_generator(config, backend=backend, rng=np.random.default_rng(seed))
     D = build_dcgan_discriminator(config, backend=backend, rng=np.random.default_rng(seed + 2))
     return GAN(G, D, LATENT,

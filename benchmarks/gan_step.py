@@ -182,7 +182,7 @@ def main(argv=None):
     info["backend"] = args.backend
     info["arch"] = args.arch
     if args.arch == "dcgan":
-        info["g_dense"] = list(C.DCGAN_CONFIG["g_dense"] if args.g_dense is None else args.g_dense)
+        info["g_dense"] = list(C.dcgan_config(args.g_dense)["g_dense"])
     if args.backend == "cupy":
         dev = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)
         info["gpu"] = dev["name"].decode() if isinstance(dev["name"], bytes) else dev["name"]
