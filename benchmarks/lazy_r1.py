@@ -1,10 +1,10 @@
 """What the DCGAN preset's lazy R1 penalty costs: minigan's training step with and
 without it, timed in interleaved blocks in one run.
 
-    python benchmarks/lazy_r1.py                     # batch 64, 6 blocks of 160 steps
+    python benchmarks/lazy_r1.py                     # the preset's batch, 6 blocks of 160 steps
     python benchmarks/lazy_r1.py --threads 1 --every 1,16
 
-The GANs are ``minigan.models.build_gan`` of the mnist preset with ``presets.DCGAN``
+The GANs are ``minigan.models.build_gan`` of ``presets.preset("mnist", arch="dcgan")``
 (what ``python -m minigan train --dataset mnist --arch dcgan`` trains), once with
 ``penalty`` "none" and once per period k of ``--every`` with R1 (gamma 1) penalising
 every k-th D step. A block is a whole number of periods, so each block pays its share
@@ -24,9 +24,9 @@ import time
 
 def _config(every):
     """The preset's config with R1 every ``every`` D steps, or without R1 (None)."""
-    from minigan.presets import DCGAN, preset   # after set_threads: minigan imports NumPy
+    from minigan.presets import preset   # after set_threads: minigan imports NumPy
 
-    config = {**preset("mnist"), **DCGAN}
+    config = preset("mnist", arch="dcgan")
     if every is None:
         for key in ("penalty_weight", "penalty_every"):
             config.pop(key)
@@ -38,7 +38,7 @@ def _config(every):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--batch", type=int, default=None, help="default: the preset's")
     p.add_argument("--every", default="16", help="R1's periods to time, comma-separated")
     p.add_argument("--blocks", type=int, default=6)
     p.add_argument("--block", type=int, default=160, help="steps per block (a multiple of "
@@ -62,6 +62,7 @@ def main(argv=None):
 
     variants = {"no penalty": None, **{f"R1 every {k}": k for k in periods}}
     gans = {name: build_gan(_config(k), seed=0) for name, k in variants.items()}
+    args.batch = args.batch or _config(None)["batch_size"]
     batches = [_common.real_batch(args.batch, seed) for seed in range(8)]
     for gan in gans.values():
         for i in range(args.warmup):

@@ -32,7 +32,6 @@ from minigan import rundir
 from minigan.checkpoint import CheckpointError
 from minigan.data import DataError
 from minigan.presets import (
-    CONDITIONAL,
     DCGAN,
     DATASETS,
     IMAGE_DATASETS,
@@ -326,20 +325,27 @@ _BOTH_LOSSES = {"lsgan": "least squares", "wasserstein": "the Wasserstein critic
                 "hinge": "the hinge loss (and G's loss -D(G(z)))"}
 
 
-def _config_from_args(args):
-    """The run's settings: the preset, then (conditional) CONDITIONAL, then the settings
-    of the method --loss/--penalty select (``presets.method_settings``), then the flags."""
-    config = preset(args.dataset)
-    if args.conditional and args.dataset in IMAGE_DATASETS:
-        config.update(CONDITIONAL)  # then the options given override these too
-    if args.arch == "dcgan":
-        if args.dataset not in IMAGE_DATASETS:
-            raise CLIError(f"--arch dcgan is a convolutional GAN for images "
-                           f"({', '.join(IMAGE_DATASETS)}); {args.dataset} has 1-D/2-D points")
-        config.update(DCGAN)
-    elif args.g_dense is not None:
+def _refuse_what_the_data_cannot_have(args):
+    """CLIError for a DCGAN on 1-D/2-D points, --g-dense without the DCGAN, or a
+    conditional GAN on unlabelled data."""
+    images = ", ".join(IMAGE_DATASETS)
+    if args.arch == "dcgan" and args.dataset not in IMAGE_DATASETS:
+        raise CLIError(f"--arch dcgan is a convolutional GAN for images ({images}); "
+                       f"{args.dataset} has 1-D/2-D points")
+    if args.arch != "dcgan" and args.g_dense is not None:
         raise CLIError("--g-dense adds hidden Dense layers to the DCGAN's G: it needs "
                        "--arch dcgan (the MLP's G is all Dense layers, set by its preset)")
+    if args.conditional and args.dataset not in IMAGE_DATASETS:
+        raise CLIError(f"--conditional needs labelled data ({images}); "
+                       f"{args.dataset} has no labels")
+
+
+def _config_from_args(args):
+    """The run's settings: the preset (``presets.preset``: the dataset's, with the
+    conditional and DCGAN settings laid over it), then the settings of the method
+    --loss/--penalty select (``presets.method_settings``), then the flags."""
+    _refuse_what_the_data_cannot_have(args)
+    config = preset(args.dataset, arch=args.arch or "mlp", conditional=args.conditional)
     # the preset's own penalty (the DCGAN's lazy R1) keeps its weight unless a flag or
     # a method changes the penalty; it is tuned for the preset's loss, so another
     # --loss drops it (a comparison of losses should not carry R1 along unseen)
@@ -359,9 +365,6 @@ def _config_from_args(args):
         if args.lr is not None and getattr(args, k) is None:
             config[k] = args.lr
     if args.conditional:
-        if args.dataset not in IMAGE_DATASETS:
-            raise CLIError(f"--conditional needs labelled data ({', '.join(IMAGE_DATASETS)}); "
-                           f"{args.dataset} has no labels")
         config["n_classes"] = 10
     _loss_settings(config, args)
     _penalty_settings(config, args, own_penalty)
@@ -474,13 +477,13 @@ def _notes(run):
     from minigan.models import lr_factor
 
     config, args, notes = run.config, run.args, []
-    tuned = (DCGAN["steps"] if config.get("arch") == "dcgan" else
-             CONDITIONAL["steps"] if config.get("n_classes") else
-             PRESETS[config["dataset"]]["steps"])
-    if run.resume is None and args.steps is not None and args.steps < tuned:
-        notes.append(f"warning: the {config['dataset']} preset's settings (learning-rate "
-                     f"schedule, batch size, moving average) expect {tuned} steps; with "
-                     f"--steps {args.steps} the result will be worse than the README's.")
+    if run.resume is None and args.steps is not None:   # a resumed run keeps its length
+        tuned = preset(config["dataset"], arch=config.get("arch", "mlp"),
+                       conditional=bool(config.get("n_classes")))["steps"]
+        if args.steps < tuned:
+            notes.append(f"warning: the {config['dataset']} preset's settings (learning-rate "
+                         f"schedule, batch size, moving average) expect {tuned} steps; with "
+                         f"--steps {args.steps} the result will be worse than the README's.")
     span, steps = int(config["schedule_steps"]), int(config["steps"])
     if steps != span:
         final = lr_factor(span - 1, span, config)
@@ -1166,10 +1169,21 @@ def _train_epilog(toy):
     def settings(name):
         return ", ".join(f"{k.replace('_', '-')} {value(v)}" for k, v in METHODS[name].items())
 
+    def steps_and_batch(name):
+        run = f"{name}: {PRESETS[name]['steps']} steps, batch {PRESETS[name]['batch_size']}"
+        if name not in IMAGE_DATASETS:
+            return run
+        variants = (("--conditional", {"conditional": True}), ("--arch dcgan", {"arch": "dcgan"}),
+                    ("--arch dcgan --conditional", {"arch": "dcgan", "conditional": True}))
+        parts = []
+        for flags, kw in variants:
+            merged = preset(name, **kw)
+            parts.append(f"{flags} {merged['steps']} and {merged['batch_size']}")
+        return f"{run} ({', '.join(parts)})"
+
     data = (f"Toy sets ({toy}) are generated on the fly; MNIST and Fashion-MNIST are read "
             "from $MINIGAN_DATA_DIR (or ~/.cache/minigan, downloaded when missing). Presets: "
-            + "; ".join(f"{k}: {v['steps']} steps, batch {v['batch_size']}"
-                        for k, v in PRESETS.items()) + ".")
+            + "; ".join(map(steps_and_batch, PRESETS)) + ".")
     methods = ("Methods: --loss wgan-gp (or wasserstein with --penalty gp), --loss hinge and "
                "--penalty r1 (with bce) lay their method's settings over the preset, and the "
                "flags given then override those: preset, then method, then flags. "

@@ -12,7 +12,8 @@ frames         snapshots collected for training.gif (1-D and 2-D data; 0: none)
 
 Command-line options (``--steps``, ``--batch-size``, ``--lr``, ...) override
 these; the final dict is stored in the run's checkpoint. ``preset(name)``
-returns a fresh copy to modify.
+returns a fresh copy to modify (``preset(name, arch="dcgan", conditional=True)``
+the settings of ``--arch dcgan --conditional``).
 
 The toy presets are tuned so that a newcomer's first run works: ring8 (8
 modes, std 0.01) finishes in well under a minute on two CPU cores with 8/8
@@ -31,8 +32,11 @@ them for one dataset: the place for tuned numbers, one line per dataset and
 method. ``method_settings(name, dataset)`` gives the merged dict. The command
 line builds a run's settings in this order, each step overriding the last:
 
-    PRESETS[dataset] -> CONDITIONAL (--conditional, images) -> method_settings
-    (the method that --loss / --penalty select, see ``method_for``) -> the flags
+    PRESETS[dataset] -> CONDITIONAL (--conditional, images) -> DCGAN (--arch dcgan)
+    -> CONDITIONAL_DCGAN (both) -> method_settings (the method that --loss /
+    --penalty select, see ``method_for``) -> the flags
+
+(``preset(dataset, arch=..., conditional=...)`` gives the first four merged)
 
 so an explicit flag always wins (``--loss hinge --no-spectral-norm`` is the hinge
 loss alone). A penalty's weight, unless ``--penalty-weight`` gives it, is
@@ -44,9 +48,9 @@ from __future__ import annotations
 
 import copy
 
-__all__ = ["PRESETS", "DCGAN", "CONDITIONAL", "DATASETS", "TOY_DATASETS", "IMAGE_DATASETS", "preset", "METHODS",
-           "METHOD_OVERRIDES", "METHOD_LOSSES", "method_for", "method_settings",
-           "penalty_weight"]
+__all__ = ["PRESETS", "DCGAN", "CONDITIONAL", "CONDITIONAL_DCGAN", "DATASETS", "TOY_DATASETS",
+           "IMAGE_DATASETS", "preset", "METHODS", "METHOD_OVERRIDES", "METHOD_LOSSES",
+           "method_for", "method_settings", "penalty_weight"]
 
 _TOY_COMMON = {
     "activation": "leaky_relu",
@@ -195,12 +199,14 @@ PRESETS["fashion-mnist"] = {**copy.deepcopy(PRESETS["mnist"]), "dataset": "fashi
 
 # The DCGAN (Radford et al. 2016) at MNIST size, laid over an image preset by
 # --arch dcgan (after --conditional's settings, so its schedule and packing hold for
-# the conditional DCGAN too; the method's settings and the flags come after it):
-# G  z -> Dense -> 128x7x7 -> ConvT 64x14x14 -> ConvT 1x28x28 -> tanh, batch norm
-# and ReLU; D  1x28x28 -> Conv 64x14x14 -> Conv 128x7x7 -> logit, LeakyReLU(0.2);
-# 4x4 kernels with stride 2, N(0, 0.02) weights, Adam betas (0.5, 0.999), batch 64
-# (the paper's; the betas changed last, below). What measuring changed
-# (benchmarks/RESULTS.md, "The default DCGAN run"), each on the same seed:
+# the conditional DCGAN too, except what CONDITIONAL_DCGAN below sets; the method's
+# settings and the flags come after it):
+# G  z -> Dense 128 -> Dense 128x7x7 -> ConvT 64x14x14 -> ConvT 1x28x28 -> tanh,
+# batch norm and ReLU; D  1x28x28 -> Conv 64x14x14 -> Conv 128x7x7 -> logit,
+# LeakyReLU(0.2); 4x4 kernels with stride 2, N(0, 0.02) weights. The paper's G has no
+# hidden Dense layer, and it trains with Adam betas (0.5, 0.999) at batch 64. What
+# measuring changed (benchmarks/RESULTS.md, "The default DCGAN run"), each on the same
+# seed:
 # * the paper's settings as they are (batch norm in D, no packing, lr 2e-4, 6,000
 #   steps) gave all ten digits but unevenly: KL 0.12 from uniform (0s and 9s three
 #   times as frequent as 4s);
@@ -215,28 +221,34 @@ PRESETS["fashion-mnist"] = {**copy.deepcopy(PRESETS["mnist"]), "dataset": "fashi
 # * Adam without momentum, betas (0, 0.99), as R1's authors and StyleGAN2 train: KL
 #   0.007-0.009, Inception score 7.61-7.80 on the same 3 seeds, higher on each. A
 #   decay to 0.01 of the rate from 30% of the run gave 7.51, G twice as wide (256-128)
-#   costs 2.2 times the products per step, over the 20-minute budget.
-# The score is still below the MLP GAN's 8.3 (some samples are strokes that are not
-# quite one digit). A hidden Dense layer of 256 in G (--g-dense 256) lifts it to
-# 8.25-8.39 on the same seeds, but KL rises to 0.009-0.016: not in the preset (nor
-# with G's rate halved, --lr-g 2e-4: KL 0.008-0.014, score 8.04-8.22). One of 128
-# with twice the batch for half the steps (--g-dense 128 --batch-size 128 --steps
-# 6000) gave KL 0.0100 / 0.0081 / 0.0055 and scores 8.37 / 8.30 / 8.29: the best so
-# far, not yet the preset (its time budget and the conditional DCGAN, which would
-# inherit the batch and lost CAS with it, 94.70% against 95.25%, are still to settle).
-DCGAN = {"arch": "dcgan", "image_shape": [1, 28, 28], "g_channels": [128, 64],
+#   costs 2.2 times the products per step, over the 20-minute budget;
+# * a hidden Dense layer in G (InfoGAN's MNIST G has one): without it the map from z
+#   to the first feature maps is linear, and the samples between two digits in z's
+#   space are strokes that are neither. One of 256 raised the score to 8.25-8.39, but
+#   KL to 0.009-0.016 (batch 64, 12,000 steps). One of 128 with twice the batch,
+#   128, for 7,000 steps (15 epochs, 1.1 times the time of 12,000 steps of 64): KL
+#   0.003-0.009 and scores 8.31 / 8.46 / 8.29 on 3 seeds, against the MLP GAN's 8.31 /
+#   8.33 / 8.25: above it on two seeds and on the mean (8.35 against 8.30), level on one.
+DCGAN = {"arch": "dcgan", "image_shape": [1, 28, 28], "g_dense": [128], "g_channels": [128, 64],
          "d_channels": [64, 128], "g_batchnorm": True, "d_batchnorm": False, "init": "normal",
-         "pack": 2, "lr_g": 4e-4, "lr_d": 4e-4, "steps": 12000, "lr_decay_start": 0.5,
-         "lr_final": 0.1, "ema_decay": 0.999,
+         "pack": 2, "lr_g": 4e-4, "lr_d": 4e-4, "batch_size": 128, "steps": 7000,
+         "lr_decay_start": 0.5, "lr_final": 0.1, "ema_decay": 0.999,
          "penalty": "r1", "penalty_weight": 1.0, "penalty_every": 16, "betas": [0.0, 0.99]}
 
 # A conditional GAN (--conditional) is told which digit to draw, so its classes
 # are balanced by construction and it needs no packing: the plain classic
 # settings (12,000 steps, constant learning rate) give 10/10 classes, KL 0.000
 # from uniform and 97% of the asked class (seeds 0 and 1, benchmarks/RESULTS.md).
-# --arch dcgan is laid over these, so the conditional DCGAN has the DCGAN's schedule
-# and packs pairs like the unconditional one.
+# --arch dcgan is laid over these, so the conditional DCGAN has the DCGAN's learning
+# rates and decay and packs pairs like the unconditional one (with its own batch and
+# length: CONDITIONAL_DCGAN).
 CONDITIONAL = {"pack": 1, "steps": 12000, "lr_decay_start": 1.0, "lr_final": 1.0}
+
+# The conditional DCGAN (--arch dcgan --conditional) keeps the batch, the length and the
+# G it was measured best with (benchmarks/RESULTS.md, seed 0): a batch of 128 for 6,000
+# steps gave CAS 94.70% against 95.25% with 64 for 12,000, and a hidden Dense layer (of
+# 256) in G drew worse digits (IS 9.39 against 9.50, 95.3% of the asked digit against 97.2%).
+CONDITIONAL_DCGAN = {"g_dense": [], "batch_size": 64, "steps": 12000}
 
 TOY_DATASETS = ("ring8", "grid25", "gaussian1d", "spiral", "moons")
 IMAGE_DATASETS = ("mnist", "fashion-mnist")
@@ -345,10 +357,25 @@ def penalty_weight(penalty, dataset):
     return float(method_settings(_PENALTY_METHODS[penalty], dataset)["penalty_weight"])
 
 
-def preset(name):
-    """A fresh (deep) copy of ``PRESETS[name]``; an unknown name lists the known ones."""
-    try:
-        return copy.deepcopy(PRESETS[name])
-    except KeyError:
+def preset(name, *, arch="mlp", conditional=False):
+    """The settings ``python -m minigan train --dataset NAME`` starts from, a fresh
+    (deep) copy: ``PRESETS[name]``, then ``CONDITIONAL`` (``conditional``), ``DCGAN``
+    (``arch="dcgan"``) and ``CONDITIONAL_DCGAN`` (both) laid over it in that order,
+    before a method's settings and the flags. An unknown name lists the known ones."""
+    if name not in PRESETS:
         raise ValueError(f"no preset for dataset {name!r}: expected one of "
-                         f"{', '.join(PRESETS)}") from None
+                         f"{', '.join(PRESETS)}")
+    if arch not in ("mlp", "dcgan"):
+        raise ValueError(f"no architecture {arch!r}: expected 'mlp' or 'dcgan'")
+    images = ", ".join(IMAGE_DATASETS)
+    if arch == "dcgan" and name not in IMAGE_DATASETS:
+        raise ValueError(f"the DCGAN is for images ({images}); {name!r} has 1-D/2-D points")
+    if conditional and name not in IMAGE_DATASETS:
+        raise ValueError(f"a conditional GAN needs labelled images ({images}); {name!r} has "
+                         f"unlabelled 1-D/2-D points")
+    config = copy.deepcopy(PRESETS[name])
+    for overlay, applies in ((CONDITIONAL, conditional), (DCGAN, arch == "dcgan"),
+                             (CONDITIONAL_DCGAN, conditional and arch == "dcgan")):
+        if applies:
+            config.update(copy.deepcopy(overlay))
+    return config

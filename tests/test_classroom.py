@@ -479,8 +479,8 @@ from minigan.presets import DCGAN, preset
 
 def train_conv_gans():
     small = {**preset("mnist"), **DCGAN, "image_shape": [1, 8, 8], "data_dim": 64,
-             "g_channels": [4, 2], "d_channels": [2, 4], "latent_dim": 3, "dtype": "float64",
-             "ema_decay": 0}
+             "g_dense": [], "g_channels": [4, 2], "d_channels": [2, 4], "latent_dim": 3,
+             "dtype": "float64", "ema_decay": 0}
     configs = [small, {**small, "loss": "wasserstein", "penalty": "gp", "penalty_weight": 10.0,
                        "penalty_every": 1, "d_batchnorm": False}]
     real = np.random.default_rng(1).uniform(-1, 1, (8, 64))

@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import random
+import re
 import shlex
 import signal
 import subprocess
@@ -475,6 +476,90 @@ def test_a_penalty_weight_comes_from_its_method_for_the_dataset(monkeypatch):
         presets.penalty_weight("none", "moons")
 
 
+def test_preset_lays_the_conditional_and_dcgan_settings_over_the_datasets_in_order(monkeypatch):
+    from minigan import presets
+
+    # distinct markers show which overlay wrote each key last
+    monkeypatch.setattr(presets, "CONDITIONAL", {"steps": 1, "pack": 1, "lr_final": 0.5})
+    monkeypatch.setattr(presets, "DCGAN", {"arch": "dcgan", "steps": 2, "pack": 2})
+    monkeypatch.setattr(presets, "CONDITIONAL_DCGAN", {"steps": 3})
+    base = presets.PRESETS["mnist"]
+    assert presets.preset("mnist") == base
+    assert presets.preset("mnist", conditional=True) == \
+        {**base, "steps": 1, "pack": 1, "lr_final": 0.5}
+    assert presets.preset("mnist", arch="dcgan") == {**base, "arch": "dcgan", "steps": 2, "pack": 2}
+    assert presets.preset("mnist", arch="dcgan", conditional=True) == \
+        {**base, "arch": "dcgan", "steps": 3, "pack": 2, "lr_final": 0.5}
+    # fresh copies, overlays included: changing a run's settings leaves the presets alone
+    presets.DCGAN["g_dense"] = [8]
+    run = presets.preset("mnist", arch="dcgan")
+    run["g_dense"].append(4)
+    run["betas"].append(0.0)
+    assert presets.DCGAN["g_dense"] == [8] and presets.PRESETS["mnist"]["betas"] == [0.5, 0.999]
+
+
+@pytest.mark.parametrize("name, kwargs, message", [
+    ("cifar", {}, "no preset for dataset 'cifar': expected one of ring8"),
+    ("mnist", {"arch": "resnet"}, "no architecture 'resnet': expected 'mlp' or 'dcgan'"),
+    ("ring8", {"arch": "dcgan"}, "the DCGAN is for images (mnist, fashion-mnist); 'ring8'"),
+    ("moons", {"conditional": True}, "a conditional GAN needs labelled images"),
+])
+def test_preset_refuses_what_it_has_no_settings_for(name, kwargs, message):
+    from minigan import presets
+
+    with pytest.raises(ValueError, match=re.escape(message)):
+        presets.preset(name, **kwargs)
+
+
+@pytest.mark.parametrize("conditional", [False, True], ids=["dcgan", "conditional dcgan"])
+def test_the_training_command_starts_from_the_layered_preset(conditional):
+    from minigan import presets
+
+    flags = ["--conditional"] if conditional else []
+    args = cli.build_parser().parse_args(["train", "--dataset", "mnist", "--arch", "dcgan",
+                                          *flags])
+    config = cli._config_from_args(args)
+    want = presets.preset("mnist", arch="dcgan", conditional=conditional)
+    assert {k: config[k] for k in want} == want
+    if conditional:   # its own batch, length and G, not the unconditional DCGAN's
+        assert {k: config[k] for k in presets.CONDITIONAL_DCGAN} == presets.CONDITIONAL_DCGAN
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--arch", "dcgan"], "--arch dcgan is a convolutional GAN for images (mnist, "
+                          "fashion-mnist); ring8 has 1-D/2-D points"),
+    (["--arch", "dcgan", "--conditional"], "--arch dcgan is a convolutional GAN for images"),
+    (["--g-dense", "8"], "--g-dense adds hidden Dense layers to the DCGAN's G: it needs "
+                         "--arch dcgan"),
+    (["--arch", "mlp", "--g-dense", "8"], "--g-dense adds hidden Dense layers"),
+    (["--conditional"], "--conditional needs labelled data (mnist, fashion-mnist); ring8 has "
+                        "no labels"),
+])
+def test_a_toy_set_refuses_what_only_images_have_with_the_commands_words(flags, message):
+    args = cli.build_parser().parse_args(["train", "--dataset", "ring8", *flags])
+    with pytest.raises(cli.CLIError, match=re.escape(message)):
+        cli._config_from_args(args)
+
+
+@pytest.mark.parametrize("flags, tuned", [
+    ([], {"arch": "dcgan"}), (["--conditional"], {"arch": "dcgan", "conditional": True}),
+], ids=["dcgan", "conditional dcgan"])
+def test_a_short_dcgan_run_is_warned_of_its_own_presets_length(flags, tuned):
+    from types import SimpleNamespace
+
+    from minigan import presets
+
+    args = cli.build_parser().parse_args(["train", "--dataset", "mnist", "--arch", "dcgan",
+                                          "--steps", "5", *flags])
+    config = {**cli._config_from_args(args), "schedule_steps": 5}
+    notes = cli._notes(SimpleNamespace(config=config, args=args, resume=None))
+    assert any(f"expect {presets.preset('mnist', **tuned)['steps']} steps" in n for n in notes)
+    # a resumed run keeps its length: no preset is looked up, not even for a dataset
+    # that has none (a checkpoint made through the Python API may name any)
+    resumed = SimpleNamespace(config={**config, "dataset": "my-digits"}, args=args, resume="x")
+    assert not any("expect" in n for n in cli._notes(resumed))
+
+
 def test_a_method_lays_its_settings_over_the_preset_and_the_flags_win(tmp_path, monkeypatch):
     from minigan import presets
 
@@ -874,7 +959,7 @@ def test_g_dense_sets_the_dcgan_generators_hidden_dense_layers(tmp_path, capsys,
 
 def test_arch_dcgan_builds_the_convolutional_gan_and_refuses_toy_data(tmp_path, capsys):
     from minigan.layers import Conv2d, ConvTranspose2d
-    from minigan.presets import DCGAN
+    from minigan.presets import preset
 
     root = _mnist_dir()
     out = tmp_path / "dcgan"
@@ -883,7 +968,8 @@ def test_arch_dcgan_builds_the_convolutional_gan_and_refuses_toy_data(tmp_path, 
                      "--data-dir", root, "--out", str(out)]) == 0
     printed = capsys.readouterr()
     assert "DCGAN: G 100+10 -> channels 128-64 -> 1x28x28" in printed.out
-    assert f"expect {DCGAN['steps']} steps" in printed.err      # the DCGAN's own length
+    # the conditional DCGAN's own length
+    assert f"expect {preset('mnist', arch='dcgan', conditional=True)['steps']} steps" in printed.err
     gan, config, _ = load_checkpoint(out / "checkpoint.npz")
     assert config["arch"] == "dcgan" and config["n_classes"] == 10
     assert any(isinstance(m, ConvTranspose2d) for m in gan.G.modules())

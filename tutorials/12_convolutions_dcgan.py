@@ -67,10 +67,10 @@ from minigan import kernels, metrics, plot
 from minigan.data import Minibatches, load_mnist
 from minigan.gradcheck import check_backward, check_layer, numerical_gradient, rel_error
 from minigan.models import build_gan, lr_factor
-from minigan.presets import DCGAN, preset
+from minigan.presets import preset
 from minigan.train import ImageSnapshots, fit
 
-STEPS = 30 if QUICK else 1500               # DCGAN generator updates (1500 x 64 = 1.6 epochs)
+STEPS = 30 if QUICK else 750                # DCGAN generator updates (750 x 128 = 1.6 epochs)
 N_EVAL = 500 if QUICK else 10000            # generated images scored by the classifier
 mg.seed(0)
 rng = np.random.default_rng(0)
@@ -513,16 +513,17 @@ plt.show()
 # or G's output layer); ReLU in G with a tanh output, LeakyReLU with slope 0.2 in D;
 # weights drawn from $\mathcal{N}(0, 0.02^2)$; Adam with learning rate $2 \cdot 10^{-4}$ and
 # $\beta_1 = 0.5$. minigan's `presets.DCGAN` is that network at MNIST size, laid over the
-# `mnist` preset of chapter 9 (this is what `--arch dcgan` does on the command line), with
-# what measuring changed (below, and in `benchmarks/RESULTS.md`): D without batch norm and
-# judging pairs of images, a higher learning rate that decays over the second half
-# of a longer run, and a light R1 penalty on D (chapter 13), paid once every 16 steps,
-# with Adam's $\beta_1 = 0$ (no momentum, as R1's authors train; $\beta_2 = 0.99$):
+# `mnist` preset of chapter 9 by `preset("mnist", arch="dcgan")` (this is what `--arch
+# dcgan` does on the command line), with what measuring changed (below, and in
+# `benchmarks/RESULTS.md`): D without batch norm and judging pairs of images, a higher
+# learning rate that decays over the second half of a longer run, a light R1 penalty on
+# D (chapter 13), paid once every 16 steps, with Adam's $\beta_1 = 0$ (no momentum, as
+# R1's authors train; $\beta_2 = 0.99$), a hidden dense layer in G and batches of 128:
 #
-# * **G**: the noise goes through a dense layer to a stack of small feature maps
-#   ($7 \times 7$ for MNIST), then transposed convolutions ($k = 4$, $s = 2$, $p = 1$)
-#   double the size until the image is $28 \times 28$, with batch norm and ReLU between
-#   them and a tanh at the end;
+# * **G**: the noise goes through a hidden dense layer of 128 units (`g_dense`), then a
+#   dense layer to a stack of small feature maps ($7 \times 7$ for MNIST), then
+#   transposed convolutions ($k = 4$, $s = 2$, $p = 1$) double the size until the image
+#   is $28 \times 28$, with batch norm and ReLU between them and a tanh at the end;
 # * **D**: the mirror image, strided convolutions that halve the size, LeakyReLU, and a
 #   dense layer to one logit. The paper puts batch norm in D as well; the preset leaves
 #   it out and lets D judge two images at once, stacked as two channels (packing, chapter
@@ -534,10 +535,10 @@ plt.show()
 # and how few parameters the convolutions need next to chapter 9's fully connected GAN:
 
 # %%
-config = {**preset("mnist"), **DCGAN}
-print({k: config[k] for k in ("latent_dim", "g_channels", "d_channels", "g_batchnorm", "d_batchnorm",
-                              "init", "lr_g", "lr_d", "betas", "batch_size", "ema_decay", "steps",
-                              "penalty", "penalty_weight", "penalty_every")})
+config = preset("mnist", arch="dcgan")
+print({k: config[k] for k in ("latent_dim", "g_dense", "g_channels", "d_channels", "g_batchnorm",
+                              "d_batchnorm", "init", "lr_g", "lr_d", "betas", "batch_size",
+                              "ema_decay", "steps", "penalty", "penalty_weight", "penalty_every")})
 gan = build_gan(config, seed=0)
 print("G:", gan.G)
 print("D:", gan.D)
@@ -566,9 +567,10 @@ print(check_layer(small, rng.standard_normal((4, 8))))
 # one is shorter, and the preset's learning-rate schedule (constant, then a linear decay)
 # is squeezed into it with `lr_factor`. The loop is the library's training driver,
 # `minigan.train.fit`, with a callback, `ImageSnapshots`, that keeps what G draws from
-# ten fixed noise vectors every few hundred steps. On a CPU a DCGAN step costs a few times a step of chapter 9's
-# MLP GAN, although it has far fewer weights: each weight of a convolution is used once
-# per window, so the arithmetic grows with the image, not with the parameter count.
+# ten fixed noise vectors after every sixth of the run. On a CPU a DCGAN step costs a few
+# times a step of chapter 9's MLP GAN, although it has far fewer weights: each weight of a
+# convolution is used once per window, so the arithmetic grows with the image, not with
+# the parameter count.
 
 # %%
 snapshots = ImageSnapshots(every=max(1, STEPS // 6), n=10, seed=10)
