@@ -12,8 +12,8 @@ frames         snapshots collected for training.gif (1-D and 2-D data; 0: none)
 
 Command-line options (``--steps``, ``--batch-size``, ``--lr``, ...) override
 these; the final dict is stored in the run's checkpoint. ``preset(name)``
-returns a fresh copy to modify (``preset(name, arch="dcgan", conditional=True)``
-the settings of ``--arch dcgan --conditional``).
+returns a fresh copy to modify; ``preset(name, arch="dcgan", conditional=True)``
+the settings that ``--arch dcgan --conditional`` start from.
 
 The toy presets are tuned so that a newcomer's first run works: ring8 (8
 modes, std 0.01) finishes in well under a minute on two CPU cores with 8/8
@@ -36,9 +36,7 @@ line builds a run's settings in this order, each step overriding the last:
     -> CONDITIONAL_DCGAN (both) -> method_settings (the method that --loss /
     --penalty select, see ``method_for``) -> the flags
 
-(``preset(dataset, arch=..., conditional=...)`` gives the first four merged)
-
-so an explicit flag always wins (``--loss hinge --no-spectral-norm`` is the hinge
+(``preset`` gives the first four merged) so an explicit flag always wins (``--loss hinge --no-spectral-norm`` is the hinge
 loss alone). A penalty's weight, unless ``--penalty-weight`` gives it, is
 ``penalty_weight(penalty, dataset)``: the weight of the method that the penalty
 belongs to ("gp": wgan-gp's, "r1": r1's), for that dataset.
