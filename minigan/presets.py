@@ -36,8 +36,8 @@ line builds a run's settings in this order, each step overriding the last:
     -> CONDITIONAL_DCGAN (both) -> method_settings (the method that --loss /
     --penalty select, see ``method_for``) -> the flags
 
-(``preset`` gives the first four merged) so an explicit flag always wins (``--loss hinge --no-spectral-norm`` is the hinge
-loss alone). A penalty's weight, unless ``--penalty-weight`` gives it, is
+(``preset`` gives the first four merged) so an explicit flag always wins (``--loss
+hinge --no-spectral-norm`` is the hinge loss alone). A penalty's weight, unless ``--penalty-weight`` gives it, is
 ``penalty_weight(penalty, dataset)``: the weight of the method that the penalty
 belongs to ("gp": wgan-gp's, "r1": r1's), for that dataset.
 """

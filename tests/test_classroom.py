@@ -474,11 +474,11 @@ def test_check_for_students_runs_visible_checks_from_their_copy(fresh, tmp_path)
 CONV_GANS = """
 import numpy as np
 from minigan.models import build_gan
-from minigan.presets import DCGAN, preset
+from minigan.presets import preset
 
 
 def train_conv_gans():
-    small = {**preset("mnist"), **DCGAN, "image_shape": [1, 8, 8], "data_dim": 64,
+    small = {**preset("mnist", arch="dcgan"), "image_shape": [1, 8, 8], "data_dim": 64,
              "g_dense": [], "g_channels": [4, 2], "d_channels": [2, 4], "latent_dim": 3,
              "dtype": "float64", "ema_decay": 0}
     configs = [small, {**small, "loss": "wasserstein", "penalty": "gp", "penalty_weight": 10.0,
