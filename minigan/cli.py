@@ -318,7 +318,7 @@ class _Run:
 # The settings a run's checkpoint stores: options on a new run, fixed on --resume.
 _SETTINGS = ("batch_size", "lr_g", "lr_d", "g_loss", "d_steps", "label_smoothing", "ema_decay",
              "frames", "pack", "loss", "checkpoint_every", "betas", "penalty", "penalty_weight",
-             "penalty_every", "spectral_norm", "arch", "g_dense")
+             "penalty_every", "spectral_norm", "arch", "g_dense", "projection")
 
 #: what each loss other than bce sets G's loss to, for the error when --g-loss is given too
 _BOTH_LOSSES = {"lsgan": "least squares", "wasserstein": "the Wasserstein critic's",
@@ -326,8 +326,8 @@ _BOTH_LOSSES = {"lsgan": "least squares", "wasserstein": "the Wasserstein critic
 
 
 def _refuse_what_the_data_cannot_have(args):
-    """CLIError for a DCGAN on 1-D/2-D points, --g-dense without the DCGAN, or a
-    conditional GAN on unlabelled data."""
+    """CLIError for a DCGAN on 1-D/2-D points, --g-dense without the DCGAN, a
+    conditional GAN on unlabelled data, or --projection without a conditional DCGAN."""
     images = ", ".join(IMAGE_DATASETS)
     if args.arch == "dcgan" and args.dataset not in IMAGE_DATASETS:
         raise CLIError(f"--arch dcgan is a convolutional GAN for images ({images}); "
@@ -338,6 +338,9 @@ def _refuse_what_the_data_cannot_have(args):
     if args.conditional and args.dataset not in IMAGE_DATASETS:
         raise CLIError(f"--conditional needs labelled data ({images}); "
                        f"{args.dataset} has no labels")
+    if args.projection and not (args.arch == "dcgan" and args.conditional):
+        raise CLIError("--projection is how the conditional DCGAN's D takes the label: it "
+                       "needs --arch dcgan --conditional")
 
 
 def _config_from_args(args):
@@ -609,9 +612,11 @@ def _describe(run):
     if config.get("arch") == "dcgan":
         shape = "x".join(map(str, config["image_shape"]))
         dense = "".join(f" -> {h}" for h in config.get("g_dense") or [])
+        projection = bool(c and config.get("projection"))
         nets = (f"DCGAN: G {g_in}{dense} -> channels {'-'.join(map(str, config['g_channels']))} -> "
-                f"{shape}, D {shape}{f'+{c}' if c else ''} -> channels "
-                f"{'-'.join(map(str, config['d_channels']))} -> 1")
+                f"{shape}, D {shape}{f'+{c}' if c and not projection else ''} -> channels "
+                f"{'-'.join(map(str, config['d_channels']))} -> 1"
+                f"{' + projection of the label' if projection else ''}")
     else:
         nets = (f"G {g_in}-{'-'.join(map(str, config['g_hidden']))}-{config['data_dim']}, "
                 f"D {d_in}-{'-'.join(map(str, config['d_hidden']))}-1")
@@ -1105,6 +1110,10 @@ def _add_model_options(p):
                    help="--arch dcgan: widths of hidden Dense layers in G between z and "
                         "its projection to the first feature maps; the flag alone: none "
                         "(default: the preset's)")
+    p.add_argument("--projection", action=argparse.BooleanOptionalAction, default=None,
+                   help="--arch dcgan --conditional: D takes the label by an inner product "
+                        "with its features, y^T V phi(x) (the projection discriminator, "
+                        "Miyato and Koyama 2018), not as input planes (default: the preset's)")
     p.add_argument("--conditional", action="store_true",
                    help="mnist/fashion-mnist: condition G and D on the class label (Mirza "
                         "and Osindero 2014); samples.png then shows one row per class")

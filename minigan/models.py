@@ -24,6 +24,9 @@ g_channels         (required, dcgan) G's channels, widest first, one per doublin
 d_channels         (required, dcgan) D's channels, one per halving, e.g. [64, 128]
 g_dense            [] (dcgan)        widths of hidden Dense layers in G before its
                                      projection to the first channels, e.g. [256]
+projection         False (dcgan)     conditional D: the label as an inner product with
+                                     D's features (``ProjectionDiscriminator``, Miyato
+                                     and Koyama 2018) instead of input planes
 activation         "leaky_relu"      hidden activation of both nets ("relu", "tanh")
 slope              0.2               negative slope of the leaky ReLUs
 g_out              None              G's output activation: "tanh" or None (linear)
@@ -92,7 +95,8 @@ import numbers
 import numpy as np
 
 from minigan import functional as F
-from minigan.backend import array_module, get_backend, make_rng
+from minigan.backend import array_module, get_backend, make_rng, to_device
+from minigan.init import get_initialiser
 from minigan.layers import (
     BatchNorm1d,
     BatchNorm2d,
@@ -111,7 +115,7 @@ from minigan.layers import (
     Tanh,
 )
 
-__all__ = ["mlp", "Scale", "LabelPlanes", "build_dcgan_generator", "build_dcgan_discriminator",
+__all__ = ["mlp", "Scale", "LabelPlanes", "ProjectionDiscriminator", "build_dcgan_generator", "build_dcgan_discriminator",
            "dcgan_config", "build_gan", "build_loss", "build_regularizer", "build_generator",
            "build_discriminator", "CONFIG_DEFAULTS", "PENALTY_WEIGHTS", "complete_config",
            "check_config", "lr_factor"]
@@ -260,6 +264,9 @@ def complete_config(config):
         C, H, W = full["image_shape"]
         full["data_dim"] = C * H * W   # a sample is a flat image, as for the MLP
     else:
+        if full.get("projection"):
+            raise ValueError("GAN config: projection (the label's inner product with D's "
+                             "features) is built for the DCGAN's D: set arch 'dcgan'")
         full["g_hidden"] = [int(h) for h in full["g_hidden"]]
         full["d_hidden"] = [int(h) for h in full["d_hidden"]]
     full["betas"] = _betas(full["betas"])
@@ -647,6 +654,115 @@ class LabelPlanes(Layer):
         return f"LabelPlanes({C}x{H}x{W} + {self.n_classes} labels)"
 
 
+class ProjectionDiscriminator(Layer):
+    """[x, y] -> D's logit with the label taken in by an inner product at the end
+    (the projection discriminator of Miyato and Koyama 2018):
+
+        f(x, y) = psi(phi(x)) + y^T V phi(x)
+
+    phi = ``body`` maps the image alone to F features (N, F); psi = ``psi`` is a
+    Dense(F -> 1), the logit of an unconditional D; V (K, F) holds one row per
+    class, so y^T V = V[class] for a one-hot y, and the label asks "do these
+    features look like this class?" where LabelPlanes hands it to the first
+    convolution as K constant planes. Why this form: the best D of the
+    cross-entropy loss has the logit log(q(x, y) / p(x, y)) for the data's q and
+    G's p, = log(q(y | x) / p(y | x)) + log(q(x) / p(x)); with each conditional a
+    softmax over linear functions of phi(x), the first term is y^T V phi(x) plus
+    a function of x alone, which psi takes with the second. Miyato and Koyama
+    found it draws better class-conditional images than concatenating the label.
+
+    When the body packs m samples (``Pack(m)``, PacGAN), one output judges m
+    samples, so it takes the m labels side by side, y (N/m, m K), and V has m K rows:
+    a class row per place in the pack.
+
+    Shapes, with d = C H W: input (N, d + K) ([x, onehot(y)], as ConditionalGAN
+    shows D); phi (N/m, F); out (N/m, 1). Write v_i = w + y_i V (F,), the weight
+    psi's w plus the row of V for sample i's label(s): out_i = phi_i . v_i + b.
+    Backward, with g = dL/dout (N/m, 1):
+        dphi = g v                      (N/m, F)   (then through the body: dx)
+        dw   = phi^T g                  (F, 1)     db = sum_i g_i
+        dV   = y^T (g phi)              (m K, F)   (row k: the g-weighted phi of
+                                                    the samples of class k)
+        dy   = (g phi) V^T              (N/m, m K) -> (N, K)
+    """
+
+    def __init__(self, body, psi, n_classes, image_dim, pack=1, V=None, init="glorot_uniform",
+                 dtype="float32", rng=None, backend=None):
+        super().__init__()
+        for name, value in (("n_classes", n_classes), ("image_dim", image_dim), ("pack", pack)):
+            if not _is_positive_int(value):
+                raise ValueError(f"ProjectionDiscriminator: {name} must be a positive int, "
+                                 f"got {value!r}")
+        if not isinstance(body, Layer):
+            raise TypeError(f"ProjectionDiscriminator: body must be a Layer (the image -> "
+                            f"features map phi), got {type(body).__name__}")
+        dense = getattr(psi, "layer", psi)     # a Dense, or the one a SpectralNorm wraps
+        if not isinstance(dense, Dense) or dense.out_features != 1:
+            got = psi.short_repr() if isinstance(psi, Layer) else type(psi).__name__
+            raise TypeError(f"ProjectionDiscriminator: psi must be a Dense(F -> 1) (or one in "
+                            f"SpectralNorm), D's unconditional logit, got {got}")
+        self.body, self.psi = body, psi
+        self.features, self.n_classes = dense.in_features, int(n_classes)
+        self.image_dim, self.pack = int(image_dim), int(pack)
+        shape = (self.pack * self.n_classes, self.features)
+        if V is None:   # else V is given (the DCGAN builder draws it before spectral norm's u, v)
+            V = get_initialiser(init)(shape, make_rng(rng), dtype=dtype)
+        elif tuple(V.shape) != shape:
+            raise ValueError(f"ProjectionDiscriminator: V must have shape {shape} (pack x "
+                             f"n_classes rows, one per class and place in a pack; F = "
+                             f"{self.features} columns), got {tuple(V.shape)}")
+        self._add_param("V", to_device(V, get_backend() if backend is None else backend))
+
+    def named_children(self):
+        return [("body", self.body), ("psi", self.psi)]
+
+    def split(self, inp):
+        """[x, onehot(y)] (N, d + K) -> (x (N, d), y (N/m, m K)): the image columns and
+        the labels of each pack side by side, in the order Pack stacks its images."""
+        d, K = self.image_dim, self.n_classes
+        if inp.ndim != 2 or inp.shape[1] != d + K:
+            raise ValueError(
+                f"{self.short_repr()} expected input of shape (N, {d + K}): {d} image columns "
+                f"then {K} one-hot label columns, as ConditionalGAN passes [x, onehot(y)]; "
+                f"got {tuple(inp.shape)}.")
+        if inp.shape[0] % self.pack:
+            raise ValueError(f"{self.short_repr()} packs {self.pack} samples per output: the "
+                             f"batch ({inp.shape[0]}) must be a multiple of {self.pack}")
+        return inp[:, :d], inp[:, d:].reshape(inp.shape[0] // self.pack, self.pack * K)
+
+    def forward(self, inp):
+        self._check_input(inp)
+        x, y = self.split(inp)
+        phi = self.body.forward(x)
+        if phi.ndim != 2 or phi.shape != (y.shape[0], self.features):
+            raise ValueError(f"{self.short_repr()}: the body gave features of shape "
+                             f"{tuple(phi.shape)}, expected ({y.shape[0]}, {self.features})")
+        yV = y @ self.params["V"]                       # (N/m, F): each sample's class row
+        out = self.psi.forward(phi)
+        out += (phi * yV).sum(axis=1, keepdims=True)    # + y^T V phi
+        self._save_cache((phi, y, yV, inp.shape[0]), out)
+        return out
+
+    def backward(self, dout, param_grads=True, input_grad=True):
+        phi, y, yV, n = self._pop_cache(dout)
+        g_phi = dout * phi                              # (N/m, F)
+        if param_grads:
+            self.grads["V"] += y.T @ g_phi
+        dphi = self.psi.backward(dout, param_grads=param_grads)
+        dphi += dout * yV
+        dx = self.body.backward(dphi, param_grads=param_grads, input_grad=input_grad)
+        if not input_grad:
+            return None
+        dy = (g_phi @ self.params["V"].T).reshape(n, self.n_classes)
+        return array_module(dx).concatenate([dx, dy], axis=1)
+
+    def short_repr(self):
+        K, m = self.n_classes, self.pack
+        packs = f", pack {m}" if m != 1 else ""
+        return (f"ProjectionDiscriminator({self.body.short_repr()} -> {self.features} "
+                f"features; psi + y^T V, {K} classes{packs})")
+
+
 def _is_positive_int(value):
     return not isinstance(value, bool) and isinstance(value, numbers.Integral) and value >= 1
 
@@ -676,8 +792,9 @@ def dcgan_config(config):
     widest first, one per doubling of the image: [128, 64] for 7x7 -> 14x14 ->
     28x28) and d_channels (D's, narrowest first: [64, 128]). Read besides, with
     ``CONFIG_DEFAULTS``' defaults: n_classes, g_batchnorm, d_batchnorm, slope,
-    init, dtype, pack, and spectral_norm (default False); and g_dense (default [],
-    no hidden Dense layers in G). Keys of the MLP GAN that the DCGAN cannot honour
+    init, dtype, pack, and spectral_norm (default False); g_dense (default [],
+    no hidden Dense layers in G); projection (default False: a conditional D takes
+    the label as LabelPlanes; True: as a ``ProjectionDiscriminator``). Keys of the MLP GAN that the DCGAN cannot honour
     raise instead of being ignored: d_dropout, data_scale other than 1, a data_dim
     other than C H W.
     """
@@ -702,9 +819,13 @@ def dcgan_config(config):
         raise ValueError(f"DCGAN config 'n_classes' must be an int >= 0 (0: unconditional), "
                          f"got {c['n_classes']!r}")
     c["n_classes"] = int(n_classes)
-    for key in ("g_batchnorm", "d_batchnorm", "spectral_norm"):
+    c.setdefault("projection", False)
+    for key in ("g_batchnorm", "d_batchnorm", "spectral_norm", "projection"):
         if not isinstance(c[key], bool):
             raise TypeError(f"DCGAN config {key!r} must be true or false, got {c[key]!r}")
+    if c["projection"] and not c["n_classes"]:
+        raise ValueError("DCGAN config: projection (the label's inner product with D's "
+                         "features) needs a conditional GAN: set n_classes (--conditional)")
     c["slope"] = _config_number(c, "slope", *_NUMBER_RANGES["slope"])
     C, H, W = c["image_shape"]
     if c.get("data_dim") is not None and c["data_dim"] != C * H * W:
@@ -799,20 +920,23 @@ def build_dcgan_discriminator(config, backend=None, rng=None):
     """The DCGAN discriminator (Radford et al. 2016) for images ``image_shape`` = [C, H, W]:
 
         x (N, C H W), or [x, y] (N, C H W + K) when n_classes = K > 0
-        -> Reshape(C, H, W), or LabelPlanes (the label as K constant planes)
+        -> Reshape(C, H, W), or LabelPlanes (the label as K constant planes; with
+           projection, x alone is reshaped and the label waits for the end)
         -> [Pack(m)]  (N/m, m (C + K), H, W): m images stacked along the channels
         -> Conv2d(-> d_channels[0], 4, stride 2, padding 1) LeakyReLU(slope)
         -> per further entry c of d_channels: Conv2d(-> c, 4, 2, 1) [BatchNorm2d] LeakyReLU
                                                             (each halves H and W)
         -> Flatten -> Dense(-> 1)       one logit per sample (per pack of m samples)
+           with projection: ProjectionDiscriminator(phi = the layers up to Flatten,
+           psi = that Dense), whose logit adds y^T V phi(x)
 
     [64, 128] on 28x28 gives 64 x 14 x 14 -> 128 x 7 x 7 -> 1. Batch norm (d_batchnorm)
     is never on the first layer, as in the paper (it would normalise the data itself);
     a convolution followed by batch norm has no bias. With pack = m > 1 (PacGAN, Lin et
     al. 2018, who stack a DCGAN's images the same way) D judges m images at once as one
     image of m (C + K) channels. With spectral_norm every Conv2d
-    and the Dense are wrapped in ``SpectralNorm``; u and v start from a stream of
-    their own, so the weights are the same with and without it.
+    and the Dense are wrapped in ``SpectralNorm`` (a projection's V is not); u and v
+    start from a stream of their own, so the weights are the same with and without it.
     """
     c = dcgan_config(config)
     C, H, W, _, _, sizes = _dcgan_sizes(c)
@@ -820,11 +944,12 @@ def build_dcgan_discriminator(config, backend=None, rng=None):
     generator = make_rng(rng)
     backend = get_backend() if backend is None else backend
     kw = {"init": c["init"], "dtype": c["dtype"], "rng": generator, "backend": backend}
-    m = c["pack"]
-    layers = [LabelPlanes((C, H, W), K) if K else Reshape(C, H, W)]
+    m, projection = c["pack"], c["projection"]
+    planes = K if not projection else 0        # label channels into the first convolution
+    layers = [LabelPlanes((C, H, W), K) if planes else Reshape(C, H, W)]
     if m != 1:
         layers.append(Pack(m))  # PacGAN: D judges m images, stacked along the channels
-    layers += [Conv2d(m * (C + K), ch[0], **_DCGAN_CONV, **kw), LeakyReLU(c["slope"])]
+    layers += [Conv2d(m * (C + planes), ch[0], **_DCGAN_CONV, **kw), LeakyReLU(c["slope"])]
     for c_in, c_out in zip(ch, ch[1:]):
         layers.append(Conv2d(c_in, c_out, **_DCGAN_CONV, bias=not bn, **kw))
         if bn:
@@ -832,10 +957,17 @@ def build_dcgan_discriminator(config, backend=None, rng=None):
         layers.append(LeakyReLU(c["slope"]))
     h, w = sizes[-1]
     layers += [Flatten(), Dense(ch[-1] * h * w, 1, **kw)]
+    # a projection's V drawn after the weights, before spectral norm's u and v
+    V = get_initialiser(c["init"])((m * K, ch[-1] * h * w), generator, dtype=c["dtype"]) \
+        if projection else None
     if c["spectral_norm"]:
         from minigan.spectral import SpectralNorm
 
         sn_rng = np.random.default_rng(int(generator.integers(2**63)))
         layers = [SpectralNorm(layer, rng=sn_rng) if isinstance(layer, (Conv2d, Dense))
                   else layer for layer in layers]
-    return Sequential(*layers)
+    if not projection:
+        return Sequential(*layers)
+    # phi: every layer up to the features; psi: the last Dense, D's unconditional logit
+    return ProjectionDiscriminator(Sequential(*layers[:-1]), layers[-1], K, C * H * W, pack=m,
+                                   V=V, dtype=c["dtype"], backend=backend)

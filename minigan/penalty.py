@@ -84,7 +84,8 @@ W's gradient.
 Layers supported: Dense, Conv2d, ConvTranspose2d, ReLU, LeakyReLU, Tanh, Sigmoid,
 Pack, Flatten, Reshape (and ``minigan.models.Scale``, a fixed factor), the
 ``SpectralNorm`` wrapper around a Dense or a Conv2d, and any nesting of them in
-``Sequential``. Batch norm (BatchNorm1d, and BatchNorm2d with it) and Dropout
+``Sequential`` or a ``ProjectionDiscriminator`` (opened into [x, y] -> x, its body,
+and its head, for a penalty over the image only: ``_ProjectionOutput``). Batch norm (BatchNorm1d, and BatchNorm2d with it) and Dropout
 are refused with the reason; any other layer is refused by name. To support a
 new layer, add a rule to ``RULES`` (see ``_Affine``, ``_Convolution``,
 ``_Elementwise``, ``_Reshape``).
@@ -374,6 +375,86 @@ class _LabelPlanes:
         pass
 
 
+class _ProjectionInput:
+    """A ``ProjectionDiscriminator``'s first step, [x, y] -> x for its body (phi); the
+    labels y are set aside for ``_ProjectionOutput``, which shares ``labels`` (a
+    dict made for one penalty call). A selection of columns, so linear: J a = the
+    image columns of a, B(delta) = delta in the image columns and 0 in the label's,
+    no second-order term. The label's own slope (dD/dy = V phi, not through the body)
+    is left out of B, so the penalty's norm must leave the label columns out too
+    (``features`` at most the image's numbers; ConditionalGAN sets it so)."""
+
+    def __init__(self, labels):
+        self.labels = labels
+
+    def forward(self, layer, h):
+        x, self.labels["y"] = layer.split(h)
+        return x, (h.shape, x.shape[1])
+
+    def input_backward(self, ctx, delta):
+        shape, d = ctx
+        g = array_module(delta).zeros(shape, dtype=delta.dtype)
+        g[:, :d] = delta
+        return g
+
+    def jvp(self, ctx, a):
+        return a[:, :ctx[1]]
+
+    def second(self, ctx, a, delta):
+        return {}, None
+
+    def backward(self, ctx, rho, need_dx):
+        return (self.input_backward(ctx, rho) if need_dx else None), {}
+
+    def add_grads(self, layer, ctx, grads):
+        pass
+
+
+class _ProjectionOutput:
+    """A ``ProjectionDiscriminator``'s head, phi -> psi(phi) + y^T V phi, with the
+    labels y that ``_ProjectionInput`` set aside. For labels held fixed it is a
+    Dense(F -> 1) whose weight differs per row, v_i = w + y_i V (F,):
+        out_i = phi_i . v_i + b,   B(delta)_i = delta_i v_i,   J a_i = a_i . v_i
+    bilinear in (phi, (w, V)) as _Affine's layer is in (h, W), so
+        <a, B(delta)> = sum_i delta_i a_i . (w + y_i V)
+        -> dw += a^T delta (F, 1),  dV += y^T (delta a) (m K, F),  r = 0
+    and the ordinary backward of rho: dphi = rho v, dw = phi^T rho, db = sum rho,
+    dV = y^T (rho phi). psi may be a SpectralNorm(Dense): w is then its W_sn."""
+
+    def __init__(self, labels):
+        self.labels = labels
+
+    def forward(self, layer, phi):
+        # psi(phi) = phi w + b, by _Affine (which also takes a SpectralNorm(Dense))
+        out, (_, W, sn_ctx) = RULES[Dense].forward(layer.psi, phi)
+        y = self.labels["y"]
+        v = y @ layer.params["V"]                                  # (n, F): y_i V
+        out += (phi * v).sum(axis=1, keepdims=True)
+        v += W.T                                                   # w + y_i V
+        return out, (phi, v, y, sn_ctx)
+
+    def input_backward(self, ctx, delta):
+        return delta * ctx[1]
+
+    def jvp(self, ctx, a):
+        return (a * ctx[1]).sum(axis=1, keepdims=True)
+
+    def second(self, ctx, a, delta):
+        y = ctx[2]
+        return {"W": a.T @ delta, "V": y.T @ (delta * a)}, None
+
+    def backward(self, ctx, rho, need_dx):
+        phi, v, y, _ = ctx
+        grads = {"W": phi.T @ rho, "b": rho.sum(axis=0), "V": y.T @ (rho * phi)}
+        return (rho * v if need_dx else None), grads
+
+    def add_grads(self, layer, ctx, grads):
+        grads = dict(grads)
+        if "V" in grads:
+            layer.grads["V"] += grads.pop("V")
+        _add_weight_grads(layer.psi, ctx[3], grads)
+
+
 def _conv2d_settings(layer):
     return layer.stride, layer.padding
 
@@ -450,8 +531,16 @@ def _chain(model):
     """The layers of D in forward order, with Sequential containers opened, each with
     its rule: [(layer, rule)]. Raises for a layer without a rule (or a container
     it cannot open) before anything is computed."""
+    from minigan.models import ProjectionDiscriminator   # not at import time (see above)
+
     if type(model) is Sequential:
         return [pair for child in model.layers for pair in _chain(child)]
+    if type(model) is ProjectionDiscriminator:
+        # opened like a Sequential: [x, y] -> x, the body's layers, the head; the two
+        # ends share the labels of this call (y skips the body)
+        labels = {}
+        return [(model, _ProjectionInput(labels)), *_chain(model.body),
+                (model, _ProjectionOutput(labels))]
     return [(model, _rule_for(model))]
 
 
@@ -486,6 +575,9 @@ def input_gradient_penalty(D, x, weight, center=1.0, features=None):
         raise ValueError("input_gradient_penalty: D has no layers")
     layers, rules = zip(*chain)
     xp = _array_module_of_input(D, x)
+    for layer, rule in chain:
+        if isinstance(rule, _ProjectionInput):
+            _check_image_only(layer, features)
 
     # forward: h_0 = x, h_k = f_k(h_{k-1})
     ctxs, h = [], x
@@ -535,6 +627,17 @@ def input_gradient_penalty(D, x, weight, center=1.0, features=None):
         if g_layer:
             rule.add_grads(layer, ctx, g_layer)
     return penalty
+
+
+def _check_image_only(layer, features):
+    """A projection D's penalty must leave its label columns out of the norm."""
+    if features is None or features > layer.image_dim:
+        raise ValueError(
+            f"input_gradient_penalty: D is a {type(layer).__name__}, whose input is [x, y] "
+            f"with the image's {layer.image_dim} numbers first; the penalty is on D's slope "
+            f"in the image only (a slope in the label would teach D to ignore it), so "
+            f"features must be at most {layer.image_dim}, got {features}. ConditionalGAN "
+            f"sets it; with R1 or GradientPenalty of your own, pass features={layer.image_dim}")
 
 
 def _only_features(g, features):

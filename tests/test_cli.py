@@ -534,6 +534,8 @@ def test_the_training_command_starts_from_the_layered_preset(conditional):
     (["--arch", "mlp", "--g-dense", "8"], "--g-dense adds hidden Dense layers"),
     (["--conditional"], "--conditional needs labelled data (mnist, fashion-mnist); ring8 has "
                         "no labels"),
+    (["--projection"], "--projection is how the conditional DCGAN's D takes the label: it "
+                       "needs --arch dcgan --conditional"),
 ])
 def test_a_toy_set_refuses_what_only_images_have_with_the_commands_words(flags, message):
     args = cli.build_parser().parse_args(["train", "--dataset", "ring8", *flags])
@@ -955,6 +957,26 @@ def test_g_dense_sets_the_dcgan_generators_hidden_dense_layers(tmp_path, capsys,
                      str(tmp_path / "mlp")]) == 2
     assert "--g-dense adds hidden Dense layers to the DCGAN's G: it needs --arch dcgan" \
         in capsys.readouterr().err
+
+
+def test_projection_builds_the_projection_discriminator(tmp_path, capsys):
+    from minigan.models import ProjectionDiscriminator
+
+    out = tmp_path / "run"
+    assert cli.main(["train", "--dataset", "mnist", "--arch", "dcgan", "--conditional",
+                     "--projection", "--steps", "1", "--batch-size", "8", "--no-metrics",
+                     "--no-figures", "--data-dir", _mnist_dir(), "--out", str(out)]) == 0
+    assert "channels 64-128 -> 1 + projection of the label" in capsys.readouterr().out
+    gan, config, _ = load_checkpoint(out / "checkpoint.npz")
+    assert config["projection"] is True and isinstance(gan.D, ProjectionDiscriminator)
+    assert gan.D.params["V"].shape == (2 * 10, 128 * 7 * 7)   # the preset packs pairs
+    assert cli.main(["train", "--resume", str(out / "checkpoint.npz"), "--no-projection"]) == 2
+    assert "--projection cannot be changed when resuming" in capsys.readouterr().err
+    for flags in (["--conditional"], ["--arch", "dcgan"]):
+        assert cli.main(["train", "--dataset", "mnist", *flags, "--projection", "--out",
+                         str(tmp_path / "no")]) == 2
+        assert "--projection is how the conditional DCGAN's D takes the label: it needs " \
+            "--arch dcgan --conditional" in capsys.readouterr().err
 
 
 def test_arch_dcgan_builds_the_convolutional_gan_and_refuses_toy_data(tmp_path, capsys):
