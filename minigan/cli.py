@@ -947,6 +947,7 @@ def evaluate(args):
     if args.out is not None:
         _atomic_json(args.out, result)
     print(metrics.headline(result))
+    print(metrics.per_class_line(result))
     return 0
 
 

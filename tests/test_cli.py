@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minigan import cli
+from minigan import cli, metrics
 from minigan.presets import penalty_weight
 from minigan.checkpoint import load_checkpoint
 
@@ -916,6 +916,8 @@ def test_evaluate_cas_of_a_conditional_mnist_run(tmp_path, capsys):
     # two steps of training draw noise, not digits; real digits teach the classifier
     assert result["real_accuracy"] > 0.5 > result["cas"]
     assert f"CAS {100 * result['cas']:.2f}%" in printed
+    assert len(result["cas_per_class"]) == len(result["real_per_class"]) == 10
+    assert printed.splitlines()[-1] == metrics.per_class_line(result)
 
 
 def test_evaluate_cas_refuses_unconditional_and_toy_runs(tmp_path, capsys):

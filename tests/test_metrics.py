@@ -433,6 +433,36 @@ def test_cas_of_real_digits_is_close_to_the_real_baseline(mnist_train, dev):
                            f"{100 * out['real_accuracy']:.2f}% trained on 2,000 real digits")
 
 
+def test_cas_per_class_shows_the_digit_drawn_too_narrowly(mnist_train):
+    """A "generator" that draws real digits, but one and the same 3 whenever a 3 is
+    asked: the classifier trained on it misses most real 3s, and the per-class
+    accuracies (which weight back to the overall one) say it is the 3s."""
+    images, labels = mnist_train
+    real_draw = real_digit_sampler(images, labels)
+    one_three = images[np.flatnonzero(labels == 3)[0]]
+
+    def draw(asked, rng):
+        out = real_draw(asked, rng)
+        out[np.asarray(asked) == 3] = one_three
+        return out
+
+    out = metrics.classification_accuracy_score(draw, n=2000, epochs=2, seed=0,
+                                                data_dir=_mnist_root())
+    gen, real = np.array(out["cas_per_class"]), np.array(out["real_per_class"])
+    assert gen.shape == real.shape == (10,)
+    gaps = gen - real
+    assert np.argmin(gaps) == 3 and gaps[3] < -0.2, out
+    from minigan.data import load_mnist
+
+    _, test_labels = load_mnist("test", data_dir=_mnist_root())
+    counts = np.bincount(test_labels, minlength=10)
+    assert float(gen @ counts) / counts.sum() == pytest.approx(out["cas"], abs=1e-12)
+    assert float(real @ counts) / counts.sum() == pytest.approx(out["real_accuracy"], abs=1e-12)
+    line = metrics.per_class_line(out)
+    assert f"3 {100 * gen[3]:.1f}/{100 * real[3]:.1f}" in line
+    assert line.split("furthest below: ")[1].startswith(f"3 ({100 * gaps[3]:+.1f})")
+
+
 @pytest.mark.parametrize("labelling, low, high", [
     ("shuffled", 0.0, 0.25),  # labels independent of the images: about chance (10%)
     ("shifted", 0.0, 0.05),   # every label names the next digit: the classifier learns that
