@@ -115,8 +115,8 @@ from minigan.layers import (
     Tanh,
 )
 
-__all__ = ["mlp", "Scale", "LabelPlanes", "ProjectionDiscriminator", "build_dcgan_generator", "build_dcgan_discriminator",
-           "dcgan_config", "build_gan", "build_loss", "build_regularizer", "build_generator",
+__all__ = ["mlp", "Scale", "LabelPlanes", "ProjectionDiscriminator", "build_dcgan_generator",
+           "build_dcgan_discriminator", "dcgan_config", "build_gan", "build_loss", "build_regularizer", "build_generator",
            "build_discriminator", "CONFIG_DEFAULTS", "PENALTY_WEIGHTS", "complete_config",
            "check_config", "lr_factor"]
 
@@ -794,9 +794,9 @@ def dcgan_config(config):
     ``CONFIG_DEFAULTS``' defaults: n_classes, g_batchnorm, d_batchnorm, slope,
     init, dtype, pack, and spectral_norm (default False); g_dense (default [],
     no hidden Dense layers in G); projection (default False: a conditional D takes
-    the label as LabelPlanes; True: as a ``ProjectionDiscriminator``). Keys of the MLP GAN that the DCGAN cannot honour
-    raise instead of being ignored: d_dropout, data_scale other than 1, a data_dim
-    other than C H W.
+    the label as LabelPlanes; True: as a ``ProjectionDiscriminator``). Keys of the
+    MLP GAN that the DCGAN cannot honour raise instead of being ignored: d_dropout,
+    data_scale other than 1, a data_dim other than C H W.
     """
     if not isinstance(config, dict):
         raise TypeError(f"a GAN config must be a dict, got {type(config).__name__}")
@@ -819,7 +819,7 @@ def dcgan_config(config):
         raise ValueError(f"DCGAN config 'n_classes' must be an int >= 0 (0: unconditional), "
                          f"got {c['n_classes']!r}")
     c["n_classes"] = int(n_classes)
-    c.setdefault("projection", False)
+    c.setdefault("projection", False)   # a DCGAN key: not in the MLP's CONFIG_DEFAULTS
     for key in ("g_batchnorm", "d_batchnorm", "spectral_norm", "projection"):
         if not isinstance(c[key], bool):
             raise TypeError(f"DCGAN config {key!r} must be true or false, got {c[key]!r}")

@@ -84,11 +84,12 @@ W's gradient.
 Layers supported: Dense, Conv2d, ConvTranspose2d, ReLU, LeakyReLU, Tanh, Sigmoid,
 Pack, Flatten, Reshape (and ``minigan.models.Scale``, a fixed factor), the
 ``SpectralNorm`` wrapper around a Dense or a Conv2d, and any nesting of them in
-``Sequential`` or a ``ProjectionDiscriminator`` (opened into [x, y] -> x, its body,
-and its head, for a penalty over the image only: ``_ProjectionOutput``). Batch norm (BatchNorm1d, and BatchNorm2d with it) and Dropout
-are refused with the reason; any other layer is refused by name. To support a
-new layer, add a rule to ``RULES`` (see ``_Affine``, ``_Convolution``,
-``_Elementwise``, ``_Reshape``).
+``Sequential``, or a ``ProjectionDiscriminator`` (opened into [x, y] -> x, its
+body and its head, for a penalty over the image only: ``_ProjectionOutput``).
+Batch norm (BatchNorm1d, and BatchNorm2d with it) and Dropout are refused with
+the reason; any other layer is refused by name. To support a new layer, add a
+rule to ``RULES`` (see ``_Affine``, ``_Convolution``, ``_Elementwise``,
+``_Reshape``).
 """
 
 from __future__ import annotations
