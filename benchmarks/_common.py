@@ -296,6 +296,10 @@ def layer_macs(model, sample_shape):
     The same count for the weight gradient and for the input gradient of the layer
     (the other two products of the same three sizes).
     """
+    if not isinstance(model, mg.Sequential):
+        raise TypeError(f"layer_macs counts the layers of a Sequential, got "
+                        f"{type(model).__name__} (for a ProjectionDiscriminator, count its "
+                        "body, then psi's F and V's F multiply-adds per output)")
     found = []
     was_training = model.training
     model.eval()

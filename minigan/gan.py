@@ -20,7 +20,7 @@ Variants are objects, not flags, so the loop above reads the same for all of the
 
 * the adversarial loss: ``minigan.gan_losses`` (``NonSaturating``, ``Minimax``,
   ``LeastSquares``, ``Wasserstein``, ``Hinge``), passed as ``loss=``;
-* packing (PacGAN): a ``Pack(m)`` layer at the start of D;
+* packing (PacGAN): a ``Pack(m)`` layer in D (first, or after the DCGAN's reshape);
 * a moving average of G's weights to sample from: ``EMA(G, decay)``, passed as ``ema=``;
 * a regulariser of D, passed as ``regularizer=``: a gradient penalty,
   ``GradientPenalty`` (WGAN-GP) or ``R1`` of ``minigan.penalty``, whose gradient

@@ -715,7 +715,11 @@ def _fit_and_test(images, labels, test_images, test_labels, epochs, seed, verbos
     start = time.perf_counter()
     clf = MnistClassifier(seed=seed).fit(images, labels, epochs=epochs, verbose=verbose)
     y = to_numpy(test_labels).ravel()
-    right = clf.predict(test_images) == y
+    pred = clf.predict(test_images)
+    if y.shape[0] != pred.shape[0] or not y.size:
+        raise ValueError(f"got {y.shape[0]} test labels for {pred.shape[0]} test images "
+                         "(expected one label per image, and at least one image).")
+    right = pred == y
     per_class = [float(right[y == k].mean()) if np.any(y == k) else float("nan")
                  for k in range(MnistClassifier.n_classes)]
     return float(right.mean()), per_class, time.perf_counter() - start
@@ -749,7 +753,7 @@ def classification_accuracy_score(generator, n=60000, epochs=CLASSIFIER_EPOCHS, 
        same initial weights, the same way on n real training digits (a seeded
        random subset, all 60,000 for n=60000) and test it on the same digits.
 
-    Both trainings go through ``trained_accuracy``.
+    Both trainings go through ``trained_accuracy``'s recipe (``_fit_and_test``).
 
     generator: a ``ConditionalGAN`` of the 10 MNIST classes (sampled with its
         EMA generator if it has one, unless ``ema=False``), or a function
@@ -768,8 +772,8 @@ def classification_accuracy_score(generator, n=60000, epochs=CLASSIFIER_EPOCHS, 
     digits), real_accuracy (of the one trained on real digits; None without the
     baseline), cas_per_class and real_per_class (ten accuracies each, on the test
     digits of each class; where the first falls well below the second, G draws
-    that digit in too few of the ways people write it), n, n_test, epochs, seed, ema (whether G's moving average drew
-    the digits; None for a function), and seconds: {"sampling", "generated" and
+    that digit in too few of the ways people write it), n, n_test, epochs, seed,
+    ema (whether G's moving average drew the digits; None for a function), and seconds: {"sampling", "generated" and
     "real" (training and testing), "total" (all but reading the MNIST files)}.
     """
     import minigan.data as data  # looked up now, so a test can substitute the loader

@@ -696,8 +696,11 @@ class ProjectionDiscriminator(Layer):
         if not isinstance(body, Layer):
             raise TypeError(f"ProjectionDiscriminator: body must be a Layer (the image -> "
                             f"features map phi), got {type(body).__name__}")
-        dense = getattr(psi, "layer", psi)     # a Dense, or the one a SpectralNorm wraps
-        if not isinstance(dense, Dense) or dense.out_features != 1:
+        from minigan.spectral import SpectralNorm
+
+        # exactly a Dense, or one in SpectralNorm: the penalty's rule for psi is _Affine's
+        dense = psi.layer if type(psi) is SpectralNorm else psi
+        if type(dense) is not Dense or dense.out_features != 1:
             got = psi.short_repr() if isinstance(psi, Layer) else type(psi).__name__
             raise TypeError(f"ProjectionDiscriminator: psi must be a Dense(F -> 1) (or one in "
                             f"SpectralNorm), D's unconditional logit, got {got}")
@@ -706,12 +709,15 @@ class ProjectionDiscriminator(Layer):
         self.image_dim, self.pack = int(image_dim), int(pack)
         shape = (self.pack * self.n_classes, self.features)
         if V is None:   # else V is given (the DCGAN builder draws it before spectral norm's u, v)
-            V = get_initialiser(init)(shape, make_rng(rng), dtype=dtype)
+            V = projection_init(init, self.pack * self.n_classes, self.features, make_rng(rng),
+                                dtype)
         elif tuple(V.shape) != shape:
             raise ValueError(f"ProjectionDiscriminator: V must have shape {shape} (pack x "
                              f"n_classes rows, one per class and place in a pack; F = "
                              f"{self.features} columns), got {tuple(V.shape)}")
-        self._add_param("V", to_device(V, get_backend() if backend is None else backend))
+        # a copy, in psi's dtype (minigan never mixes dtypes) on the backend asked for
+        backend = get_backend() if backend is None else backend
+        self._add_param("V", to_device(V, backend).astype(dense.params["W"].dtype))
 
     def named_children(self):
         return [("body", self.body), ("psi", self.psi)]
@@ -761,6 +767,22 @@ class ProjectionDiscriminator(Layer):
         packs = f", pack {m}" if m != 1 else ""
         return (f"ProjectionDiscriminator({self.body.short_repr()} -> {self.features} "
                 f"features; psi + y^T V, {K} classes{packs})")
+
+    def __repr__(self):
+        """phi's layers one per line, then psi and V: what print(gan.D) shows."""
+        body = "\n".join(f"    {line}" for line in repr(self.body).splitlines())
+        return (f"ProjectionDiscriminator(\n  body (phi, the image -> {self.features} "
+                f"features):\n{body}\n  psi: {self.psi.short_repr()}\n  V: "
+                f"{tuple(self.params['V'].shape)}, a row per class"
+                f"{' and place in a pack' if self.pack > 1 else ''}\n)")
+
+
+def projection_init(init, rows, features, rng, dtype):
+    """V (rows, features) drawn by the initialiser ``init`` with psi's fans: each row
+    multiplies phi (F features) as psi's weight (F, 1) does, so it is drawn as an
+    (F, rows) weight and transposed (He's and LeCun's scale follow fan_in = F, not
+    the number of classes)."""
+    return np.ascontiguousarray(get_initialiser(init)((features, rows), rng, dtype=dtype).T)
 
 
 def _is_positive_int(value):
@@ -923,6 +945,7 @@ def build_dcgan_discriminator(config, backend=None, rng=None):
         -> Reshape(C, H, W), or LabelPlanes (the label as K constant planes; with
            projection, x alone is reshaped and the label waits for the end)
         -> [Pack(m)]  (N/m, m (C + K), H, W): m images stacked along the channels
+           (m C channels with projection)
         -> Conv2d(-> d_channels[0], 4, stride 2, padding 1) LeakyReLU(slope)
         -> per further entry c of d_channels: Conv2d(-> c, 4, 2, 1) [BatchNorm2d] LeakyReLU
                                                             (each halves H and W)
@@ -934,9 +957,11 @@ def build_dcgan_discriminator(config, backend=None, rng=None):
     is never on the first layer, as in the paper (it would normalise the data itself);
     a convolution followed by batch norm has no bias. With pack = m > 1 (PacGAN, Lin et
     al. 2018, who stack a DCGAN's images the same way) D judges m images at once as one
-    image of m (C + K) channels. With spectral_norm every Conv2d
-    and the Dense are wrapped in ``SpectralNorm`` (a projection's V is not); u and v
-    start from a stream of their own, so the weights are the same with and without it.
+    image of m (C + K) channels (m C with projection). With spectral_norm every Conv2d
+    and the Dense are wrapped in ``SpectralNorm``; a projection's V is not (Miyato and
+    Koyama's code normalises it too: with V unnormalised, spectral norm bounds D's slope
+    through psi but not through y^T V phi). u and v start from a stream of their own,
+    so the weights are the same with and without it.
     """
     c = dcgan_config(config)
     C, H, W, _, _, sizes = _dcgan_sizes(c)
@@ -958,7 +983,7 @@ def build_dcgan_discriminator(config, backend=None, rng=None):
     h, w = sizes[-1]
     layers += [Flatten(), Dense(ch[-1] * h * w, 1, **kw)]
     # a projection's V drawn after the weights, before spectral norm's u and v
-    V = get_initialiser(c["init"])((m * K, ch[-1] * h * w), generator, dtype=c["dtype"]) \
+    V = projection_init(c["init"], m * K, ch[-1] * h * w, generator, c["dtype"]) \
         if projection else None
     if c["spectral_norm"]:
         from minigan.spectral import SpectralNorm

@@ -517,7 +517,7 @@ def _rule_for(layer):
     if rule is None:
         raise TypeError(f"input_gradient_penalty: D contains {layer.short_repr()}, which has no "
                         f"second-order (double backward) rule. Supported: {_supported()}, and "
-                        "Sequential containers of them.")
+                        "Sequential containers of them (or a ProjectionDiscriminator).")
     return rule
 
 
@@ -529,8 +529,8 @@ def _supported():
 
 
 def _chain(model):
-    """The layers of D in forward order, with Sequential containers opened, each with
-    its rule: [(layer, rule)]. Raises for a layer without a rule (or a container
+    """The layers of D in forward order, with Sequential containers (and a
+    ProjectionDiscriminator) opened, each with its rule: [(layer, rule)]. Raises for a layer without a rule (or a container
     it cannot open) before anything is computed."""
     from minigan.models import ProjectionDiscriminator   # not at import time (see above)
 
@@ -552,8 +552,9 @@ def input_gradient_penalty(D, x, weight, center=1.0, features=None):
     """P = weight * mean_i (||dD(x)/dx_i|| - center)^2; ADDS dP/dtheta into D's grads.
 
     Args:
-        D: the discriminator (a Sequential of supported layers; see the module
-            docstring), in the mode it is trained in. Its caches are not used or
+        D: the discriminator (a Sequential of supported layers, or a
+            ProjectionDiscriminator of them; see the module docstring), in the
+            mode it is trained in. Its caches are not used or
             disturbed, so this may run before or after D's loss backward.
         x: (n, ...) the points where D's input gradient is penalised.
         weight: lambda of WGAN-GP (10), gamma / 2 for R1.

@@ -112,6 +112,25 @@ def test_the_label_changes_the_opinion_through_V_only(dev, backend):
     np.testing.assert_array_equal(to_numpy(D(dev(inp))), to_numpy(D(dev(other))))
 
 
+@pytest.mark.parametrize("init", ["glorot_uniform", "he_uniform", "lecun_uniform", "normal"])
+def test_V_is_drawn_at_psis_scale(init):
+    """Each row of V multiplies phi as psi's weight does, so it has psi's fan-in (F =
+    6272 here), not the number of classes: the same spread as psi's weight."""
+    config = {**TINY, "image_shape": [1, 28, 28], "d_channels": [64, 128], "init": init}
+    D = build_dcgan_discriminator(config, rng=0)
+    V, w = to_numpy(D.params["V"]), to_numpy(D.psi.params["W"])
+    assert V.shape == (3, 6272) and V.flags.c_contiguous
+    assert V.std() == pytest.approx(w.std(), rel=0.1)
+
+
+def test_V_takes_psis_dtype_and_is_copied():
+    V = np.ones((3, 8))
+    D = ProjectionDiscriminator(Sequential(Flatten()), Dense(8, 1, dtype="float32"), 3, 16, V=V)
+    assert D.params["V"].dtype == np.float32
+    D.params["V"][...] = 0
+    assert V.min() == 1.0
+
+
 def test_errors_say_what_was_expected():
     D = small_projection(3, 2, seed=0)
     with pytest.raises(ValueError, match=r"expected input of shape \(N, 19\): 16 image columns "
@@ -122,6 +141,8 @@ def test_errors_say_what_was_expected():
         D(np.zeros((3, 19)))
     with pytest.raises(TypeError, match=r"psi must be a Dense\(F -> 1\)"):
         ProjectionDiscriminator(Sequential(Flatten()), Dense(8, 2), 3, 16)
+    with pytest.raises(TypeError, match=r"psi must be a Dense\(F -> 1\) .*got Tanh"):
+        ProjectionDiscriminator(Sequential(Flatten()), Tanh(), 3, 16)
     with pytest.raises(ValueError, match=r"V must have shape \(3, 8\)"):
         ProjectionDiscriminator(Sequential(Flatten()), Dense(8, 1), 3, 16, V=np.zeros((3, 7)))
     with pytest.raises(ValueError, match="n_classes must be a positive int"):
@@ -152,6 +173,7 @@ def test_spectral_norm_wraps_phi_and_psi_not_V_and_keeps_the_weights(backend):
     assert isinstance(sn.psi, SpectralNorm)
     assert [type(m.layer).__name__ for m in sn.modules() if isinstance(m, SpectralNorm)] == \
         ["Conv2d", "Conv2d", "Dense"]
+    assert len(plain.parameters()) == len(sn.parameters()) == 7
     for (p, _), (q, _) in zip(plain.parameters(), sn.parameters()):
         np.testing.assert_array_equal(to_numpy(p), to_numpy(q))   # V included
 
@@ -232,6 +254,7 @@ def test_build_gan_and_a_state_dict_round_trip(backend):
     config = {**TINY, "penalty": "r1"}
     a, b = build_gan(config, backend=backend, seed=0), build_gan(config, backend=backend, seed=1)
     assert isinstance(a.D, ProjectionDiscriminator)
+    assert not np.array_equal(to_numpy(a.D.params["V"]), to_numpy(b.D.params["V"]))
     b.D.load_state_dict(a.D.state_dict())
     for (p, _), (q, _) in zip(a.D.parameters(), b.D.parameters()):
         np.testing.assert_array_equal(to_numpy(p), to_numpy(q))
