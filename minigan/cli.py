@@ -935,19 +935,30 @@ def evaluate(args):
         raise CLIError(f"--cas scores MNIST generators (the classifier is tested on the real "
                        f"MNIST test digits); {args.checkpoint!r} was trained on {name!r}")
     epochs = args.epochs or metrics.CLASSIFIER_EPOCHS
-    try:  # checks the GAN and --n before reading (or downloading) MNIST
-        result = metrics.classification_accuracy_score(
-            gan, n=args.n, epochs=epochs, seed=args.seed, data_dir=args.data_dir,
-            ema=not args.no_ema, baseline=not args.no_baseline, verbose=not args.quiet)
-    except ValueError as err:  # an unconditional GAN, a bad --n, images out of range
-        raise CLIError(str(err)) from None
-    except DataError as err:
-        raise CLIError(f"cannot load mnist: {err}") from None
+    if len(set(args.seed)) != len(args.seed):
+        raise CLIError(f"--seed {' '.join(map(str, args.seed))}: give each seed once (the "
+                       "same seed gives the same score)")
+    results = []
+    for seed in args.seed:
+        try:  # checks the GAN and --n before reading (or downloading) MNIST
+            result = metrics.classification_accuracy_score(
+                gan, n=args.n, epochs=epochs, seed=seed, data_dir=args.data_dir,
+                ema=not args.no_ema, baseline=not args.no_baseline, verbose=not args.quiet)
+        except ValueError as err:  # an unconditional GAN, a bad --n, images out of range
+            raise CLIError(str(err)) from None
+        except DataError as err:
+            raise CLIError(f"cannot load mnist: {err}") from None
+        prefix = f"seed {seed}: " if len(args.seed) > 1 else ""
+        print(prefix + metrics.headline(result))
+        print(metrics.per_class_line(result), flush=True)
+        results.append(result)
+    # one seed: its result; several: their mean and spread, each result inside
+    result = results[0] if len(results) == 1 else metrics.summarize_cas(results)
     result.update(checkpoint=os.path.abspath(args.checkpoint), step=int(gan.step))
     if args.out is not None:
         _atomic_json(args.out, result)
-    print(metrics.headline(result))
-    print(metrics.per_class_line(result))
+    if len(results) > 1:
+        print(metrics.headline(result))
     return 0
 
 
@@ -1235,8 +1246,11 @@ def _add_other_parsers(sub):
                    help="generated (and real) training digits, a multiple of 10, at least 1000")
     p.add_argument("--epochs", type=_positive_int, default=None,
                    help="classifier training epochs (default: the library classifier's own)")
-    p.add_argument("--seed", type=_non_negative_int, default=0,
-                   help="seeds the noise, the real subset and the classifier")
+    p.add_argument("--seed", type=_non_negative_int, nargs="+", default=[0], metavar="S",
+                   help="seeds the noise, the real subset and the classifier; several (--seed "
+                        "0 1 2) repeat the score with each and print the mean and spread, "
+                        "since one classifier's accuracy moves by a few tenths of a point "
+                        "with its seed")
     p.add_argument("--data-dir", default=None,
                    help="where the MNIST files are (default: $MINIGAN_DATA_DIR or "
                         "~/.cache/minigan)")

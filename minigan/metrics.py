@@ -55,6 +55,7 @@ __all__ = [
     "classification_accuracy_score",
     "trained_accuracy",
     "per_class_line",
+    "summarize_cas",
 ]
 
 CACHE_ENV_VAR = "MINIGAN_CACHE_DIR"
@@ -869,6 +870,31 @@ def image_scores(samples, dataset="mnist", labels=None, data_dir=None):
     return out
 
 
+def summarize_cas(results):
+    """Mean and spread of several ``classification_accuracy_score`` results of one
+    generator with other seeds (other noise, classifier weights, batch order and
+    real subset). One classifier's accuracy moves by a few tenths of a point from
+    seed to seed (e.g. 95.85% and 96.16% for the same generator), so a comparison
+    near a threshold, or between two generators, wants several.
+
+    Returns {"seeds", "cas_mean", "cas_sd" (the sample standard deviation, 0 for one
+    seed), "cas_min", "cas_max", "real_accuracy_mean" (None without the baseline),
+    "n", "n_test", "epochs", "runs" (the results themselves)}.
+    """
+    if not results:
+        raise ValueError("summarize_cas needs at least one classification_accuracy_score "
+                         "result, got none")
+    cas = np.array([r["cas"] for r in results])
+    real = [r["real_accuracy"] for r in results]
+    return {"seeds": [r["seed"] for r in results],
+            "cas_mean": float(cas.mean()),
+            "cas_sd": float(cas.std(ddof=1)) if len(cas) > 1 else 0.0,
+            "cas_min": float(cas.min()), "cas_max": float(cas.max()),
+            "real_accuracy_mean": None if None in real else float(np.mean(real)),
+            "n": results[0]["n"], "n_test": results[0]["n_test"],
+            "epochs": results[0]["epochs"], "runs": list(results)}
+
+
 def per_class_line(scores):
     """The per-digit accuracies of ``classification_accuracy_score``'s result on one
     line ('per digit, % trained on generated / real: 0 98.9/99.4, 1 ...'), ending with
@@ -887,6 +913,14 @@ def per_class_line(scores):
 def headline(scores):
     """One line that sums up ``toy_scores``, ``image_scores`` or
     ``classification_accuracy_score``."""
+    if "cas_mean" in scores:   # summarize_cas
+        real = scores["real_accuracy_mean"]
+        versus = "" if real is None else f" vs {100 * real:.2f}% trained on real digits"
+        seeds = ", ".join(map(str, scores["seeds"]))
+        return (f"CAS {100 * scores['cas_mean']:.2f}% on average over seeds {seeds} (sd "
+                f"{100 * scores['cas_sd']:.2f}, {100 * scores['cas_min']:.2f}-"
+                f"{100 * scores['cas_max']:.2f}), trained on {scores['n']:,} generated "
+                f"digits{versus}")
     if "cas" in scores:
         real = scores["real_accuracy"]
         versus = "" if real is None else \

@@ -920,6 +920,32 @@ def test_evaluate_cas_of_a_conditional_mnist_run(tmp_path, capsys):
     assert printed.splitlines()[-1] == metrics.per_class_line(result)
 
 
+def test_evaluate_cas_with_several_seeds_prints_each_and_their_mean(tmp_path, capsys):
+    root = _mnist_dir()
+    run = tmp_path / "cgan"
+    assert cli.main(["train", "--dataset", "mnist", "--conditional", "--steps", "2",
+                     "--batch-size", "16", "--no-metrics", "--no-figures", "--quiet",
+                     "--data-dir", root, "--out", str(run)]) == 0
+    capsys.readouterr()
+    out = tmp_path / "cas.json"
+    common = ["evaluate", "--checkpoint", str(run / "checkpoint.npz"), "--cas", "--n", "1000",
+              "--epochs", "1", "--data-dir", root, "--quiet"]
+    assert cli.main([*common, "--seed", "3", "5", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    result = json.loads(out.read_text())
+    assert result["seeds"] == [3, 5] and [r["seed"] for r in result["runs"]] == [3, 5]
+    assert result["cas_mean"] == pytest.approx(np.mean([r["cas"] for r in result["runs"]]))
+    assert printed[0].startswith(f"seed 3: CAS {100 * result['runs'][0]['cas']:.2f}%")
+    assert printed[2].startswith(f"seed 5: CAS {100 * result['runs'][1]['cas']:.2f}%")
+    assert printed[-1] == metrics.headline(result) and "on average over seeds 3, 5" in printed[-1]
+    # each run is the single-seed command's result
+    assert cli.main([*common, "--seed", "5", "--out", str(out), "--overwrite"]) == 0
+    single = json.loads(out.read_text())
+    assert single["cas"] == result["runs"][1]["cas"]
+    assert cli.main([*common, "--seed", "5", "5"]) == 2
+    assert "give each seed once" in capsys.readouterr().err
+
+
 def test_evaluate_cas_refuses_unconditional_and_toy_runs(tmp_path, capsys):
     toy = tmp_path / "ring"
     assert cli.main(["train", "--dataset", "ring8", "--steps", "2", "--no-metrics",

@@ -433,6 +433,26 @@ def test_cas_of_real_digits_is_close_to_the_real_baseline(mnist_train, dev):
                            f"{100 * out['real_accuracy']:.2f}% trained on 2,000 real digits")
 
 
+def test_summarize_cas_gives_the_mean_and_spread_of_several_seeds():
+    runs = [{"cas": c, "real_accuracy": r, "seed": s, "n": 60000, "n_test": 10000,
+             "epochs": 10} for c, r, s in ((0.9585, 0.9836, 0), (0.9616, 0.9848, 1),
+                                           (0.9600, 0.9840, 2))]
+    out = metrics.summarize_cas(runs)
+    assert out["seeds"] == [0, 1, 2] and out["runs"] == runs
+    assert out["cas_mean"] == pytest.approx(0.96003333, abs=1e-8)
+    assert out["cas_sd"] == pytest.approx(np.std([0.9585, 0.9616, 0.96], ddof=1), rel=1e-12)
+    assert (out["cas_min"], out["cas_max"]) == (0.9585, 0.9616)
+    assert out["real_accuracy_mean"] == pytest.approx(0.98413333, abs=1e-8)
+    assert metrics.headline(out) == (
+        "CAS 96.00% on average over seeds 0, 1, 2 (sd 0.16, 95.85-96.16), trained on 60,000 "
+        "generated digits vs 98.41% trained on real digits")
+    alone = metrics.summarize_cas([{**runs[0], "real_accuracy": None}])
+    assert alone["cas_sd"] == 0.0 and alone["real_accuracy_mean"] is None
+    assert "vs" not in metrics.headline(alone)
+    with pytest.raises(ValueError, match="at least one"):
+        metrics.summarize_cas([])
+
+
 def test_cas_per_class_shows_the_digit_drawn_too_narrowly(mnist_train):
     """A "generator" that draws real digits, but one and the same 3 whenever a 3 is
     asked: the classifier trained on it misses most real 3s, and the per-class
