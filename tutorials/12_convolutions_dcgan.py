@@ -665,7 +665,10 @@ for name, s in (("real test", real_scores), ("DCGAN", fake_scores)):
 # (`benchmarks/RESULTS.md` has the numbers of those runs. The classification accuracy
 # score, `metrics.classification_accuracy_score`, trains the classifier on a conditional
 # generator's samples and tests it on real digits, so that missing variety costs
-# accuracy, not only unrecognisable digits.)
+# accuracy, not only unrecognisable digits. The conditional DCGAN's D reads the label
+# the way Miyato and Koyama's projection discriminator does, by an inner product with
+# its features at the end, $\psi(\phi(x)) + y^\top V \phi(x)$, not as input planes:
+# `models.ProjectionDiscriminator`.)
 #
 # ## Summary
 #
