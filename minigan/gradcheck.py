@@ -362,7 +362,7 @@ def builtin_checks():
     ]
     return cases + _gan_loss_checks(logits, soft * 4 - 2) + _layer_checks(x) + _conv_checks() + [
         ("GAN generator step through D", gan_generator_check),
-        ("gradient penalty (double backward)", _penalty_check)]
+        ("gradient penalty (double backward)", _penalty_check)] + _projection_checks()
 
 
 def _penalty_check():
@@ -375,6 +375,26 @@ def _penalty_check():
                      L.Dense(5, 4, dtype="float64", rng=7), L.LeakyReLU(0.2),
                      L.Dense(4, 1, dtype="float64", rng=8))
     return check_penalty(D, np.random.default_rng(9).standard_normal((6, 3)))
+
+
+def _projection_checks():
+    """The projection discriminator (pairs packed, so V has a row per class and place),
+    as a layer (dx, dV, phi's and psi's parameters) and under R1 over the image."""
+    from minigan import layers as L
+    from minigan.models import ProjectionDiscriminator
+    from minigan.penalty import check_penalty
+
+    def build():
+        body = L.Sequential(L.Reshape(1, 4, 4), L.Pack(2), L.Conv2d(
+            2, 2, 3, stride=2, padding=1, dtype="float64", rng=17), L.Tanh(), L.Flatten())
+        return ProjectionDiscriminator(body, L.Dense(8, 1, dtype="float64", rng=18), 3, 16,
+                                       pack=2, dtype="float64", rng=19)
+
+    rng = np.random.default_rng(16)
+    x = np.concatenate([rng.uniform(-1, 1, (4, 16)), np.eye(3)[[0, 2, 1, 2]]], axis=1)
+    return [("ProjectionDiscriminator", lambda: check_layer(build(), x)),
+            ("R1 through a ProjectionDiscriminator (double backward)",
+             lambda: check_penalty(build(), x, 2.0, 0.0, features=16))]
 
 
 def _gan_loss_checks(real_out, fake_out):

@@ -225,7 +225,8 @@ def test_every_built_in_check_passes_and_covers_the_gan_losses():
     assert len(set(names)) == len(names)
     for name in ("dense_forward/backward", "NonSaturating()", "Minimax()", "LeastSquares()",
                  "NonSaturating(label_smoothing=0.1)", "Sequential MLP",
-                 "GAN generator step through D"):
+                 "GAN generator step through D", "ProjectionDiscriminator",
+                 "R1 through a ProjectionDiscriminator (double backward)"):
         assert name in names
     for name, check in cases:
         result = check()
