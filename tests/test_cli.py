@@ -988,16 +988,25 @@ def test_g_dense_sets_the_dcgan_generators_hidden_dense_layers(tmp_path, capsys,
 
 
 def test_projection_builds_the_projection_discriminator(tmp_path, capsys):
-    from minigan.models import ProjectionDiscriminator
+    from minigan.models import LabelPlanes, ProjectionDiscriminator
 
-    out = tmp_path / "run"
-    assert cli.main(["train", "--dataset", "mnist", "--arch", "dcgan", "--conditional",
-                     "--projection", "--steps", "1", "--batch-size", "8", "--no-metrics",
-                     "--no-figures", "--data-dir", _mnist_dir(), "--out", str(out)]) == 0
+    def train(out, *flags):
+        assert cli.main(["train", "--dataset", "mnist", "--arch", "dcgan", "--conditional",
+                         *flags, "--steps", "1", "--batch-size", "8", "--no-metrics",
+                         "--no-figures", "--data-dir", _mnist_dir(), "--out", str(out)]) == 0
+        return load_checkpoint(out / "checkpoint.npz")[:2]
+
+    # the conditional DCGAN's preset has it, one sample per D output
+    gan, config = train(tmp_path / "run")
     assert "channels 64-128 -> 1 + projection of the label" in capsys.readouterr().out
-    gan, config, _ = load_checkpoint(out / "checkpoint.npz")
     assert config["projection"] is True and isinstance(gan.D, ProjectionDiscriminator)
-    assert gan.D.params["V"].shape == (2 * 10, 128 * 7 * 7)   # the preset packs pairs
+    assert gan.D.params["V"].shape == (10, 128 * 7 * 7)
+    # with pairs packed, a row per class and place; --no-projection: the label planes
+    gan, _ = train(tmp_path / "pairs", "--projection", "--pack", "2")
+    assert gan.D.params["V"].shape == (2 * 10, 128 * 7 * 7)
+    gan, config = train(tmp_path / "planes", "--no-projection")
+    assert config["projection"] is False and isinstance(gan.D.layers[0], LabelPlanes)
+    out = tmp_path / "run"
     assert cli.main(["train", "--resume", str(out / "checkpoint.npz"), "--no-projection"]) == 2
     assert "--projection cannot be changed when resuming" in capsys.readouterr().err
     for flags in (["--conditional"], ["--arch", "dcgan"]):
