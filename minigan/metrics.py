@@ -777,26 +777,18 @@ def classification_accuracy_score(generator, n=60000, epochs=CLASSIFIER_EPOCHS, 
     ema (whether G's moving average drew the digits; None for a function), and seconds: {"sampling", "generated" and
     "real" (training and testing), "total" (all but reading the MNIST files)}.
     """
-    import minigan.data as data  # looked up now, so a test can substitute the loader
-
     draw, ema_used = _labelled_sampler(generator, ema)
-    _check_cas_numbers(n, epochs, baseline, None)
-    # The data first: a missing file is found before minutes of sampling.
-    test_images, test_labels = data.load_mnist("test", data_dir=data_dir)
-    if baseline:
-        train_images, train_labels = data.load_mnist("train", data_dir=data_dir)
-        _check_cas_numbers(n, epochs, baseline, train_images.shape[0])
+    test, train = _cas_data(n, epochs, baseline, data_dir)
 
     start = time.perf_counter()
-    cas, cas_per_class, seconds = _generated_accuracy(draw, n, (test_images, test_labels),
-                                                      epochs, seed, verbose)
+    cas, cas_per_class, seconds = _generated_accuracy(draw, n, test, epochs, seed, verbose)
     real = real_per_class = None
     if baseline:
         if verbose:
             print(f"CAS: {100 * cas:.2f}% on the real test digits. Now the same classifier "
                   f"on {n} real training digits...", file=sys.stderr, flush=True)
-        real, real_per_class, seconds["real"] = _real_baseline(
-            (train_images, train_labels), n, (test_images, test_labels), epochs, seed, verbose)
+        real, real_per_class, seconds["real"] = _real_baseline(train, n, test, epochs, seed,
+                                                               verbose)
     seconds["total"] = time.perf_counter() - start
     return {
         "cas": float(cas),
@@ -804,12 +796,27 @@ def classification_accuracy_score(generator, n=60000, epochs=CLASSIFIER_EPOCHS, 
         "cas_per_class": cas_per_class,
         "real_per_class": real_per_class,
         "n": int(n),
-        "n_test": int(test_images.shape[0]),
+        "n_test": int(test[0].shape[0]),
         "epochs": int(epochs),
         "seed": int(seed),
         "ema": ema_used,
         "seconds": seconds,
     }
+
+
+def _cas_data(n, epochs, baseline, data_dir):
+    """((test images, labels), (train images, labels) or None without the baseline),
+    the numbers checked first and the data read before minutes of sampling, so that a
+    missing file is found at once."""
+    import minigan.data as data  # looked up now, so a test can substitute the loader
+
+    _check_cas_numbers(n, epochs, baseline, None)
+    test = data.load_mnist("test", data_dir=data_dir)
+    if not baseline:
+        return test, None
+    train = data.load_mnist("train", data_dir=data_dir)
+    _check_cas_numbers(n, epochs, baseline, train[0].shape[0])
+    return test, train
 
 
 def _generated_accuracy(draw, n, test, epochs, seed, verbose):

@@ -530,8 +530,8 @@ def _supported():
 
 def _chain(model):
     """The layers of D in forward order, with Sequential containers (and a
-    ProjectionDiscriminator) opened, each with its rule: [(layer, rule)]. Raises for a layer without a rule (or a container
-    it cannot open) before anything is computed."""
+    ProjectionDiscriminator) opened, each with its rule: [(layer, rule)]. Raises for a
+    layer without a rule (or a container it cannot open) before anything is computed."""
     from minigan.models import ProjectionDiscriminator   # not at import time (see above)
 
     if type(model) is Sequential:
@@ -604,6 +604,14 @@ def input_gradient_penalty(D, x, weight, center=1.0, features=None):
     penalty, a = _penalty_and_adjoint(g, weight, center, xp)
     a = a.reshape(x.shape)
 
+    _second_pass(layers, rules, ctxs, deltas, a)
+    return penalty
+
+
+def _second_pass(layers, rules, ctxs, deltas, a):
+    """dP/dtheta from the adjoint a = dP/dg (shape of x), added into each layer's grads:
+    the forward sweep that carries a (and collects the r's), then an ordinary backward
+    of the forward graph with the r's injected (the module docstring's second pass)."""
     # second pass, forward: a_k = J_k a_{k-1}; the parameters' and the h's part of
     # d<a_{k-1}, B_k(delta_k, h_{k-1}, theta_k)>
     grads = [{} for _ in layers]
@@ -628,7 +636,6 @@ def input_gradient_penalty(D, x, weight, center=1.0, features=None):
     for layer, rule, ctx, g_layer in zip(layers, rules, ctxs, grads):
         if g_layer:
             rule.add_grads(layer, ctx, g_layer)
-    return penalty
 
 
 def _check_image_only(layer, features):

@@ -899,12 +899,18 @@ def test_a_closed_pipe_is_not_a_traceback(tmp_path):
 # ------------------------------------------------------------------------ evaluate
 
 
-def test_evaluate_cas_of_a_conditional_mnist_run(tmp_path, capsys):
+def _two_step_conditional_run(tmp_path):
+    """(MNIST dir, run dir) of a conditional MLP GAN trained for two steps."""
     root = _mnist_dir()
     run = tmp_path / "cgan"
     assert cli.main(["train", "--dataset", "mnist", "--conditional", "--steps", "2",
                      "--batch-size", "16", "--no-metrics", "--no-figures", "--quiet",
                      "--data-dir", root, "--out", str(run)]) == 0
+    return root, run
+
+
+def test_evaluate_cas_of_a_conditional_mnist_run(tmp_path, capsys):
+    root, run = _two_step_conditional_run(tmp_path)
     out = tmp_path / "cas.json"
     code = cli.main(["evaluate", "--checkpoint", str(run / "checkpoint.npz"), "--cas",
                      "--n", "1000", "--epochs", "1", "--data-dir", root, "--quiet",
@@ -921,11 +927,7 @@ def test_evaluate_cas_of_a_conditional_mnist_run(tmp_path, capsys):
 
 
 def test_evaluate_cas_with_several_seeds_prints_each_and_their_mean(tmp_path, capsys):
-    root = _mnist_dir()
-    run = tmp_path / "cgan"
-    assert cli.main(["train", "--dataset", "mnist", "--conditional", "--steps", "2",
-                     "--batch-size", "16", "--no-metrics", "--no-figures", "--quiet",
-                     "--data-dir", root, "--out", str(run)]) == 0
+    root, run = _two_step_conditional_run(tmp_path)
     capsys.readouterr()
     out = tmp_path / "cas.json"
     common = ["evaluate", "--checkpoint", str(run / "checkpoint.npz"), "--cas", "--n", "1000",
