@@ -171,3 +171,21 @@ def test_lazy_r1_times_the_preset_with_and_without_its_penalty():
     proc = subprocess.run([sys.executable, str(BENCHMARKS / "lazy_r1.py"), "--every", "16",
                            "--block", "20"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "not a multiple of every period" in proc.stderr
+
+
+def test_independent_score_scores_real_digits_above_an_untrained_generator(tmp_path):
+    """The second opinion's classifier (PyTorch) scores the real test digits as ten
+    balanced classes and a generator trained for 2 steps far below them."""
+    pytest.importorskip("torch")
+    if not os.environ.get("MINIGAN_DATA_DIR"):
+        pytest.skip("MINIGAN_DATA_DIR is not set: the classifier trains on MNIST")
+    run = tmp_path / "run"
+    subprocess.run([sys.executable, "-m", "minigan", "train", "--dataset", "mnist", "--steps", "2",
+                    "--out", str(run), "--no-metrics", "--no-figures", "--quiet"], check=True,
+                   timeout=300)
+    text = run_script("independent_score.py", "--n-train", "5000", "--epochs", "2",
+                      "--threads", "1", str(run / "checkpoint.npz"))
+    rows = {line[:44].strip(): line[44:].split() for line in text.splitlines()[2:]}
+    real, fake = rows["the real test digits"], rows["run (seed 0)"]
+    assert real[0] == "10/10" and float(real[1]) < 0.05 and float(real[2]) > 5.0
+    assert float(fake[2]) < float(real[2]) - 2.0

@@ -396,3 +396,18 @@ def test_kernel_dense_backward_adds_into_the_gradients(dev):
     np.testing.assert_allclose(to_numpy(gb), 1 + 2 * dout.sum(axis=0), rtol=1e-12)
     kernels.dense_backward(dev(dout), (dev(x), dev(W)), gW, gb, need_param_grads=False)
     np.testing.assert_allclose(to_numpy(gb), 1 + 2 * dout.sum(axis=0), rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("param_grads", [True, False], ids=["param_grads", "dx_only"])
+def test_kernel_dense_backward_one_output_is_the_product(dev, dtype, param_grads):
+    """A layer with one output (D's logit): dx = dout @ W.T is computed as a broadcast
+    outer product, each entry one product, so it equals the matrix product bit for bit."""
+    rng = np.random.default_rng(6)
+    x, W, dout = (rng.standard_normal(shape).astype(dtype) for shape in ((37, 11), (11, 1), (37, 1)))
+    gW, gb = dev(np.ones((11, 1), dtype)), dev(np.ones(1, dtype))
+    dx = kernels.dense_backward(dev(dout), (dev(x), dev(W)), gW, gb, need_param_grads=param_grads)
+    assert dx.shape == (37, 11) and dx.dtype == dtype
+    np.testing.assert_array_equal(to_numpy(dx), dout @ W.T)
+    expected_gW = 1 + x.T @ dout if param_grads else np.ones((11, 1), dtype)
+    np.testing.assert_allclose(to_numpy(gW), expected_gW, rtol=1e-5)
