@@ -9,10 +9,10 @@ convolutional network in PyTorch, trained here on the MNIST training set.
 (``minigan.metrics.load_classifier``: a NumPy network the same library trained).
 A second opinion guards against a generator that happens to suit that one network:
 here the classifier is PyTorch's (two 3x3 convolutions with max pooling, then two
-dense layers, Adam, ``--epochs`` passes over the 60,000 training digits; about 99%
+dense layers, Adam, ``--epochs`` passes over the 60,000 training digits; 98.4%
 on the test set), and the scores are the same formulas (``minigan.metrics.
 scores_from_probs``: classes covered, KL of the predicted classes to uniform,
-Inception score).
+Inception score), with how many images it puts in each class.
 
 Each checkpoint of an unconditional MNIST run is sampled exactly as ``train``
 sampled it for ``metrics.json``: 10,000 images from G's moving average with the
@@ -94,8 +94,9 @@ def run_samples(path):
 
 
 def row(name, scores):
+    counts = " ".join(f"{n:>5}" for n in scores["class_histogram"])
     return (f"{name:<44} {scores['classes_covered']:>2}/10 {scores['kl_to_uniform']:>8.4f} "
-            f"{scores['inception_score']:>7.3f}")
+            f"{scores['inception_score']:>7.3f}   {counts}")
 
 
 def main(argv=None):
@@ -120,7 +121,7 @@ def main(argv=None):
     accuracy = float(np.mean(test_probs.argmax(axis=1) == test_y))
     print(f"# independent classifier: PyTorch CNN, {args.n_train:,} training digits, "
           f"{args.epochs} epoch(s), seed {args.seed}: {accuracy:.2%} on the MNIST test set")
-    print(f"{'samples':<44} classes      KL       IS")
+    print(f"{'samples':<44} classes      KL       IS   predicted 0, 1, ..., 9")
     print(row("the real test digits", scores_from_probs(test_probs)), flush=True)
     for path in args.checkpoints:
         seed, images = run_samples(path)
