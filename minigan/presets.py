@@ -226,9 +226,9 @@ PRESETS["fashion-mnist"] = {**copy.deepcopy(PRESETS["mnist"]), "dataset": "fashi
 #   KL to 0.009-0.016 (batch 64, 12,000 steps). One of 128 with twice the batch,
 #   128, for 7,000 steps (15 epochs, 1.1 times the time of 12,000 steps of 64): KL
 #   0.003-0.009 and scores 8.31 / 8.46 / 8.29 on 3 seeds, against the MLP GAN's 8.31 /
-#   8.33 / 8.25: above it on two seeds and on the mean (8.35 against 8.30), level on one;
-#   above on each against the MLP GAN as today's code draws it (8.30 / 8.27 / 8.26), and
-#   by 0.3-0.7 on each by a second classifier (benchmarks/independent_score.py).
+#   8.33 / 8.25 (issue 8): above it on two seeds, level on one; above on each against
+#   the MLP GAN rerun on 2026-12-07's code (8.30 / 8.27 / 8.26) and, by 0.3-0.7, by a
+#   second classifier (benchmarks/independent_score.py).
 #   A weaker R1 with it (gamma 0.3 or 0.1) let the digits drift out of balance again:
 #   KL 0.014-0.015 and a score of 8.24 on seed 0.
 DCGAN = {"arch": "dcgan", "image_shape": [1, 28, 28], "g_dense": [128], "g_channels": [128, 64],
