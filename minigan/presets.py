@@ -230,10 +230,10 @@ PRESETS["fashion-mnist"] = {**copy.deepcopy(PRESETS["mnist"]), "dataset": "fashi
 #   the MLP GAN rerun on 2026-12-07's code (8.30 / 8.27 / 8.26) and, by 0.3-0.7, by a
 #   second classifier (benchmarks/independent_score.py).
 #   A weaker R1 with it (gamma 0.3 or 0.1) let the digits drift out of balance again:
-#   KL 0.014-0.015 and a score of 8.24 on seed 0. Fewer steps, 5,600 (to fit 20
-#   minutes on a slow 2-core machine, where 7,000 take 23.5): scores 8.22 / 8.40 /
-#   8.11, KL 0.014 on seed 2. A narrower D, channels 48-96 (0.77 times the step):
-#   KL 0.006 / 0.016 / 0.011, scores 8.48 / 8.15 / 8.35.
+#   KL 0.014-0.015 and a score of 8.24 on seed 0;
+# * cheaper runs, to fit 20 minutes on a slow 2-core machine (where 7,000 steps take
+#   23.5 minutes): 5,600 steps, or D's channels 48-96, each drew uneven digits on a
+#   seed (KL 0.014, 0.016; RESULTS.md, "A shorter run, a narrower D").
 DCGAN = {"arch": "dcgan", "image_shape": [1, 28, 28], "g_dense": [128], "g_channels": [128, 64],
          "d_channels": [64, 128], "g_batchnorm": True, "d_batchnorm": False, "init": "normal",
          "pack": 2, "lr_g": 4e-4, "lr_d": 4e-4, "batch_size": 128, "steps": 7000,
