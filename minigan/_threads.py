@@ -13,11 +13,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import time
 
 import numpy as np
 
-__all__ = ["THREAD_ENV", "blas_threads", "limit_blas_threads", "blas_info", "share_threads",
-           "blas_thread_count", "cpu_count", "workers", "one_blas_thread", "MAX_CHUNK_THREADS"]
+__all__ = ["THREAD_ENV", "blas_threads", "busy_cpus", "limit_blas_threads", "blas_info",
+           "share_threads", "blas_thread_count", "cpu_count", "workers", "one_blas_thread",
+           "MAX_CHUNK_THREADS"]
 
 THREAD_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 _SET_THREADS = ("openblas_set_num_threads", "openblas_set_num_threads64_",
@@ -29,10 +31,10 @@ def blas_threads(requested, is_image):
     """(threads, reason) for this run's BLAS, or (None, "") to leave the library's default.
 
     ``requested`` (the --threads option) wins. The toy networks are too small to
-    gain from a second thread. For images, a busy machine (load average near the
-    CPU count) gets fewer threads: a BLAS thread that shares its core with
-    another process makes the others wait for it at every matrix product,
-    several times slower than one thread alone.
+    gain from a second thread. For images, a busy machine (other processes using
+    some of the CPUs now, ``busy_cpus``) gets fewer threads: a BLAS thread that
+    shares its core with another process makes the others wait for it at every
+    matrix product, several times slower than one thread alone.
     """
     if requested is not None:
         return requested, ""
@@ -41,15 +43,59 @@ def blas_threads(requested, is_image):
     if not is_image:
         return 1, ""
     cpus = os.cpu_count() or 1
-    try:
-        load = os.getloadavg()[0]
-    except (AttributeError, OSError):
-        return None, ""
-    free = max(1, cpus - int(load + 0.5))
+    busy, how = busy_cpus(), "{busy:.1f} of its {cpus} CPUs in use by other processes"
+    if busy is None:  # no CPU counters to read (not Linux): the load average
+        try:
+            busy, how = os.getloadavg()[0], "load average {busy:.1f} on {cpus} CPUs"
+        except (AttributeError, OSError):
+            return None, ""
+    free = max(1, cpus - int(busy + 0.5))
     if free < cpus:
-        return free, (f"the machine is busy (load average {load:.1f} on {cpus} CPUs; "
+        return free, (f"the machine is busy ({how.format(busy=busy, cpus=cpus)}; "
                       "choose with --threads)")
     return None, ""
+
+
+#: Seconds over which ``busy_cpus`` watches the CPUs.
+BUSY_INTERVAL_S = 0.3
+
+
+def busy_cpus(interval=BUSY_INTERVAL_S):
+    """How many CPUs the other processes keep busy now, a float; None where the system
+    has no CPU time counters to read (Linux's /proc/stat).
+
+    The CPUs' busy time over ``interval`` seconds, while this process sleeps. Not the
+    load average: that is a moving average over a minute, which still counts a job
+    that has just ended (a pip install, the last training run) for a minute or two,
+    and would give a DCGAN run started then one thread for all its 7,000 steps.
+    """
+    before = _cpu_times()
+    if before is None:
+        return None
+    time.sleep(interval)
+    after = _cpu_times()
+    if after is None:
+        return None
+    (busy0, total0, cpus), (busy1, total1, _) = before, after
+    return cpus * (busy1 - busy0) / (total1 - total0) if total1 > total0 else None
+
+
+def _cpu_times(path="/proc/stat"):
+    """(busy, total, CPUs) from the kernel's counters: the time all CPUs spent since boot
+    (in clock ticks) doing anything but waiting idle, the time in all, and how many
+    CPUs there are; None where there is no such file or it reads otherwise."""
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()
+        # cpu  user nice system idle iowait irq softirq steal [guest guest_nice: in user]
+        ticks = [int(v) for v in lines[0].split()[1:9]]
+    except (OSError, IndexError, ValueError):
+        return None
+    cpus = sum(1 for line in lines[1:] if line.startswith("cpu") and line[3:4].isdigit())
+    if len(ticks) < 8 or lines[0].split()[0] != "cpu" or cpus == 0:
+        return None
+    idle = ticks[3] + ticks[4]  # idle, and idle waiting for the disk
+    return sum(ticks) - idle, sum(ticks), cpus
 
 
 def limit_blas_threads(n, force=False):

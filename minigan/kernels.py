@@ -116,14 +116,40 @@ def dense_backward(dout, cache, grad_W, grad_b, *, need_dx=True, need_param_grad
     # one product, which a matrix product with an inner size of 1 computes many times
     # slower than a broadcast multiply (the same numbers, bit for bit).
     outer = need_dx and cache[1].shape[1] == 1
-    dx, dW, db = F.dense_backward(dout, cache, need_dx=need_dx and not outer,
-                                  need_param_grads=need_param_grads)
+    if need_dx and need_param_grads and not outer and _two_products(dout, cache[1]):
+        dx, dW, db = _dense_backward_on_two_threads(dout, cache)
+    else:
+        dx, dW, db = F.dense_backward(dout, cache, need_dx=need_dx and not outer,
+                                      need_param_grads=need_param_grads)
     if outer:
         dx = dout * cache[1].T
     if need_param_grads:
         grad_W += dW
         grad_b += db
     return dx
+
+
+#: Multiply-adds per product from which the dense backward's two products go on two threads.
+DENSE_SPLIT_MACS = 1 << 22
+
+
+def _two_products(dout, W):
+    """True when the kernels have two threads (``_threads.share_threads``, a convolutional
+    run on the CPU) and the dense layer's products are large enough to share them."""
+    return (not _on_gpu(dout) and _threads.workers(2) == 2
+            and dout.shape[0] * W.size >= DENSE_SPLIT_MACS)
+
+
+def _dense_backward_on_two_threads(dout, cache):
+    """``functional.dense_backward``'s dx on one thread and its dW, db on another: two
+    independent products of the same size (a DCGAN's projection to the first feature
+    maps), each the very call that one thread would make, so the same numbers."""
+    def half(want_dx):
+        return F.dense_backward(dout, cache, need_dx=want_dx, need_param_grads=not want_dx)
+
+    with _threads.one_blas_thread():
+        (dx, _, _), (_, dW, db) = _on_threads(half, [True, False], 2)
+    return dx, dW, db
 
 
 # --------------------------------------------------------------------- activations

@@ -1065,6 +1065,58 @@ def test_a_dcgan_run_gives_its_threads_to_the_convolutions(tmp_path):
         _threads.share_threads(before, convolutional=False)
 
 
+def test_cpu_counters_are_read_from_proc_stat(tmp_path):
+    """busy = everything but idle and iowait, over the aggregate line; CPUs = the cpuN lines."""
+    from minigan import _threads
+
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  100 5 50 800 20 3 2 10 7 0\ncpu0 50 2 25 400 10 1 1 5 3 0\n"
+                    "cpu1 50 3 25 400 10 2 1 5 4 0\nintr 12345\nctxt 678\n")
+    assert _threads._cpu_times(str(stat)) == (170, 990, 2)
+    for text in ("", "intr 1 2 3\n", "cpu  1 2 x 4 5 6 7 8\ncpu0 1 2 3 4 5 6 7 8\n",
+                 "cpu  1 2 3\ncpu0 1 2 3\n", "cpu  1 2 3 4 5 6 7 8\n"):
+        stat.write_text(text)
+        assert _threads._cpu_times(str(stat)) is None, text
+    assert _threads._cpu_times(str(tmp_path / "absent")) is None
+
+
+def test_busy_cpus_is_the_busy_share_of_the_cpu_time_over_the_interval(monkeypatch):
+    from minigan import _threads
+
+    readings = iter([(1000, 5000, 4), (1150, 5200, 4)])   # 150 of 200 ticks busy, 4 CPUs
+    slept = []
+    monkeypatch.setattr(_threads, "_cpu_times", lambda: next(readings))
+    monkeypatch.setattr(_threads.time, "sleep", slept.append)
+    assert _threads.busy_cpus(0.3) == pytest.approx(3.0) and slept == [0.3]
+    monkeypatch.setattr(_threads, "_cpu_times", lambda: None)
+    assert _threads.busy_cpus(0.3) is None
+
+
+@pytest.mark.parametrize("busy, load, expected", [
+    (0.1, 1.9, None),   # the load average remembers the last minute's jobs; the CPUs are free now
+    (0.6, 0.0, 1),      # another process on one of the two CPUs now: one thread
+    (1.9, 0.0, 1),      # at least one
+    (None, 1.2, 1),     # no counters (not Linux): the load average decides
+    (None, 0.3, None),
+])
+def test_an_image_run_takes_fewer_threads_only_when_cpus_are_busy_now(busy, load, expected,
+                                                                      monkeypatch):
+    from minigan import _threads
+
+    for name in _threads.THREAD_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(_threads.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(_threads.os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(_threads, "busy_cpus", lambda: busy)
+    threads, why = _threads.blas_threads(None, is_image=True)
+    assert threads == expected
+    assert ("the machine is busy" in why) == (expected is not None)
+    if expected is not None:
+        assert ("load average" in why) == (busy is None), why
+    assert _threads.blas_threads(3, is_image=True) == (3, "")   # --threads wins
+    assert _threads.blas_threads(None, is_image=False) == (1, "")   # the toy nets: one
+
+
 @pytest.mark.parametrize("flags, penalty, weight, every", [
     ([], "r1", "preset", "preset"),                     # the preset's own lazy R1
     (["--penalty", "r1"], "r1", "preset", "preset"),    # the same penalty keeps its weight

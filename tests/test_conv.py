@@ -423,6 +423,41 @@ def test_threads_share_the_large_elementwise_passes_bit_for_bit(threads, monkeyp
     assert (seen == {main}) if threads == 1 else (main not in seen), seen
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_two_threads_share_a_large_dense_backward_bit_for_bit(threads, monkeypatch):
+    """A DCGAN's projection (Dense 128 -> 128x7x7) has two products of the same size in
+    its backward, dx and dW: with two threads each runs on its own, the very calls one
+    thread makes, so the same numbers as functional's, to the bit (and added to the grads)."""
+    import threading
+
+    monkeypatch.setattr(kernels._threads, "workers", lambda most: min(most, threads))
+    seen = set()
+    real = F.dense_backward
+
+    def spy(*args, **kwargs):
+        seen.add(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(F, "dense_backward", spy)
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((96, 64)).astype(np.float32)
+    W = rng.standard_normal((64, 700)).astype(np.float32)
+    dout = rng.standard_normal((96, 700)).astype(np.float32)
+    assert 96 * W.size >= kernels.DENSE_SPLIT_MACS
+    grad_W, grad_b = np.ones_like(W), np.ones(700, np.float32)
+    dx = kernels.dense_backward(dout, (x, W), grad_W, grad_b)
+    dx_ref, dW_ref, db_ref = real(dout, (x, W))
+    assert dx.dtype == np.float32 and np.array_equal(dx, dx_ref)
+    assert np.array_equal(grad_W, 1 + dW_ref) and np.array_equal(grad_b, 1 + db_ref)
+    main = threading.current_thread().name
+    assert (seen == {main}) if threads == 1 else (main not in seen), seen
+    # a product too small to be worth a thread's start stays on the caller's thread
+    seen.clear()
+    kernels.dense_backward(dout[:4, :10], (x[:4], W[:, :10]), np.zeros((64, 10), np.float32),
+                           np.zeros(10, np.float32))
+    assert seen == {main}
+
+
 @pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
 def test_threads_share_batch_norm_by_channels_bit_for_bit(train, monkeypatch):
     """Image batch norm's channels are independent: they go in LANES fixed groups, one
