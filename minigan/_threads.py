@@ -32,9 +32,9 @@ def blas_threads(requested, is_image):
 
     ``requested`` (the --threads option) wins. The toy networks are too small to
     gain from a second thread. For images, a busy machine (other processes using
-    some of the CPUs now, ``busy_cpus``) gets fewer threads: a BLAS thread that
-    shares its core with another process makes the others wait for it at every
-    matrix product, several times slower than one thread alone.
+    some of this process's CPUs now, ``busy_cpus``) gets fewer threads: a BLAS
+    thread that shares its core with another process makes the others wait for it
+    at every matrix product, several times slower than one thread alone.
     """
     if requested is not None:
         return requested, ""
@@ -42,9 +42,9 @@ def blas_threads(requested, is_image):
         return None, ""
     if not is_image:
         return 1, ""
-    cpus = os.cpu_count() or 1
+    cpus = cpu_count()
     busy, how = busy_cpus(), "{busy:.1f} of its {cpus} CPUs in use by other processes"
-    if busy is None:  # no CPU counters to read (not Linux): the load average
+    if busy is None:  # no CPU time counters (not Linux), or they did not move: the load average
         try:
             busy, how = os.getloadavg()[0], "load average {busy:.1f} on {cpus} CPUs"
         except (AttributeError, OSError):
@@ -61,41 +61,67 @@ BUSY_INTERVAL_S = 0.3
 
 
 def busy_cpus(interval=BUSY_INTERVAL_S):
-    """How many CPUs the other processes keep busy now, a float; None where the system
-    has no CPU time counters to read (Linux's /proc/stat).
+    """How many of the CPUs this process may run on are busy now, a float; None where
+    the system has no CPU time counters to read (Linux's /proc/stat) or they did not
+    move.
 
-    The CPUs' busy time over ``interval`` seconds, while this process sleeps. Not the
+    Their busy time over ``interval`` seconds, while this process sleeps: the other
+    processes' use (and this one's other threads', none when a run starts). Not the
     load average: that is a moving average over a minute, which still counts a job
     that has just ended (a pip install, the last training run) for a minute or two,
-    and would give a DCGAN run started then one thread for all its 7,000 steps.
+    and would give a DCGAN run started then one thread for all its 7,000 steps. A
+    job that is busy now is what makes a BLAS thread wait; a burst of work during
+    those 0.3 s costs the run a thread too (``--threads`` decides instead).
     """
-    before = _cpu_times()
+    mine = _affinity()
+    before = _cpu_times(cpus=mine)
     if before is None:
         return None
     time.sleep(interval)
-    after = _cpu_times()
+    after = _cpu_times(cpus=mine)
     if after is None:
         return None
-    (busy0, total0, cpus), (busy1, total1, _) = before, after
-    return cpus * (busy1 - busy0) / (total1 - total0) if total1 > total0 else None
+    (busy0, total0, n), (busy1, total1, _) = before, after
+    return n * (busy1 - busy0) / (total1 - total0) if total1 > total0 else None
 
 
-def _cpu_times(path="/proc/stat"):
-    """(busy, total, CPUs) from the kernel's counters: the time all CPUs spent since boot
-    (in clock ticks) doing anything but waiting idle, the time in all, and how many
-    CPUs there are; None where there is no such file or it reads otherwise."""
+def _affinity():
+    """The numbers of the CPUs this process may run on; None where the OS does not say."""
+    try:
+        return set(os.sched_getaffinity(0))
+    except AttributeError:
+        return None
+
+
+def _cpu_times(path="/proc/stat", cpus=None):
+    """(busy, total, n) from the kernel's counters of CPUs ``cpus`` (CPU numbers; None:
+    all): the time they spent since boot (in clock ticks) doing anything but waiting
+    idle, the time in all, and how many of them there are; None where there is no such
+    file or it reads otherwise. (A container's /proc/stat counts the host's CPUs: the
+    affinity mask picks this process's own.)"""
     try:
         with open(path) as f:
             lines = f.read().splitlines()
-        # cpu  user nice system idle iowait irq softirq steal [guest guest_nice: in user]
-        ticks = [int(v) for v in lines[0].split()[1:9]]
-    except (OSError, IndexError, ValueError):
+    except OSError:
         return None
-    cpus = sum(1 for line in lines[1:] if line.startswith("cpu") and line[3:4].isdigit())
-    if len(ticks) < 8 or lines[0].split()[0] != "cpu" or cpus == 0:
-        return None
-    idle = ticks[3] + ticks[4]  # idle, and idle waiting for the disk
-    return sum(ticks) - idle, sum(ticks), cpus
+    busy = total = n = 0
+    for line in lines:
+        fields = line.split()
+        # cpuN user nice system idle iowait irq softirq steal [guest guest_nice: in user]
+        if not fields or not fields[0].startswith("cpu") or not fields[0][3:].isdigit():
+            continue
+        if cpus is not None and int(fields[0][3:]) not in cpus:
+            continue
+        try:
+            ticks = [int(v) for v in fields[1:9]]
+        except ValueError:
+            return None
+        if len(ticks) < 8:
+            return None
+        total += sum(ticks)
+        busy += sum(ticks) - ticks[3] - ticks[4]  # all but idle, and idle waiting for the disk
+        n += 1
+    return (busy, total, n) if n else None
 
 
 def limit_blas_threads(n, force=False):

@@ -135,15 +135,16 @@ DENSE_SPLIT_MACS = 1 << 22
 
 def _two_products(dout, W):
     """True when the kernels have two threads (``_threads.share_threads``, a convolutional
-    run on the CPU) and the dense layer's products are large enough to share them."""
-    return (not _on_gpu(dout) and _threads.workers(2) == 2
-            and dout.shape[0] * W.size >= DENSE_SPLIT_MACS)
+    run on the CPU: a GPU's arrays never get here, see above) and the dense layer's
+    products are large enough to share them."""
+    return _threads.workers(2) == 2 and dout.shape[0] * W.size >= DENSE_SPLIT_MACS
 
 
 def _dense_backward_on_two_threads(dout, cache):
     """``functional.dense_backward``'s dx on one thread and its dW, db on another: two
-    independent products of the same size (a DCGAN's projection to the first feature
-    maps), each the very call that one thread would make, so the same numbers."""
+    independent products of the same size (the DCGAN preset's projection from G's hidden
+    layer to the first feature maps), each with one BLAS thread as before, so the same
+    products (dout @ W.T, x.T @ dout, the sum) and the same numbers."""
     def half(want_dx):
         return F.dense_backward(dout, cache, need_dx=want_dx, need_param_grads=not want_dx)
 

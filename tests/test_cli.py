@@ -1066,15 +1066,19 @@ def test_a_dcgan_run_gives_its_threads_to_the_convolutions(tmp_path):
 
 
 def test_cpu_counters_are_read_from_proc_stat(tmp_path):
-    """busy = everything but idle and iowait, over the aggregate line; CPUs = the cpuN lines."""
+    """busy = everything but idle and iowait, summed over the cpuN lines of the CPUs asked
+    for (all by default; the aggregate "cpu" line is the host's in a container)."""
     from minigan import _threads
 
     stat = tmp_path / "stat"
     stat.write_text("cpu  100 5 50 800 20 3 2 10 7 0\ncpu0 50 2 25 400 10 1 1 5 3 0\n"
-                    "cpu1 50 3 25 400 10 2 1 5 4 0\nintr 12345\nctxt 678\n")
-    assert _threads._cpu_times(str(stat)) == (170, 990, 2)
-    for text in ("", "intr 1 2 3\n", "cpu  1 2 x 4 5 6 7 8\ncpu0 1 2 3 4 5 6 7 8\n",
-                 "cpu  1 2 3\ncpu0 1 2 3\n", "cpu  1 2 3 4 5 6 7 8\n"):
+                    "cpu1 50 3 25 400 10 2 1 5 4 0\ncpu7 1 1 1 97 0 0 0 0\nintr 12345\n")
+    assert _threads._cpu_times(str(stat)) == (173, 1090, 3)
+    assert _threads._cpu_times(str(stat), cpus={0, 1}) == (170, 990, 2)
+    assert _threads._cpu_times(str(stat), cpus={7}) == (3, 100, 1)
+    assert _threads._cpu_times(str(stat), cpus={2}) is None   # none of the CPUs asked for
+    for text in ("", "intr 1 2 3\n", "cpu  1 2 3 4 5 6 7 8\n", "cpu0 1 2 x 4 5 6 7 8\n",
+                 "cpu0 1 2 3\n", "cpux 1 2 3 4 5 6 7 8\n"):
         stat.write_text(text)
         assert _threads._cpu_times(str(stat)) is None, text
     assert _threads._cpu_times(str(tmp_path / "absent")) is None
@@ -1083,13 +1087,26 @@ def test_cpu_counters_are_read_from_proc_stat(tmp_path):
 def test_busy_cpus_is_the_busy_share_of_the_cpu_time_over_the_interval(monkeypatch):
     from minigan import _threads
 
-    readings = iter([(1000, 5000, 4), (1150, 5200, 4)])   # 150 of 200 ticks busy, 4 CPUs
-    slept = []
-    monkeypatch.setattr(_threads, "_cpu_times", lambda: next(readings))
+    asked, slept = [], []
+
+    def counters(readings):
+        readings = iter(readings)
+
+        def read(cpus=None):
+            asked.append(cpus)
+            return next(readings)
+        return read
+
+    monkeypatch.setattr(_threads, "_affinity", lambda: {0, 1, 2, 3})
     monkeypatch.setattr(_threads.time, "sleep", slept.append)
-    assert _threads.busy_cpus(0.3) == pytest.approx(3.0) and slept == [0.3]
-    monkeypatch.setattr(_threads, "_cpu_times", lambda: None)
-    assert _threads.busy_cpus(0.3) is None
+    # 150 of 200 ticks busy on 4 CPUs: 3 CPUs' worth of work
+    monkeypatch.setattr(_threads, "_cpu_times", counters([(1000, 5000, 4), (1150, 5200, 4)]))
+    assert _threads.busy_cpus(0.3) == pytest.approx(3.0)
+    assert slept == [0.3] and asked == [{0, 1, 2, 3}] * 2   # only this process's CPUs
+    monkeypatch.setattr(_threads, "_cpu_times", counters([(1000, 5000, 4), (1000, 5000, 4)]))
+    assert _threads.busy_cpus(0.3) is None                   # the counters did not move
+    monkeypatch.setattr(_threads, "_cpu_times", lambda cpus=None: None)
+    assert _threads.busy_cpus(0.3) is None                   # no counters
 
 
 @pytest.mark.parametrize("busy, load, expected", [
@@ -1105,7 +1122,7 @@ def test_an_image_run_takes_fewer_threads_only_when_cpus_are_busy_now(busy, load
 
     for name in _threads.THREAD_ENV:
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(_threads.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(_threads, "cpu_count", lambda: 2)
     monkeypatch.setattr(_threads.os, "getloadavg", lambda: (load, load, load))
     monkeypatch.setattr(_threads, "busy_cpus", lambda: busy)
     threads, why = _threads.blas_threads(None, is_image=True)

@@ -451,6 +451,14 @@ def test_two_threads_share_a_large_dense_backward_bit_for_bit(threads, monkeypat
     assert np.array_equal(grad_W, 1 + dW_ref) and np.array_equal(grad_b, 1 + db_ref)
     main = threading.current_thread().name
     assert (seen == {main}) if threads == 1 else (main not in seen), seen
+    # only what was asked for: dx alone leaves the grads alone; the grads alone give no dx
+    seen.clear()
+    dx = kernels.dense_backward(dout, (x, W), grad_W, grad_b, need_param_grads=False)
+    assert np.array_equal(dx, dx_ref) and np.array_equal(grad_W, 1 + dW_ref)
+    assert kernels.dense_backward(dout, (x, W), grad_W, grad_b, need_dx=False) is None
+    assert np.array_equal(grad_W, (1 + dW_ref) + dW_ref)
+    assert np.array_equal(grad_b, (1 + db_ref) + db_ref)
+    assert seen == {main}   # one product each: on the caller's thread
     # a product too small to be worth a thread's start stays on the caller's thread
     seen.clear()
     kernels.dense_backward(dout[:4, :10], (x[:4], W[:, :10]), np.zeros((64, 10), np.float32),
