@@ -1,6 +1,7 @@
 #!/usr/bin/env python
-"""Score generated MNIST digits with a classifier minigan did not make: a small
-convolutional network in PyTorch, trained here on the MNIST training set.
+"""Score generated MNIST digits (or Fashion-MNIST garments) with a classifier minigan
+did not make: a small convolutional network in PyTorch, trained here on the training
+set of the runs' data set.
 
     python benchmarks/independent_score.py runs/A/checkpoint.npz runs/B/checkpoint.npz
     python benchmarks/independent_score.py --epochs 3 --threads 2 RUN/checkpoint.npz
@@ -9,16 +10,17 @@ convolutional network in PyTorch, trained here on the MNIST training set.
 (``minigan.metrics.load_classifier``: a NumPy network the same library trained).
 A second opinion guards against a generator that happens to suit that one network:
 here the classifier is PyTorch's (two 3x3 convolutions with max pooling, then two
-dense layers, Adam, ``--epochs`` passes over the 60,000 training digits; 98.4%
-on the test set), and the scores are the same formulas (``minigan.metrics.
+dense layers, Adam, ``--epochs`` passes over the 60,000 training images; 98.4%
+on the MNIST test set), and the scores are the same formulas (``minigan.metrics.
 scores_from_probs``: classes covered, KL of the predicted classes to uniform,
 Inception score), with how many images it puts in each class.
 
-Each checkpoint of an unconditional MNIST run is sampled exactly as ``train``
+Each checkpoint of an unconditional MNIST or Fashion-MNIST run (all of one data set)
+is sampled exactly as ``train``
 sampled it for ``metrics.json``: 10,000 images from G's moving average with the
 generator ``numpy.random.default_rng([seed, 5])`` of the run's seed, so the two
-classifiers judge the same images. The real test digits are scored too, as the
-ceiling. Needs PyTorch (not a dependency of minigan) and the MNIST files
+classifiers judge the same images. The real test images are scored too, as the
+ceiling. Needs PyTorch (not a dependency of minigan) and the data set's files
 (``MINIGAN_DATA_DIR`` or ``--data-dir``).
 """
 
@@ -31,18 +33,21 @@ import sys
 import numpy as np
 
 N_SAMPLES = 10_000  # as minigan.cli.N_METRIC_SAMPLES_IMAGES
+DATASETS = ("mnist", "fashion-mnist")
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("checkpoints", nargs="+", help="checkpoint.npz files of unconditional MNIST runs")
+    p.add_argument("checkpoints", nargs="+",
+                   help="checkpoint.npz files of unconditional runs of one data set (MNIST or "
+                        "Fashion-MNIST)")
     p.add_argument("--epochs", type=int, default=2, help="passes over the training set (default 2)")
     p.add_argument("--n-train", type=int, default=60_000,
                    help="training digits, the first N (default all 60,000; fewer for a quick check)")
     p.add_argument("--seed", type=int, default=0, help="the classifier's weights and batches")
     p.add_argument("--threads", type=int, default=None, help="PyTorch's threads (default: its own)")
-    p.add_argument("--data-dir", default=None, help="where the MNIST files are")
+    p.add_argument("--data-dir", default=None, help="where the data set's files are")
     return p.parse_args(argv)
 
 
@@ -80,17 +85,18 @@ def probabilities(torch, net, images):
 
 
 def run_samples(path):
-    """(the run's seed, the 10,000 images ``train`` scored) of a checkpoint."""
+    """(the run's data set, its seed, the 10,000 images ``train`` scored) of a checkpoint."""
     from minigan.backend import to_numpy
     from minigan.checkpoint import load_checkpoint
 
     gan, config, _ = load_checkpoint(path, backend="numpy")
-    if config.get("dataset") != "mnist" or getattr(gan, "n_classes", None):
-        raise SystemExit(f"{path}: expected an unconditional MNIST run, got "
+    if config.get("dataset") not in DATASETS or getattr(gan, "n_classes", None):
+        raise SystemExit(f"{path}: expected an unconditional MNIST or Fashion-MNIST run, got "
                          f"{'a conditional ' if getattr(gan, 'n_classes', None) else ''}"
                          f"{config.get('dataset')!r}")
     seed = int(config["seed"])
-    return seed, to_numpy(gan.sample(N_SAMPLES, rng=np.random.default_rng([seed, 5])))
+    return (config["dataset"], seed,
+            to_numpy(gan.sample(N_SAMPLES, rng=np.random.default_rng([seed, 5]))))
 
 
 def row(name, scores):
@@ -108,26 +114,31 @@ def main(argv=None):
                  "independent classifier")
     if args.threads:
         torch.set_num_threads(args.threads)
-    from minigan.data import load_mnist
+    from minigan.data import load_fashion_mnist, load_mnist
     from minigan.metrics import scores_from_probs
 
-    train_x, train_y = load_mnist("train", data_dir=args.data_dir, download=False)
-    test_x, test_y = load_mnist("test", data_dir=args.data_dir, download=False)
+    runs = [(path, *run_samples(path)) for path in args.checkpoints]
+    datasets = sorted({dataset for _, dataset, _, _ in runs})
+    if len(datasets) > 1:
+        sys.exit(f"the checkpoints are of {' and '.join(datasets)}: one classifier judges "
+                 "one data set, so score them apart")
+    dataset = datasets[0]
+    load = load_mnist if dataset == "mnist" else load_fashion_mnist
+    train_x, train_y = load("train", data_dir=args.data_dir, download=False)
+    test_x, test_y = load("test", data_dir=args.data_dir, download=False)
     if not 1 <= args.n_train <= len(train_x):
         sys.exit(f"--n-train must be in 1..{len(train_x)}, got {args.n_train}")
     net = train_classifier(torch, train_x[:args.n_train], train_y[:args.n_train], args.epochs,
                            args.seed)
     test_probs = probabilities(torch, net, test_x)
     accuracy = float(np.mean(test_probs.argmax(axis=1) == test_y))
-    print(f"# independent classifier: PyTorch CNN, {args.n_train:,} training digits, "
-          f"{args.epochs} epoch(s), seed {args.seed}: {accuracy:.2%} on the MNIST test set")
+    print(f"# independent classifier: PyTorch CNN, {args.n_train:,} training images, "
+          f"{args.epochs} epoch(s), seed {args.seed}: {accuracy:.2%} on the {dataset} test set")
     print(f"{'samples':<44} classes      KL       IS   predicted 0, 1, ..., 9")
-    print(row("the real test digits", scores_from_probs(test_probs)), flush=True)
-    for path in args.checkpoints:
-        seed, images = run_samples(path)
+    print(row("the real test images", scores_from_probs(test_probs)), flush=True)
+    for path, _, seed, images in runs:
         name = f"{os.path.basename(os.path.dirname(os.path.abspath(path)))} (seed {seed})"
         print(row(name, scores_from_probs(probabilities(torch, net, images))), flush=True)
-
 
 if __name__ == "__main__":
     main()
