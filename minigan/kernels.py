@@ -143,8 +143,8 @@ def _two_products(dout, W):
 def _dense_backward_on_two_threads(dout, cache):
     """``functional.dense_backward``'s dx on one thread and its dW, db on another: two
     independent products of the same size (the DCGAN preset's projection from G's hidden
-    layer to the first feature maps), each with one BLAS thread as before, so the same
-    products (dout @ W.T, x.T @ dout, the sum) and the same numbers."""
+    layer to the first feature maps), each with one BLAS thread as before: the same
+    products and sum as on one thread, so the same numbers."""
     def half(want_dx):
         return F.dense_backward(dout, cache, need_dx=want_dx, need_param_grads=not want_dx)
 
