@@ -16,12 +16,11 @@ scores_from_probs``: classes covered, KL of the predicted classes to uniform,
 Inception score), with how many images it puts in each class.
 
 Each checkpoint of an unconditional MNIST or Fashion-MNIST run (all of one data set)
-is sampled exactly as ``train``
-sampled it for ``metrics.json``: 10,000 images from G's moving average with the
-generator ``numpy.random.default_rng([seed, 5])`` of the run's seed, so the two
-classifiers judge the same images. The real test images are scored too, as the
-ceiling. Needs PyTorch (not a dependency of minigan) and the data set's files
-(``MINIGAN_DATA_DIR`` or ``--data-dir``).
+is sampled exactly as ``train`` sampled it for ``metrics.json``: 10,000 images from
+G's moving average with the generator ``numpy.random.default_rng([seed, 5])`` of the
+run's seed, so the two classifiers judge the same images. The real test images are
+scored too, as the ceiling. Needs PyTorch (not a dependency of minigan) and the data
+set's files (``MINIGAN_DATA_DIR`` or ``--data-dir``).
 """
 
 from __future__ import annotations
@@ -44,7 +43,7 @@ def parse_args(argv=None):
                         "Fashion-MNIST)")
     p.add_argument("--epochs", type=int, default=2, help="passes over the training set (default 2)")
     p.add_argument("--n-train", type=int, default=60_000,
-                   help="training digits, the first N (default all 60,000; fewer for a quick check)")
+                   help="training images, the first N (default all 60,000; fewer for a quick check)")
     p.add_argument("--seed", type=int, default=0, help="the classifier's weights and batches")
     p.add_argument("--threads", type=int, default=None, help="PyTorch's threads (default: its own)")
     p.add_argument("--data-dir", default=None, help="where the data set's files are")
@@ -139,6 +138,7 @@ def main(argv=None):
     for path, _, seed, images in runs:
         name = f"{os.path.basename(os.path.dirname(os.path.abspath(path)))} (seed {seed})"
         print(row(name, scores_from_probs(probabilities(torch, net, images))), flush=True)
+
 
 if __name__ == "__main__":
     main()

@@ -222,10 +222,8 @@ def blas_thread_count():
 
 def cpu_count():
     """The cores this process may run on (its affinity mask where the OS has one)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
+    mine = _affinity()
+    return len(mine) if mine is not None else (os.cpu_count() or 1)
 
 
 def workers(most):

@@ -426,8 +426,8 @@ def test_threads_share_the_large_elementwise_passes_bit_for_bit(threads, monkeyp
 @pytest.mark.parametrize("threads", [1, 2])
 def test_two_threads_share_a_large_dense_backward_bit_for_bit(threads, monkeypatch):
     """A DCGAN's projection (Dense 128 -> 128x7x7) has two products of the same size in
-    its backward, dx and dW: with two threads each runs on its own, the very calls one
-    thread makes, so the same numbers as functional's, to the bit (and added to the grads)."""
+    its backward, dx and dW: with two threads each runs on its own, the same products as
+    on one thread, so the same numbers as functional's, to the bit (and added to the grads)."""
     import threading
 
     monkeypatch.setattr(kernels._threads, "workers", lambda most: min(most, threads))
